@@ -1,0 +1,89 @@
+"""Composition root: the bot, the dispatcher with its storage and middlewares, the routers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from bot import db
+from bot.config import Settings
+from bot.flows import registration
+from bot.handlers import admin, common, fallback, start, villager
+from bot.i18n import catalogs
+from bot.menus import set_default_menus
+from bot.middlewares import PersonMiddleware
+from bot.storage import make_storage
+
+log = logging.getLogger(__name__)
+
+
+def build_bot(settings: Settings) -> Bot:
+    if not settings.bot_token:
+        raise ValueError("BOT_TOKEN is required to talk to Telegram")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        token=settings.bot_token,
+        session=session,
+        default=DefaultBotProperties(parse_mode=None, link_preview_is_disabled=True),
+    )
+
+
+def build_dispatcher(settings: Settings) -> Dispatcher:
+    """One dispatcher with every router, in the order a message should be tried."""
+    storage, isolation = make_storage(settings.redis_url)
+    dispatcher = Dispatcher(storage=storage, events_isolation=isolation)
+    dispatcher["settings"] = settings
+    dispatcher["invite_ttl_days"] = settings.invite_ttl_days
+    dispatcher.update.outer_middleware(PersonMiddleware(settings.default_language))
+    dispatcher.include_routers(
+        start.routes.router(),
+        common.routes.router(),
+        villager.routes.router(),
+        admin.routes.router(),
+        registration.routes.router(),
+        fallback.routes.router(),
+    )
+    return dispatcher
+
+
+@dataclass
+class Villagebot:
+    """A running bot: what `run` and the tests start and stop together."""
+
+    settings: Settings
+    bot: Bot
+    dispatcher: Dispatcher
+
+    @classmethod
+    async def start(cls, settings: Settings, *, bot: Bot | None = None) -> Villagebot:
+        catalogs()  # fail now, not on the first message, if a catalog is broken
+        await db.start(settings.database_url)
+        if settings.directory_file is not None:
+            from bot.directory import import_file
+
+            report = await import_file(settings.directory_file)
+            log.info("directory %s: %s", settings.directory_file, report)
+        bot = bot or build_bot(settings)
+        dispatcher = build_dispatcher(settings)
+        await set_default_menus(bot, settings.default_language)
+        return cls(settings=settings, bot=bot, dispatcher=dispatcher)
+
+    async def poll(self) -> None:
+        """Receive updates by long polling until stopped."""
+        await self.dispatcher.start_polling(
+            self.bot, handle_signals=False, close_bot_session=False
+        )
+
+    async def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # raised when polling never started
+            await self.dispatcher.stop_polling()
+        await self.dispatcher.storage.close()
+        await self.dispatcher.fsm.events_isolation.close()
+        await self.bot.session.close()
+        await db.stop()

@@ -1,0 +1,189 @@
+"""The `villagebot` command: run, demo, migrate, directory, invite."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from tortoise.exceptions import BaseORMException
+
+from bot.config import Settings, SettingsError, load_settings
+from bot.db import DatabaseUnavailable
+
+
+def _fail(line: str, code: int = 2) -> int:
+    print(f"villagebot: {line}", file=sys.stderr)
+    return code
+
+
+async def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    from bot.app import Villagebot
+
+    if not settings.bot_token:
+        return _fail("setting BOT_TOKEN: required to run the bot (try `villagebot demo`)")
+    app = await Villagebot.start(settings)
+    try:
+        await app.poll()
+    finally:
+        await app.stop()
+    return 0
+
+
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.demo import play
+
+    return await play(settings, database_url=args.database)
+
+
+async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from bot import db
+
+    await db.start(settings.database_url, migrate=False)
+    try:
+        applied = await db.run_migrations()
+    finally:
+        await db.stop()
+    print("\n".join(f"applied {name}" for name in applied) or "the schema is up to date")
+    return 0
+
+
+async def _directory_import(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import db
+    from bot.directory import DirectoryError, import_file
+
+    await db.start(settings.database_url)
+    try:
+        report = await import_file(Path(args.file), default_language=settings.default_language)
+    except DirectoryError as error:
+        print(f"villagebot: {args.file} is not valid; nothing was changed:", file=sys.stderr)
+        print(str(error), file=sys.stderr)
+        return 1
+    finally:
+        await db.stop()
+    print(report)
+    return 0
+
+
+async def _directory_export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import db
+    from bot.directory import dump_yaml, export_directory
+    from bot.models import Township
+
+    await db.start(settings.database_url)
+    try:
+        code = args.township or await _only_township_code()
+        if code is None:
+            return _fail("name the township with --township (there is more than one, or none)")
+        if not await Township.exists(code=code):
+            return _fail(f"no township with the code {code}")
+        text = dump_yaml(await export_directory(code))
+    finally:
+        await db.stop()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def _only_township_code() -> str | None:
+    from bot.models import Township
+
+    codes = await Township.filter(active=True).values_list("code", flat=True)
+    return codes[0] if len(codes) == 1 else None
+
+
+async def _invite(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import db
+    from bot.invitations import invite
+    from bot.models import Official
+
+    username = args.bot_username
+    if username is None:
+        if not settings.bot_token:
+            return _fail("setting BOT_TOKEN: required to look up the bot's username "
+                         "(or pass --bot-username)")
+        from bot.app import build_bot
+
+        bot = build_bot(settings)
+        try:
+            username = (await bot.me()).username
+        finally:
+            await bot.session.close()
+    await db.start(settings.database_url)
+    try:
+        query = Official.filter(code=args.official, active=True)
+        if args.township:
+            query = query.filter(township__code=args.township)
+        officials = await query
+        if not officials:
+            return _fail(f"no active official with the code {args.official}")
+        if len(officials) > 1:
+            return _fail(f"several townships have an official {args.official}: add --township")
+        invitation = await invite(officials[0], ttl_days=settings.invite_ttl_days)
+    finally:
+        await db.stop()
+    print(invitation.link(username or ""))
+    expires = f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC"
+    print(f"for {officials[0].name}; single use; expires {expires}", file=sys.stderr)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="villagebot", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="run the bot against Telegram (needs BOT_TOKEN)")
+    demo = commands.add_parser("demo", help="play the case loop on a built-in Telegram emulator")
+    demo.add_argument("--database", help="database URL (default: a fresh SQLite file)")
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+    directory = commands.add_parser("directory", help="import or export a township directory")
+    directory_commands = directory.add_subparsers(dest="action", required=True)
+    importing = directory_commands.add_parser("import", help="load a directory YAML file")
+    importing.add_argument("file")
+    exporting = directory_commands.add_parser("export", help="write a township's directory")
+    exporting.add_argument("--township", help="township code (needed when there are several)")
+    exporting.add_argument("-o", "--output", help="file to write (default: standard output)")
+    inviting = commands.add_parser("invite", help="print a one-time link for an official")
+    inviting.add_argument("official", help="the official's code in the directory")
+    inviting.add_argument("--township", help="township code, when codes repeat")
+    inviting.add_argument("--bot-username", help="skip asking Telegram for the bot's username")
+    return top
+
+
+_ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    "run": _run,
+    "demo": _demo,
+    "migrate": _migrate,
+    "directory import": _directory_import,
+    "directory export": _directory_export,
+    "invite": _invite,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        return _fail(str(error))
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.log_level != "DEBUG":
+        logging.getLogger("tortoise").setLevel(logging.WARNING)
+    key = f"{args.command} {args.action}" if args.command == "directory" else args.command
+    try:
+        return asyncio.run(_ACTIONS[key](settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, BaseORMException, DatabaseUnavailable) as error:
+        # An unreachable or refused database is an operator's problem: one line, no traceback.
+        return _fail(f"setting DATABASE_URL: cannot use the database: {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

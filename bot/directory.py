@@ -1,0 +1,1188 @@
+"""A township's directory as one YAML file: its schema, validation, import and export.
+
+The file is what an administrator edits; the database follows it. Validation reports every
+problem at once, each with its place in the file, because the person fixing it edits a file,
+not a traceback. Import is an idempotent upsert keyed by (township code, entity code) in one
+transaction: rows that leave the file are deactivated, never deleted, since cases keep pointing
+at them, and a second import of the same file writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
+
+from bot.languages import LANGUAGES, ZH_HANS
+from bot.models import (
+    Account,
+    Category,
+    Grid,
+    Level,
+    Official,
+    Role,
+    Township,
+    Unit,
+    UnitKind,
+    Village,
+)
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+NAME_MAX = 100
+INT64_MAX = 2**63 - 1
+_CODE = re.compile(r"[a-z0-9_-]{1,32}")
+_TOWNSHIP_CODE = re.compile(r"[A-Z]{1,8}")
+_NUMBER = re.compile(r"\+?[0-9][0-9-]*")
+_NUMBER_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: Emergency numbers the bot knows by name, in the order they are shown; other keys follow.
+EMERGENCY_KEYS = ("fire", "ambulance", "police")
+
+#: Units that live inside one village, and so must name it.
+VILLAGE_KINDS = frozenset({UnitKind.GRID, UnitKind.VILLAGE, UnitKind.TOWNSHIP_TEAM})
+#: Units a township-level category may name.
+TOWNSHIP_KINDS = frozenset(
+    {UnitKind.TOWNSHIP_TEAM, UnitKind.TOWNSHIP_OFFICE, UnitKind.DEPARTMENT}
+)
+#: Units outside every village: the only ones a confidential category may go to.
+CONFIDENTIAL_KINDS = frozenset({UnitKind.TOWNSHIP_OFFICE, UnitKind.DEPARTMENT})
+
+
+class DirectoryError(Exception):
+    """A directory file that cannot be imported; `problems` lists every reason, each placed."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema. Field checks live here so that pydantic reports them with their path; checks that
+# look across entries (references, duplicates, routing) run afterwards in `_Checker`.
+
+
+def _code(value: str) -> str:
+    if not _CODE.fullmatch(value):
+        raise ValueError("must be 1-32 characters of a-z, 0-9, '_' and '-'")
+    return value
+
+
+def _township_code(value: str) -> str:
+    if not _TOWNSHIP_CODE.fullmatch(value):
+        raise ValueError("must be 1-8 capital letters")
+    return value
+
+
+def _name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value) > NAME_MAX:
+        raise ValueError(f"must be at most {NAME_MAX} characters")
+    return value
+
+
+def _names(value: dict[str, str]) -> dict[str, str]:
+    unknown = [key for key in value if key not in LANGUAGES]
+    if unknown:
+        raise ValueError(
+            f"unknown language {unknown[0]!r} (use {', '.join(LANGUAGES)})"
+        )
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (e.g. {DEFAULT_TIMEZONE})") from None
+    return value
+
+
+def _quoted(value: object) -> object:
+    # YAML reads 119 as a number and 0591 as octal: numbers must be written as quoted text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f'write it in quotes, e.g. "{value}"')
+    return value
+
+
+def _number(value: str) -> str:
+    if not _NUMBER.fullmatch(value) or len(value) > 32:
+        raise ValueError("must be digits, with an optional leading '+' and '-' separators")
+    return value
+
+
+def _number_key(value: str) -> str:
+    if not _NUMBER_KEY.fullmatch(value):
+        raise ValueError(
+            f"unknown key {value!r}: use {', '.join(EMERGENCY_KEYS)} or another lowercase word"
+        )
+    return value
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be a positive whole number")
+    return value
+
+
+def _telegram_id(value: int) -> int:
+    if not 0 < value <= INT64_MAX:
+        raise ValueError("must be a positive Telegram user id")
+    return value
+
+
+def _group_chat_id(value: int) -> int:
+    if not -INT64_MAX <= value < 0:
+        raise ValueError("must be a negative Telegram chat id (a group or channel)")
+    return value
+
+
+def _not_empty(what: str) -> Callable[[list[Any]], list[Any]]:
+    def check(value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError(f"needs at least one {what}")
+        return value
+
+    return check
+
+
+Code = Annotated[StrictStr, AfterValidator(_code)]
+Name = Annotated[StrictStr, AfterValidator(_name)]
+Names = Annotated[dict[StrictStr, Name], AfterValidator(_names)]
+PhoneNumber = Annotated[StrictStr, BeforeValidator(_quoted), AfterValidator(_number)]
+Hours = Annotated[StrictInt, AfterValidator(_positive)]
+GroupChatId = Annotated[StrictInt, AfterValidator(_group_chat_id)]
+TelegramId = Annotated[StrictInt, AfterValidator(_telegram_id)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CalendarSpec(_Spec):
+    days_off: list[date] = Field(default_factory=list)
+    working_days: list[date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> CalendarSpec:
+        both = sorted(set(self.days_off) & set(self.working_days))
+        if both:
+            raise ValueError(f"{both[0].isoformat()} is both a day off and a working day")
+        return self
+
+
+class TownshipSpec(_Spec):
+    code: Annotated[StrictStr, AfterValidator(_township_code)]
+    name: Name
+    names: Names = Field(default_factory=dict)
+    timezone: Annotated[StrictStr, AfterValidator(_timezone)] = DEFAULT_TIMEZONE
+    digest_chat_id: GroupChatId | None = None
+    emergency_numbers: dict[Annotated[StrictStr, AfterValidator(_number_key)], PhoneNumber] = (
+        Field(default_factory=dict)
+    )
+    calendar: CalendarSpec = Field(default_factory=CalendarSpec)
+
+
+class GridSpec(_Spec):
+    code: Code
+    name: Name
+    names: Names = Field(default_factory=dict)
+
+
+class VillageSpec(_Spec):
+    code: Code
+    name: Name
+    names: Names = Field(default_factory=dict)
+    grids: list[GridSpec] = Field(default_factory=list)
+
+
+class UnitSpec(_Spec):
+    code: Code
+    name: Name
+    names: Names = Field(default_factory=dict)
+    kind: UnitKind
+    village: Code | None = None
+    grid: Code | None = None
+    group_chat_id: GroupChatId | None = None
+    supervisor: Code | None = None
+
+
+class CategorySpec(_Spec):
+    """A second-level category: the one a villager picks, carrying the handling rules."""
+
+    code: Code
+    name: Name
+    names: Names = Field(default_factory=dict)
+    level: Level
+    unit: Code | None = None
+    accept_hours: Hours
+    resolve_hours: Hours
+    working_hours: StrictBool = False
+    emergency: StrictBool = False
+    confidential: StrictBool = False
+
+
+class CategoryGroupSpec(_Spec):
+    """A first-level category: only a heading for its children."""
+
+    code: Code
+    name: Name
+    names: Names = Field(default_factory=dict)
+    children: Annotated[list[CategorySpec], AfterValidator(_not_empty("child"))]
+
+
+class OfficialSpec(_Spec):
+    code: Code
+    name: Name
+    names: Names = Field(default_factory=dict)
+    role: Role
+    units: Annotated[list[Code], AfterValidator(_not_empty("unit"))]
+    phone: PhoneNumber | None = None
+    telegram_id: TelegramId | None = None
+
+
+class DirectoryFile(_Spec):
+    """One township's directory, as read from its file and checked."""
+
+    township: TownshipSpec
+    villages: list[VillageSpec] = Field(default_factory=list)
+    units: list[UnitSpec] = Field(default_factory=list)
+    categories: list[CategoryGroupSpec] = Field(default_factory=list)
+    officials: list[OfficialSpec] = Field(default_factory=list)
+
+    def leaves(self) -> Iterable[tuple[CategoryGroupSpec, CategorySpec]]:
+        for group in self.categories:
+            for child in group.children:
+                yield group, child
+
+
+_SECTIONS: dict[str, type[_Spec]] = {
+    "villages": VillageSpec,
+    "units": UnitSpec,
+    "categories": CategoryGroupSpec,
+    "officials": OfficialSpec,
+}
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking.
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping instead of keeping the last."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` may be overridden by the keys written next to it
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+            seen.add(key)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping below reports it
+        if duplicate:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+    return loader.construct_mapping(node, deep=True)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain data only
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}" if mark is not None else "file"
+        raise DirectoryError([f"{where}: {error.problem or error.context}"]) from None
+    except yaml.YAMLError as error:
+        raise DirectoryError([f"file: {error}"]) from None
+
+
+def _path(prefix: str, loc: Iterable[int | str]) -> str:
+    path = prefix
+    for part in loc:
+        if part == "[key]":
+            continue  # pydantic's marker for "the key itself", already named by the path
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path or "file"
+
+
+_MESSAGES = {
+    "missing": "missing",
+    "extra_forbidden": "unknown field",
+    "string_type": "must be text",
+    "int_type": "must be a whole number",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "date_type": "must be a date like 2026-10-08",
+    "date_parsing": "must be a date like 2026-10-08",
+    "date_from_datetime_parsing": "must be a date like 2026-10-08",
+    "date_from_datetime_inexact": "must be a date like 2026-10-08",
+}
+
+
+def _pydantic_problems(prefix: str, error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        kind = item["type"]
+        if kind == "value_error":
+            message = str(item["ctx"]["error"])
+        elif kind == "enum":
+            message = f"must be one of {item['ctx']['expected']}"
+        else:
+            message = _MESSAGES.get(kind, item["msg"])
+        problems.append(f"{_path(prefix, item['loc'])}: {message}")
+    return problems
+
+
+def _raw_code(item: object) -> str | None:
+    code = item.get("code") if isinstance(item, dict) else None
+    return code if isinstance(code, str) else None
+
+
+@dataclass
+class _Namespace:
+    """The codes of one kind of entry: every code written, valid entry or not, and the valid.
+
+    A reference to a code whose entry is broken is not reported again: the entry already is.
+    """
+
+    what: str
+    written: set[str] = field(default_factory=set)
+    valid: dict[str, Any] = field(default_factory=dict)
+
+
+class _Checker:
+    """Validates entries one by one, then checks what lies between them."""
+
+    def __init__(self, data: Any) -> None:
+        self.problems: list[str] = []
+        self.data = data
+        self.township: TownshipSpec | None = None
+        self.villages: list[tuple[int, VillageSpec]] = []
+        self.units: list[tuple[int, UnitSpec]] = []
+        self.groups: list[tuple[int, CategoryGroupSpec]] = []
+        self.officials: list[tuple[int, OfficialSpec]] = []
+        self.sections: dict[str, list[Any]] = {}
+        self.all_units_valid = True
+        self.village_codes = _Namespace("village")
+        self.unit_codes = _Namespace("unit")
+        #: (kind, village code, grid code) -> the path of the unit covering it
+        self.covering: dict[tuple[UnitKind, str, str | None], str] = {}
+        #: the first leaf that needs a village unit in every village, or a township team
+        self.needs_village_unit: str | None = None
+        self.needs_team: str | None = None
+
+    def run(self) -> DirectoryFile:
+        data = self.data
+        if data is None:
+            raise DirectoryError(["file: empty"])
+        if not isinstance(data, dict):
+            raise DirectoryError(
+                ["file: must be a mapping with township, villages, units, categories, officials"]
+            )
+        for key in data:
+            if key != "township" and key not in _SECTIONS:
+                self.problems.append(f"{key}: unknown field")
+        self._structure()
+        self._villages()
+        self._units()
+        self._categories()
+        self._officials()
+        if self.problems:
+            raise DirectoryError(self.problems)
+        assert self.township is not None
+        return DirectoryFile(
+            township=self.township,
+            villages=[spec for _, spec in self.villages],
+            units=[spec for _, spec in self.units],
+            categories=[spec for _, spec in self.groups],
+            officials=[spec for _, spec in self.officials],
+        )
+
+    def _structure(self) -> None:
+        if "township" not in self.data:
+            self.problems.append("township: missing")
+        else:
+            try:
+                self.township = TownshipSpec.model_validate(self.data["township"])
+            except ValidationError as error:
+                self.problems += _pydantic_problems("township", error)
+        targets: dict[str, list[tuple[int, Any]]] = {
+            "villages": self.villages,
+            "units": self.units,
+            "categories": self.groups,
+            "officials": self.officials,
+        }
+        for section, spec in _SECTIONS.items():
+            items = self.data.get(section)
+            if items is None:
+                items = []
+            if not isinstance(items, list):
+                self.problems.append(f"{section}: must be a list")
+                items = []
+            self.sections[section] = items
+            for index, item in enumerate(items):
+                try:
+                    targets[section].append((index, spec.model_validate(item)))
+                except ValidationError as error:
+                    self.problems += _pydantic_problems(f"{section}[{index}]", error)
+                    if section == "units":
+                        self.all_units_valid = False
+
+    def _namespace(
+        self, what: str, entries: Iterable[tuple[str, object]], valid: Iterable[tuple[str, Any]]
+    ) -> _Namespace:
+        """Duplicates among every written code; the first valid entry of each code."""
+        namespace = _Namespace(what)
+        first: dict[str, str] = {}
+        for path, item in entries:
+            code = _raw_code(item)
+            if code is None:
+                continue
+            if code in first:
+                self.problems.append(f"{path}.code: {code!r} also used by {first[code]}")
+            else:
+                first[code] = path
+            namespace.written.add(code)
+        for path, spec in valid:
+            if first.get(spec.code) == path:
+                namespace.valid[spec.code] = spec
+        return namespace
+
+    def _resolve(self, path: str, code: str, namespace: _Namespace) -> Any | None:
+        """The valid entry a reference names; unknown codes are problems, invalid ones not."""
+        if code in namespace.valid:
+            return namespace.valid[code]
+        if code not in namespace.written:
+            self.problems.append(f"{path}: unknown {namespace.what} {code!r}")
+        return None
+
+    def _villages(self) -> None:
+        raw = self.sections["villages"]
+        self.village_codes = self._namespace(
+            "village",
+            ((f"villages[{i}]", item) for i, item in enumerate(raw)),
+            ((f"villages[{i}]", spec) for i, spec in self.villages),
+        )
+        for i, item in enumerate(raw):
+            grids = item.get("grids") if isinstance(item, dict) else None
+            if isinstance(grids, list):
+                self._namespace(
+                    "grid", ((f"villages[{i}].grids[{k}]", g) for k, g in enumerate(grids)), ()
+                )
+
+    def _units(self) -> None:
+        self.unit_codes = self._namespace(
+            "unit",
+            ((f"units[{i}]", item) for i, item in enumerate(self.sections["units"])),
+            ((f"units[{i}]", spec) for i, spec in self.units),
+        )
+        covering = self.covering
+        for i, unit in self.units:
+            path = f"units[{i}]"
+            kind = unit.kind
+            village: VillageSpec | None = None
+            if kind in VILLAGE_KINDS:
+                if unit.village is None:
+                    self.problems.append(f"{path}.village: required for kind {kind}")
+                else:
+                    village = self._resolve(f"{path}.village", unit.village, self.village_codes)
+            elif unit.village is not None:
+                self.problems.append(f"{path}.village: not allowed for kind {kind}")
+            if kind == UnitKind.GRID:
+                if unit.grid is None:
+                    self.problems.append(f"{path}.grid: required for kind grid")
+                elif village is not None and unit.grid not in {g.code for g in village.grids}:
+                    self.problems.append(
+                        f"{path}.grid: unknown grid {unit.grid!r} in village {village.code!r}"
+                    )
+            elif unit.grid is not None:
+                self.problems.append(f"{path}.grid: not allowed for kind {kind}")
+            if village is not None and (kind != UnitKind.GRID or unit.grid is not None):
+                key = (kind, village.code, unit.grid if kind == UnitKind.GRID else None)
+                if key in covering:
+                    where = "grid" if kind == UnitKind.GRID else "village"
+                    self.problems.append(
+                        f"{path}.{where}: already covered by {covering[key]} of kind {kind}"
+                    )
+                else:
+                    covering[key] = path
+            self._supervisor(path, unit)
+        self._cycles()
+
+    def _supervisor(self, path: str, unit: UnitSpec) -> None:
+        kind = unit.kind
+        if unit.supervisor is None:
+            if kind in (UnitKind.GRID, UnitKind.VILLAGE):
+                self.problems.append(f"{path}.supervisor: required for kind {kind}")
+            return
+        if unit.supervisor == unit.code:
+            self.problems.append(f"{path}.supervisor: a unit cannot supervise itself")
+            return
+        boss: UnitSpec | None = self._resolve(
+            f"{path}.supervisor", unit.supervisor, self.unit_codes
+        )
+        if boss is None or unit.village is None:
+            return
+        if kind == UnitKind.GRID and not (
+            boss.kind == UnitKind.VILLAGE and boss.village == unit.village
+        ):
+            self.problems.append(
+                f"{path}.supervisor: must be the unit of kind village of {unit.village!r}"
+            )
+        if kind == UnitKind.VILLAGE and not (
+            boss.kind == UnitKind.TOWNSHIP_OFFICE
+            or (boss.kind == UnitKind.TOWNSHIP_TEAM and boss.village == unit.village)
+        ):
+            self.problems.append(
+                f"{path}.supervisor: must be the township team of {unit.village!r}"
+                " or a township office"
+            )
+
+    def _cycles(self) -> None:
+        index = {spec.code: (i, spec) for i, spec in self.units}
+        reported: set[str] = set()
+        for _, start in self.units:
+            chain: list[str] = []
+            code: str | None = start.code
+            while code is not None and code in index and code not in chain:
+                chain.append(code)
+                code = index[code][1].supervisor
+            if code is None or code not in chain:
+                continue
+            cycle = chain[chain.index(code):]
+            if len(cycle) < 2 or reported.intersection(cycle):
+                continue  # a self-supervising unit is reported on its own
+            reported.update(cycle)
+            first = min(cycle, key=lambda c: index[c][0])
+            at = cycle.index(first)
+            ordered = [*cycle[at:], *cycle[:at], first]
+            self.problems.append(
+                f"units[{index[first][0]}].supervisor: supervision cycle {' -> '.join(ordered)}"
+            )
+
+    def _categories(self) -> None:
+        entries: list[tuple[str, object]] = []
+        valid: list[tuple[str, Any]] = []
+        for i, item in enumerate(self.sections["categories"]):
+            entries.append((f"categories[{i}]", item))
+            children = item.get("children") if isinstance(item, dict) else None
+            if isinstance(children, list):
+                entries += [(f"categories[{i}].children[{k}]", c) for k, c in enumerate(children)]
+        for i, group in self.groups:
+            valid.append((f"categories[{i}]", group))
+            valid += [(f"categories[{i}].children[{k}]", c) for k, c in enumerate(group.children)]
+        self._namespace("category", entries, valid)
+        for i, group in self.groups:
+            for k, leaf in enumerate(group.children):
+                self._leaf(f"categories[{i}].children[{k}]", leaf)
+        self._coverage()
+
+    def _leaf(self, path: str, leaf: CategorySpec) -> None:
+        if leaf.resolve_hours < leaf.accept_hours:
+            self.problems.append(
+                f"{path}.resolve_hours: must be at least accept_hours ({leaf.accept_hours})"
+            )
+        level = leaf.level
+        unit: UnitSpec | None = None
+        if leaf.unit is not None:
+            unit = self._resolve(f"{path}.unit", leaf.unit, self.unit_codes)
+        if leaf.confidential:
+            if level in (Level.GRID, Level.VILLAGE):
+                self.problems.append(
+                    f"{path}.level: a confidential category is handled at township or"
+                    " department level"
+                )
+            if leaf.unit is None:
+                self.problems.append(f"{path}.unit: required for a confidential category")
+            elif unit is not None and unit.kind not in CONFIDENTIAL_KINDS:
+                self.problems.append(
+                    f"{path}.unit: a confidential category goes to a township_office or"
+                    f" department unit, not {unit.kind}"
+                )
+        if level == Level.DEPARTMENT:
+            if leaf.unit is None:
+                if not leaf.confidential:
+                    self.problems.append(f"{path}.unit: required for level department")
+            elif unit is not None and unit.kind != UnitKind.DEPARTMENT:
+                self.problems.append(
+                    f"{path}.unit: level department needs a unit of kind department,"
+                    f" not {unit.kind}"
+                )
+        elif level == Level.TOWNSHIP:
+            if leaf.unit is None:
+                if not leaf.confidential:
+                    self.needs_team = self.needs_team or path
+            elif (
+                unit is not None and unit.kind not in TOWNSHIP_KINDS and not leaf.confidential
+            ):
+                self.problems.append(
+                    f"{path}.unit: level township needs a township_team, township_office or"
+                    f" department unit, not {unit.kind}"
+                )
+        elif not leaf.confidential:
+            self.needs_village_unit = self.needs_village_unit or path
+            if leaf.unit is not None:
+                self.problems.append(f"{path}.unit: not allowed for level {level}")
+
+    def _coverage(self) -> None:
+        if not self.all_units_valid:
+            return  # a broken unit entry may be the one that covers a village
+        for i, village in self.villages:
+            if self.needs_village_unit and (UnitKind.VILLAGE, village.code, None) not in (
+                self.covering
+            ):
+                self.problems.append(
+                    f"villages[{i}]: needs a unit of kind village"
+                    f" ({self.needs_village_unit} is handled at grid or village level)"
+                )
+            if self.needs_team and (UnitKind.TOWNSHIP_TEAM, village.code, None) not in (
+                self.covering
+            ):
+                self.problems.append(
+                    f"villages[{i}]: needs a unit of kind township_team"
+                    f" ({self.needs_team} is handled at township level without a unit)"
+                )
+
+    def _officials(self) -> None:
+        self._namespace(
+            "official",
+            ((f"officials[{i}]", item) for i, item in enumerate(self.sections["officials"])),
+            (),
+        )
+        telegram_ids: dict[int, str] = {}
+        for i, official in self.officials:
+            path = f"officials[{i}]"
+            listed: set[str] = set()
+            for k, code in enumerate(official.units):
+                if code in listed:
+                    self.problems.append(f"{path}.units[{k}]: {code!r} listed twice")
+                listed.add(code)
+                self._resolve(f"{path}.units[{k}]", code, self.unit_codes)
+            if official.telegram_id is not None:
+                if official.telegram_id in telegram_ids:
+                    self.problems.append(
+                        f"{path}.telegram_id: also used by {telegram_ids[official.telegram_id]}"
+                    )
+                else:
+                    telegram_ids[official.telegram_id] = path
+
+
+def validate_directory(data: Any) -> DirectoryFile:
+    """Check parsed YAML (plain dicts and lists); raises `DirectoryError` with every problem."""
+    return _Checker(data).run()
+
+
+def load_directory(text_or_path: str | Path) -> DirectoryFile:
+    """Read a directory: a `Path` is a file to open, a `str` is the YAML text itself."""
+    if isinstance(text_or_path, Path):
+        try:
+            text = text_or_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise DirectoryError([f"file: cannot be read ({error})"]) from None
+    else:
+        text = text_or_path
+    return validate_directory(_parse_yaml(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Import.
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    deactivated: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.deactivated)
+
+
+@dataclass
+class ImportReport:
+    """What an import wrote, per kind of row; reactivated rows count as updated."""
+
+    township: str
+    townships: Counts = field(default_factory=Counts)
+    villages: Counts = field(default_factory=Counts)
+    grids: Counts = field(default_factory=Counts)
+    units: Counts = field(default_factory=Counts)
+    categories: Counts = field(default_factory=Counts)
+    officials: Counts = field(default_factory=Counts)
+    accounts: Counts = field(default_factory=Counts)
+
+    def kinds(self) -> dict[str, Counts]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "township"}
+
+    @property
+    def changed(self) -> bool:
+        return any(counts.changed for counts in self.kinds().values())
+
+    def __str__(self) -> str:
+        if not self.changed:
+            return f"directory {self.township}: no changes"
+        parts = []
+        for action in ("created", "updated", "deactivated"):
+            counted = [
+                f"{kind} {getattr(counts, action)}"
+                for kind, counts in self.kinds().items()
+                if getattr(counts, action)
+            ]
+            if counted:
+                parts.append(f"{action} {', '.join(counted)}")
+        return f"directory {self.township}: {'; '.join(parts)}"
+
+
+M = TypeVar("M", bound=Model)
+
+
+class _Importer:
+    """One import, inside one transaction: every query goes through `self.db`."""
+
+    def __init__(
+        self, directory: DirectoryFile, db: BaseDBAsyncClient, default_language: str
+    ) -> None:
+        self.file = directory
+        self.db = db
+        self.default_language = default_language
+        self.report = ImportReport(township=directory.township.code)
+        self.touched: set[tuple[str, int]] = set()
+
+    async def _write(
+        self, kind: str, model: type[M], row: M | None, wanted: Mapping[str, Any]
+    ) -> M:
+        """Create the row, or save exactly the fields that differ; count each row once."""
+        counts: Counts = getattr(self.report, kind)
+        if row is None:
+            row = await model.create(using_db=self.db, **wanted)
+            counts.created += 1
+            self.touched.add((kind, row.pk))
+            return row
+        changed = [name for name, value in wanted.items() if getattr(row, name) != value]
+        if changed:
+            for name in changed:
+                setattr(row, name, wanted[name])
+            await row.save(using_db=self.db, update_fields=changed)
+            if (kind, row.pk) not in self.touched:
+                counts.updated += 1
+                self.touched.add((kind, row.pk))
+        return row
+
+    async def _deactivate(self, kind: str, model: type[Model], rows: Iterable[Model]) -> None:
+        ids = [row.pk for row in rows if row.active]  # type: ignore[attr-defined]
+        if ids:
+            await model.filter(id__in=ids).using_db(self.db).update(active=False)
+            getattr(self.report, kind).deactivated += len(ids)
+
+    async def run(self) -> ImportReport:
+        township = await self._township()
+        villages, grids = await self._villages(township)
+        units = await self._units(township, villages, grids)
+        await self._categories(township, units)
+        await self._officials(township, units)
+        return self.report
+
+    async def _township(self) -> Township:
+        spec = self.file.township
+        row = await Township.get_or_none(code=spec.code, using_db=self.db)
+        wanted = {
+            "code": spec.code,
+            "name": spec.name,
+            "names": spec.names,
+            "timezone": spec.timezone,
+            "digest_chat_id": spec.digest_chat_id,
+            "emergency_numbers": spec.emergency_numbers,
+            "days_off": [day.isoformat() for day in spec.calendar.days_off],
+            "working_days": [day.isoformat() for day in spec.calendar.working_days],
+            "active": True,
+        }
+        return await self._write("townships", Township, row, wanted)
+
+    async def _villages(
+        self, township: Township
+    ) -> tuple[dict[str, Village], dict[tuple[str, str], Grid]]:
+        existing = {
+            row.code: row
+            for row in await Village.filter(township_id=township.id).using_db(self.db)
+        }
+        existing_grids = {
+            (row.village_id, row.code): row  # type: ignore[attr-defined]
+            for row in await Grid.filter(village__township_id=township.id).using_db(self.db)
+        }
+        villages: dict[str, Village] = {}
+        grids: dict[tuple[str, str], Grid] = {}
+        for position, spec in enumerate(self.file.villages):
+            village = await self._write(
+                "villages",
+                Village,
+                existing.get(spec.code),
+                {
+                    "township_id": township.id,
+                    "code": spec.code,
+                    "name": spec.name,
+                    "names": spec.names,
+                    "position": position,
+                    "active": True,
+                },
+            )
+            villages[spec.code] = village
+            for grid_position, grid_spec in enumerate(spec.grids):
+                grid = await self._write(
+                    "grids",
+                    Grid,
+                    existing_grids.get((village.id, grid_spec.code)),
+                    {
+                        "village_id": village.id,
+                        "code": grid_spec.code,
+                        "name": grid_spec.name,
+                        "names": grid_spec.names,
+                        "position": grid_position,
+                        "active": True,
+                    },
+                )
+                grids[spec.code, grid_spec.code] = grid
+        await self._deactivate(
+            "villages", Village, (row for code, row in existing.items() if code not in villages)
+        )
+        kept = {grid.pk for grid in grids.values()}
+        await self._deactivate(
+            "grids", Grid, (row for row in existing_grids.values() if row.pk not in kept)
+        )
+        return villages, grids
+
+    async def _units(
+        self,
+        township: Township,
+        villages: dict[str, Village],
+        grids: dict[tuple[str, str], Grid],
+    ) -> dict[str, Unit]:
+        existing = {
+            row.code: row for row in await Unit.filter(township_id=township.id).using_db(self.db)
+        }
+        units: dict[str, Unit] = {}
+
+        def wanted(spec: UnitSpec) -> dict[str, Any]:
+            village = villages[spec.village] if spec.village else None
+            grid = grids[spec.village, spec.grid] if spec.village and spec.grid else None
+            boss = units.get(spec.supervisor) if spec.supervisor else None
+            return {
+                "township_id": township.id,
+                "code": spec.code,
+                "name": spec.name,
+                "names": spec.names,
+                "kind": spec.kind,
+                "village_id": village.id if village else None,
+                "grid_id": grid.id if grid else None,
+                "group_chat_id": spec.group_chat_id,
+                "supervisor_id": boss.id if boss else None,
+                "active": True,
+            }
+
+        # Supervisors may come later in the file: a second pass links what the first could not.
+        for spec in self.file.units:
+            fields_ = wanted(spec)
+            if spec.supervisor and spec.supervisor not in units:
+                fields_.pop("supervisor_id")
+            units[spec.code] = await self._write("units", Unit, existing.get(spec.code), fields_)
+        for spec in self.file.units:
+            await self._write("units", Unit, units[spec.code], wanted(spec))
+        await self._deactivate(
+            "units", Unit, (row for code, row in existing.items() if code not in units)
+        )
+        return units
+
+    async def _categories(self, township: Township, units: dict[str, Unit]) -> None:
+        existing = {
+            row.code: row
+            for row in await Category.filter(township_id=township.id).using_db(self.db)
+        }
+        kept: set[str] = set()
+        for position, group in enumerate(self.file.categories):
+            parent = await self._write(
+                "categories",
+                Category,
+                existing.get(group.code),
+                {
+                    "township_id": township.id,
+                    "code": group.code,
+                    "parent_id": None,
+                    "name": group.name,
+                    "names": group.names,
+                    "position": position,
+                    "level": None,
+                    "unit_id": None,
+                    "accept_hours": None,
+                    "resolve_hours": None,
+                    "working_hours": False,
+                    "emergency": False,
+                    "confidential": False,
+                    "active": True,
+                },
+            )
+            kept.add(group.code)
+            for child_position, leaf in enumerate(group.children):
+                await self._write(
+                    "categories",
+                    Category,
+                    existing.get(leaf.code),
+                    {
+                        "township_id": township.id,
+                        "code": leaf.code,
+                        "parent_id": parent.id,
+                        "name": leaf.name,
+                        "names": leaf.names,
+                        "position": child_position,
+                        "level": leaf.level,
+                        "unit_id": units[leaf.unit].id if leaf.unit else None,
+                        "accept_hours": leaf.accept_hours,
+                        "resolve_hours": leaf.resolve_hours,
+                        "working_hours": leaf.working_hours,
+                        "emergency": leaf.emergency,
+                        "confidential": leaf.confidential,
+                        "active": True,
+                    },
+                )
+                kept.add(leaf.code)
+        await self._deactivate(
+            "categories", Category, (row for code, row in existing.items() if code not in kept)
+        )
+
+    async def _officials(self, township: Township, units: dict[str, Unit]) -> None:
+        existing = {
+            row.code: row
+            for row in await Official.filter(township_id=township.id).using_db(self.db)
+        }
+        memberships: dict[int, set[int]] = {}
+        for official_id, unit_id in await Official.filter(township_id=township.id).using_db(
+            self.db
+        ).values_list("id", "units__id"):
+            memberships.setdefault(official_id, set())
+            if unit_id is not None:
+                memberships[official_id].add(unit_id)
+        accounts = await self._accounts()
+        units_by_id = {unit.id: unit for unit in units.values()}
+        for spec in self.file.officials:
+            wanted: dict[str, Any] = {
+                "township_id": township.id,
+                "code": spec.code,
+                "name": spec.name,
+                "names": spec.names,
+                "role": spec.role,
+                "phone": spec.phone,
+                "active": True,
+            }
+            if spec.telegram_id is not None:
+                # Without a telegram_id the binding made by an invitation is kept.
+                wanted["account_id"] = accounts[spec.telegram_id].id
+            row = await self._write("officials", Official, existing.get(spec.code), wanted)
+            current = memberships.get(row.id, set())
+            target = {units[code].id for code in spec.units}
+            if current != target:
+                if target - current:
+                    missing = [units_by_id[unit_id] for unit_id in target - current]
+                    await row.units.add(*missing, using_db=self.db)
+                if current - target:
+                    extra = await Unit.filter(id__in=current - target).using_db(self.db)
+                    await row.units.remove(*extra, using_db=self.db)
+                if ("officials", row.id) not in self.touched:
+                    self.report.officials.updated += 1
+                    self.touched.add(("officials", row.id))
+        listed = {spec.code for spec in self.file.officials}
+        await self._deactivate(
+            "officials", Official, (row for code, row in existing.items() if code not in listed)
+        )
+
+    async def _accounts(self) -> dict[int, Account]:
+        """The accounts of the officials' telegram_ids, created for those never seen yet."""
+        names = {o.telegram_id: o.name for o in self.file.officials if o.telegram_id is not None}
+        if not names:
+            return {}
+        accounts = {
+            account.id: account
+            for account in await Account.filter(id__in=list(names)).using_db(self.db)
+        }
+        for telegram_id, name in names.items():
+            if telegram_id not in accounts:
+                accounts[telegram_id] = await Account.create(
+                    using_db=self.db,
+                    id=telegram_id,
+                    first_name=name[:128],
+                    language=self.default_language,
+                )
+                self.report.accounts.created += 1
+        return accounts
+
+
+async def import_directory(
+    directory: DirectoryFile, *, default_language: str = ZH_HANS
+) -> ImportReport:
+    """Make the database say what the file says, all or nothing."""
+    # A DirectoryFile can be built in code as well as loaded: check the rules between entries.
+    directory = validate_directory(directory.model_dump())
+    async with in_transaction() as connection:
+        return await _Importer(directory, connection, default_language).run()
+
+
+async def import_file(path: str | Path, *, default_language: str = ZH_HANS) -> ImportReport:
+    """Load, check and import a directory file; raises `DirectoryError` and changes nothing."""
+    return await import_directory(load_directory(Path(path)), default_language=default_language)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export.
+
+
+def _named(row: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": row.code, "name": row.name}
+    names = {language: row.names[language] for language in LANGUAGES if language in row.names}
+    if names:
+        out["names"] = names
+    return out
+
+
+def _township_dict(row: Township) -> dict[str, Any]:
+    out = _named(row)
+    if row.timezone != DEFAULT_TIMEZONE:
+        out["timezone"] = row.timezone
+    if row.digest_chat_id is not None:
+        out["digest_chat_id"] = row.digest_chat_id
+    if row.emergency_numbers:
+        keys = [key for key in EMERGENCY_KEYS if key in row.emergency_numbers]
+        keys += sorted(key for key in row.emergency_numbers if key not in EMERGENCY_KEYS)
+        out["emergency_numbers"] = {key: row.emergency_numbers[key] for key in keys}
+    calendar: dict[str, list[date]] = {}
+    if row.days_off:
+        calendar["days_off"] = [date.fromisoformat(day) for day in row.days_off]
+    if row.working_days:
+        calendar["working_days"] = [date.fromisoformat(day) for day in row.working_days]
+    if calendar:
+        out["calendar"] = calendar
+    return out
+
+
+async def export_directory(township_code: str) -> dict[str, Any]:
+    """The active directory of a township in the file's structure, in import order."""
+    township = await Township.get(code=township_code)
+    villages = await Village.filter(township_id=township.id, active=True).order_by(
+        "position", "id"
+    )
+    grids = await Grid.filter(village__township_id=township.id, active=True).order_by(
+        "position", "id"
+    )
+    units = await Unit.filter(township_id=township.id, active=True).order_by("id")
+    categories = await Category.filter(township_id=township.id, active=True).order_by(
+        "position", "id"
+    )
+    officials = await Official.filter(township_id=township.id, active=True).order_by("id")
+    memberships = await Official.filter(
+        township_id=township.id, active=True, units__active=True
+    ).order_by("id", "units__id").values_list("id", "units__code")
+
+    village_codes = {row.id: row.code for row in villages}
+    grid_codes = {row.id: row.code for row in grids}
+    unit_codes = {row.id: row.code for row in units}
+
+    village_list = []
+    for village in villages:
+        out = _named(village)
+        village_grids = [_named(g) for g in grids if g.village_id == village.id]  # type: ignore[attr-defined]
+        if village_grids:
+            out["grids"] = village_grids
+        village_list.append(out)
+
+    unit_list = []
+    for unit in units:
+        out = _named(unit)
+        out["kind"] = unit.kind.value
+        if unit.village_id in village_codes:  # type: ignore[attr-defined]
+            out["village"] = village_codes[unit.village_id]  # type: ignore[attr-defined]
+        if unit.grid_id in grid_codes:  # type: ignore[attr-defined]
+            out["grid"] = grid_codes[unit.grid_id]  # type: ignore[attr-defined]
+        if unit.group_chat_id is not None:
+            out["group_chat_id"] = unit.group_chat_id
+        if unit.supervisor_id in unit_codes:  # type: ignore[attr-defined]
+            out["supervisor"] = unit_codes[unit.supervisor_id]  # type: ignore[attr-defined]
+        unit_list.append(out)
+
+    category_list = []
+    for group in (row for row in categories if row.parent_id is None):  # type: ignore[attr-defined]
+        children = []
+        for leaf in (row for row in categories if row.parent_id == group.id):  # type: ignore[attr-defined]
+            out = _named(leaf)
+            out["level"] = leaf.level.value if leaf.level else None
+            if leaf.unit_id in unit_codes:  # type: ignore[attr-defined]
+                out["unit"] = unit_codes[leaf.unit_id]  # type: ignore[attr-defined]
+            out["accept_hours"] = leaf.accept_hours
+            out["resolve_hours"] = leaf.resolve_hours
+            for flag in ("working_hours", "emergency", "confidential"):
+                if getattr(leaf, flag):
+                    out[flag] = True
+            children.append(out)
+        category_list.append({**_named(group), "children": children})
+
+    official_units: dict[int, list[str]] = {}
+    for official_id, code in memberships:
+        official_units.setdefault(official_id, []).append(code)
+    bound: set[int] = set()
+    official_list = []
+    for official in officials:
+        out = _named(official)
+        out["role"] = official.role.value
+        out["units"] = official_units.get(official.id, [])
+        if official.phone:
+            out["phone"] = official.phone
+        account_id = official.account_id  # type: ignore[attr-defined]
+        # One person may hold two posts; the file names each telegram_id once and the
+        # other posts keep their binding on import.
+        if account_id is not None and account_id not in bound:
+            out["telegram_id"] = account_id
+            bound.add(account_id)
+        official_list.append(out)
+
+    return {
+        "township": _township_dict(township),
+        "villages": village_list,
+        "units": unit_list,
+        "categories": category_list,
+        "officials": official_list,
+    }
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """YAML that keeps Chinese readable and fields in the file's order."""
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False, width=100)

@@ -1,0 +1,128 @@
+"""Catalogs, and rendering in a recipient's language outside an update.
+
+The `.po` files under `locales/` are the only source: they are compiled in memory at start
+with Babel, so nobody has to remember a compile step and a stale `.mo` can never be served.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import lazy_gettext as __
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+from bot.languages import LANGUAGES, LOCALE_DIRS, ZH_HANS
+
+LOCALES_PATH = Path(__file__).resolve().parent.parent / "locales"
+DOMAIN = "messages"
+
+__all__ = ["DOMAIN", "LOCALES_PATH", "N_", "Catalogs", "_", "__", "catalogs", "every_language"]
+
+
+class Catalogs(I18n):
+    """aiogram's I18n, keyed by our language codes and fed from `.po` files."""
+
+    def __init__(self, path: Path = LOCALES_PATH, default_locale: str = ZH_HANS) -> None:
+        super().__init__(path=path, default_locale=default_locale, domain=DOMAIN)
+
+    def find_locales(self) -> dict[str, gettext.GNUTranslations]:
+        translations: dict[str, gettext.GNUTranslations] = {}
+        for language in LANGUAGES:
+            po_path = self.path / LOCALE_DIRS[language] / "LC_MESSAGES" / f"{DOMAIN}.po"
+            with po_path.open("rb") as po_file:
+                catalog = read_po(po_file, locale=LOCALE_DIRS[language], domain=DOMAIN)
+            buffer = io.BytesIO()
+            write_mo(buffer, catalog, use_fuzzy=False)
+            buffer.seek(0)
+            translations[language] = gettext.GNUTranslations(buffer)
+        return translations
+
+    def text(self, message: str, language: str, **values: object) -> str:
+        """One message in one language, outside any update (scheduler, delivery, CLI)."""
+        rendered = self.gettext(message, locale=language)
+        return rendered.format(**values) if values else rendered
+
+    @contextmanager
+    def speaking(self, language: str) -> Iterator[None]:
+        """Make `_()` render in `language` for the code inside the block."""
+        # aiogram's `_()` looks up the instance registered on I18n itself, not on subclasses.
+        token = I18n.set_current(self)
+        try:
+            with self.use_locale(language):
+                yield
+        finally:
+            I18n.reset_current(token)
+
+
+def N_(message: str) -> str:
+    """Mark a message for the catalogs where it is translated later (menu labels)."""
+    return message
+
+
+_catalogs: Catalogs | None = None
+
+
+def catalogs() -> Catalogs:
+    """The process's catalogs, compiled on first use."""
+    global _catalogs
+    if _catalogs is None:
+        _catalogs = Catalogs()
+    return _catalogs
+
+
+def every_language(message: str) -> frozenset[str]:
+    """A message in all languages: a reply-keyboard press arrives as its label's text."""
+    return frozenset(catalogs().gettext(message, locale=language) for language in LANGUAGES)
+
+
+KEYWORDS = {"_": None, "__": None, "N_": None}
+SOURCE_FOLDERS = ("bot", "scheduler")
+
+
+def source_messages() -> dict[str, list[tuple[str, int]]]:
+    """Every message id the code passes through the catalogs, with where it stands."""
+    from babel.messages.extract import extract_from_dir
+
+    root = LOCALES_PATH.parent
+    found: dict[str, list[tuple[str, int]]] = {}
+    for folder in SOURCE_FOLDERS:
+        for filename, line, message, _comments, _context in extract_from_dir(
+            root / folder, method_map=[("**.py", "python")], keywords=KEYWORDS
+        ):
+            if isinstance(message, tuple):
+                message = message[0]
+            found.setdefault(message, []).append((f"{folder}/{filename}", line))
+    return found
+
+
+def update_catalogs() -> None:
+    """Bring every `.po` in line with the code: new ids added untranslated, gone ids dropped."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    template = Catalog(domain=DOMAIN, project="villagebot")
+    for message, locations in sorted(source_messages().items()):
+        template.add(message, locations=locations)
+    for language in LANGUAGES:
+        path = LOCALES_PATH / LOCALE_DIRS[language] / "LC_MESSAGES" / f"{DOMAIN}.po"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with path.open("rb") as po_file:
+                catalog = read_po(po_file, locale=LOCALE_DIRS[language], domain=DOMAIN)
+        else:
+            catalog = Catalog(locale=LOCALE_DIRS[language], domain=DOMAIN, project="villagebot")
+        catalog.update(template, no_fuzzy_matching=True)
+        catalog.obsolete.clear()
+        with path.open("wb") as po_file:
+            write_po(po_file, catalog, width=100, omit_header=False, sort_output=True)
+
+
+if __name__ == "__main__":
+    update_catalogs()

@@ -1,0 +1,69 @@
+"""The command menu (setMyCommands): per role and per language.
+
+Telegram picks a menu by scope and by the two-letter language of the client, which cannot tell
+Simplified from Traditional Chinese. So the defaults cover people we do not know yet, and each
+known person gets a menu of their own chat, in their own language and role.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+
+from bot.i18n import N_, catalogs
+from bot.languages import EN, ZH_HANS
+from bot.people import Person
+
+VILLAGER_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", N_("Start or return to the main menu")),
+    ("profile", N_("Your name, village and phone")),
+    ("language", N_("Change the language")),
+    ("help", N_("What this bot can do")),
+)
+
+OFFICIAL_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", N_("Start or return to the main menu")),
+    ("language", N_("Change the language")),
+    ("help", N_("What this bot can do")),
+)
+
+ADMIN_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("invite", N_("Invite an official to join")),
+)
+
+
+def commands_for(person: Person | None, language: str) -> list[BotCommand]:
+    if person is not None and person.officials:
+        entries = OFFICIAL_COMMANDS + (ADMIN_COMMANDS if person.is_admin else ())
+    else:
+        entries = VILLAGER_COMMANDS
+    return [
+        BotCommand(command=name, description=catalogs().text(description, language))
+        for name, description in entries
+    ]
+
+
+async def set_default_menus(bot: Bot, default_language: str) -> None:
+    """Menus for people the bot has not met: by Telegram's language code, else the default."""
+    await bot.set_my_commands(
+        commands_for(None, default_language), scope=BotCommandScopeDefault()
+    )
+    await bot.set_my_commands(
+        commands_for(None, ZH_HANS), scope=BotCommandScopeDefault(), language_code="zh"
+    )
+    await bot.set_my_commands(
+        commands_for(None, EN), scope=BotCommandScopeDefault(), language_code="en"
+    )
+
+
+async def set_menu_for(bot: Bot, person: Person) -> None:
+    """This person's own menu, after registration, joining or a language change."""
+    try:
+        await bot.set_my_commands(
+            commands_for(person, person.language),
+            scope=BotCommandScopeChat(chat_id=person.account.id),
+        )
+    except TelegramAPIError:
+        # The menu is a convenience: a failure here must not undo what the person just did.
+        return

@@ -1,0 +1,349 @@
+"""The tables.
+
+Directory rows (townships, villages, grids, units, categories, officials) are never deleted:
+cases will point at them for years, so a row that leaves the directory file is marked
+inactive instead. Every time is stored in UTC; the township's zone is applied on display.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class UnitKind(StrEnum):
+    GRID = "grid"
+    VILLAGE = "village"
+    TOWNSHIP_TEAM = "township_team"
+    TOWNSHIP_OFFICE = "township_office"
+    DEPARTMENT = "department"
+
+
+class Level(StrEnum):
+    """Where a category is handled first, lowest first (the sieve)."""
+
+    GRID = "grid"
+    VILLAGE = "village"
+    TOWNSHIP = "township"
+    DEPARTMENT = "department"
+
+
+class Role(StrEnum):
+    MEMBER = "member"
+    LEADER = "leader"
+    DISPATCHER = "dispatcher"
+    ADMIN = "admin"
+
+
+class Named:
+    """Directory rows carry a name and optional translations of it (`names`)."""
+
+    name: str
+    names: dict[str, str]
+
+    def display_name(self, language: str) -> str:
+        return self.names.get(language) or self.name
+
+
+class Township(Model, Named):
+    id = fields.IntField(primary_key=True)
+    code = fields.CharField(max_length=16, unique=True, description="case-number prefix")
+    name = fields.CharField(max_length=100)
+    names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
+    digest_chat_id = fields.BigIntField(null=True)
+    emergency_numbers: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    days_off: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    working_days: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "township"
+
+
+class Village(Model, Named):
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="villages", on_delete=fields.RESTRICT
+    )
+    code = fields.CharField(max_length=32)
+    name = fields.CharField(max_length=100)
+    names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    position = fields.IntField(default=0)
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "village"
+        unique_together = (("township", "code"),)
+
+
+class Grid(Model, Named):
+    id = fields.IntField(primary_key=True)
+    village: fields.ForeignKeyRelation[Village] = fields.ForeignKeyField(
+        "models.Village", related_name="grids", on_delete=fields.RESTRICT
+    )
+    code = fields.CharField(max_length=32)
+    name = fields.CharField(max_length=100)
+    names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    position = fields.IntField(default=0)
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "grid"
+        unique_together = (("village", "code"),)
+
+
+class Unit(Model, Named):
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="units", on_delete=fields.RESTRICT
+    )
+    code = fields.CharField(max_length=32)
+    name = fields.CharField(max_length=100)
+    names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    kind = fields.CharEnumField(UnitKind, max_length=20)
+    village: fields.ForeignKeyNullableRelation[Village] = fields.ForeignKeyField(
+        "models.Village", related_name="units", null=True, on_delete=fields.RESTRICT
+    )
+    grid: fields.ForeignKeyNullableRelation[Grid] = fields.ForeignKeyField(
+        "models.Grid", related_name="units", null=True, on_delete=fields.RESTRICT
+    )
+    group_chat_id = fields.BigIntField(null=True)
+    supervisor: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
+        "models.Unit", related_name="supervised", null=True, on_delete=fields.SET_NULL
+    )
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "unit"
+        unique_together = (("township", "code"),)
+
+
+class Category(Model, Named):
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="categories", on_delete=fields.RESTRICT
+    )
+    code = fields.CharField(max_length=32)
+    parent: fields.ForeignKeyNullableRelation[Category] = fields.ForeignKeyField(
+        "models.Category", related_name="children", null=True, on_delete=fields.RESTRICT
+    )
+    name = fields.CharField(max_length=100)
+    names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    position = fields.IntField(default=0)
+    # Only leaves carry handling rules.
+    level = fields.CharEnumField(Level, max_length=20, null=True)
+    unit: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
+        "models.Unit", related_name="categories", null=True, on_delete=fields.RESTRICT
+    )
+    accept_hours = fields.IntField(null=True)
+    resolve_hours = fields.IntField(null=True)
+    working_hours = fields.BooleanField(default=False)
+    emergency = fields.BooleanField(default=False)
+    confidential = fields.BooleanField(default=False)
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "category"
+        unique_together = (("township", "code"),)
+
+
+class Account(Model):
+    """A Telegram user who has talked to the bot (villager, official, or both)."""
+
+    id = fields.BigIntField(primary_key=True, generated=False, description="Telegram user id")
+    first_name = fields.CharField(max_length=128, default="")
+    username = fields.CharField(max_length=64, null=True)
+    language = fields.CharField(max_length=8)
+    language_chosen = fields.BooleanField(default=False)
+    blocked_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "account"
+
+
+class Official(Model, Named):
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="officials", on_delete=fields.RESTRICT
+    )
+    code = fields.CharField(max_length=32)
+    name = fields.CharField(max_length=100)
+    names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    role = fields.CharEnumField(Role, max_length=16, default=Role.MEMBER)
+    phone = fields.CharField(max_length=32, null=True)
+    account: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="officials", null=True, on_delete=fields.SET_NULL
+    )
+    units: fields.ManyToManyRelation[Unit] = fields.ManyToManyField(
+        "models.Unit", related_name="members", through="official_unit"
+    )
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "official"
+        unique_together = (("township", "code"),)
+
+
+class Villager(Model):
+    id = fields.IntField(primary_key=True)
+    account: fields.OneToOneRelation[Account] = fields.OneToOneField(
+        "models.Account", related_name="villager", on_delete=fields.CASCADE
+    )
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="villagers", on_delete=fields.RESTRICT
+    )
+    village: fields.ForeignKeyRelation[Village] = fields.ForeignKeyField(
+        "models.Village", related_name="villagers", on_delete=fields.RESTRICT
+    )
+    grid: fields.ForeignKeyNullableRelation[Grid] = fields.ForeignKeyField(
+        "models.Grid", related_name="villagers", null=True, on_delete=fields.RESTRICT
+    )
+    name = fields.CharField(max_length=64)
+    phone = fields.CharField(max_length=32, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "villager"
+
+
+class Invitation(Model):
+    """A single-use deep-link token that binds a Telegram account to an official.
+
+    Only the token's SHA-256 is stored, so a database dump does not hand out logins.
+    """
+
+    id = fields.IntField(primary_key=True)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    official: fields.ForeignKeyRelation[Official] = fields.ForeignKeyField(
+        "models.Official", related_name="invitations", on_delete=fields.CASCADE
+    )
+    created_by: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="invitations_created", null=True,
+        on_delete=fields.SET_NULL,
+    )
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    used_by: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="invitations_used", null=True, on_delete=fields.SET_NULL
+    )
+
+    class Meta:
+        table = "invitation"
+
+
+class Conversation(Model):
+    """One chat's conversation state, so a half-finished report survives a restart."""
+
+    key = fields.CharField(max_length=191, primary_key=True)
+    state = fields.CharField(max_length=128, null=True)
+    data: dict = fields.JSONField(default=dict)  # type: ignore[assignment]
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "conversation"
+
+
+class CaseStatus(StrEnum):
+    """Where a case stands; `bot.cases` holds the transitions between these."""
+
+    NEW = "new"  # routed to a unit, waiting for someone to accept it
+    ACCEPTED = "accepted"  # an official works on it
+    RESOLVED = "resolved"  # done with evidence, waiting for the villager's word
+    CLOSED = "closed"  # rated, or closed by itself after a while
+
+
+class CaseCounter(Model):
+    """The last case number of a township and year: numbers without gaps or repeats."""
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="counters", on_delete=fields.CASCADE
+    )
+    year = fields.IntField()
+    last_number = fields.IntField(default=0)
+
+    class Meta:
+        table = "case_counter"
+        unique_together = (("township", "year"),)
+
+
+class Case(Model):
+    id = fields.IntField(primary_key=True)
+    number = fields.CharField(max_length=32, unique=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="cases", on_delete=fields.RESTRICT
+    )
+    reporter: fields.ForeignKeyNullableRelation[Villager] = fields.ForeignKeyField(
+        "models.Villager", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
+    category: fields.ForeignKeyRelation[Category] = fields.ForeignKeyField(
+        "models.Category", related_name="cases", on_delete=fields.RESTRICT
+    )
+    village: fields.ForeignKeyRelation[Village] = fields.ForeignKeyField(
+        "models.Village", related_name="cases", on_delete=fields.RESTRICT
+    )
+    grid: fields.ForeignKeyNullableRelation[Grid] = fields.ForeignKeyField(
+        "models.Grid", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
+    unit: fields.ForeignKeyRelation[Unit] = fields.ForeignKeyField(
+        "models.Unit", related_name="cases", on_delete=fields.RESTRICT
+    )
+    assignee: fields.ForeignKeyNullableRelation[Official] = fields.ForeignKeyField(
+        "models.Official", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
+    status = fields.CharEnumField(CaseStatus, max_length=16, default=CaseStatus.NEW)
+    description = fields.TextField(default="")
+    voice_file_id = fields.CharField(max_length=255, null=True)
+    photos: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    latitude = fields.FloatField(null=True)
+    longitude = fields.FloatField(null=True)
+    address = fields.CharField(max_length=255, null=True)
+    anonymous = fields.BooleanField(default=False)
+    accept_by = fields.DatetimeField(null=True)
+    resolve_by = fields.DatetimeField(null=True)
+    accepted_at = fields.DatetimeField(null=True)
+    resolved_at = fields.DatetimeField(null=True)
+    closed_at = fields.DatetimeField(null=True)
+    rating = fields.IntField(null=True)
+    rating_comment = fields.TextField(null=True)
+    reopen_count = fields.IntField(default=0)
+    escalation_level = fields.IntField(default=0)
+    # Every transition bumps it; a write that expected another version changes nothing.
+    version = fields.IntField(default=0)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "case"
+        indexes = (("status", "unit_id"), ("township_id", "created_at"))
+
+
+class CaseEvent(Model):
+    """One step in a case's append-only history: who, when, what, from which state."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="events", on_delete=fields.CASCADE
+    )
+    at = fields.DatetimeField()
+    action = fields.CharField(max_length=16)
+    actor: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="case_events", null=True, on_delete=fields.SET_NULL
+    )
+    from_status = fields.CharField(max_length=16, null=True)
+    to_status = fields.CharField(max_length=16)
+    unit: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
+        "models.Unit", related_name="case_events", null=True, on_delete=fields.SET_NULL
+    )
+    note = fields.TextField(null=True)
+    attachments: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    public = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "case_event"

@@ -1,0 +1,133 @@
+"""Who is talking: the Telegram account, and the villager or official behind it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiogram.types import User
+
+from bot.languages import normalize_language
+from bot.models import Account, Grid, Official, Role, Township, Village, Villager
+
+NAME_MAX = 64
+PHONE_MAX = 32
+
+
+@dataclass
+class Person:
+    account: Account
+    villager: Villager | None = None
+    officials: list[Official] = field(default_factory=list)
+
+    @property
+    def language(self) -> str:
+        return self.account.language
+
+    @property
+    def official(self) -> Official | None:
+        return self.officials[0] if self.officials else None
+
+    @property
+    def is_admin(self) -> bool:
+        return any(o.role == Role.ADMIN for o in self.officials)
+
+
+async def identify(user: User, default_language: str) -> Person:
+    """Find or create the account for a Telegram user, keeping name and language fresh."""
+    account = await Account.get_or_none(id=user.id)
+    telegram_language = normalize_language(user.language_code, fallback=default_language)
+    if account is None:
+        account, _ = await Account.get_or_create(
+            id=user.id,
+            defaults={
+                "first_name": user.first_name[:128],
+                "username": user.username,
+                "language": telegram_language,
+            },
+        )
+    else:
+        changes: dict[str, object] = {}
+        if account.first_name != user.first_name[:128]:
+            changes["first_name"] = user.first_name[:128]
+        if account.username != user.username:
+            changes["username"] = user.username
+        if not account.language_chosen and account.language != telegram_language:
+            changes["language"] = telegram_language
+        if account.blocked_at is not None:
+            changes["blocked_at"] = None
+        if changes:
+            account.update_from_dict(changes)
+            await account.save(update_fields=list(changes))
+    villager = await Villager.get_or_none(account_id=account.id).prefetch_related(
+        "township", "village", "grid"
+    )
+    officials = await Official.filter(account_id=account.id, active=True).order_by("id")
+    return Person(account=account, villager=villager, officials=officials)
+
+
+async def choose_language(account: Account, language: str) -> None:
+    account.language = language
+    account.language_chosen = True
+    await account.save(update_fields=["language", "language_chosen"])
+
+
+def clean_name(text: str | None) -> str | None:
+    """A name as a person would type it: trimmed, one line, not a command, not too long."""
+    if not text:
+        return None
+    name = " ".join(text.split())
+    if not name or name.startswith("/") or len(name) > NAME_MAX:
+        return None
+    return name
+
+
+def clean_phone(text: str) -> str | None:
+    phone = "".join(ch for ch in text if ch.isdigit() or ch == "+")
+    if len(phone) < 5 or len(phone) > PHONE_MAX:
+        return None
+    return phone if phone.startswith("+") else "+" + phone
+
+
+async def active_townships() -> list[Township]:
+    return await Township.filter(active=True).order_by("id")
+
+
+async def villages_of(township_id: int) -> list[Village]:
+    return await Village.filter(township_id=township_id, active=True).order_by("position", "id")
+
+
+async def grids_of(village_id: int) -> list[Grid]:
+    return await Grid.filter(village_id=village_id, active=True).order_by("position", "id")
+
+
+async def save_villager(
+    account: Account,
+    *,
+    village: Village,
+    grid: Grid | None,
+    name: str,
+    phone: str | None,
+) -> Villager:
+    """Create the villager profile, or replace its fields on a re-registration."""
+    villager, created = await Villager.get_or_create(
+        account_id=account.id,
+        defaults={
+            "township_id": village.township_id,  # type: ignore[attr-defined]
+            "village": village,
+            "grid": grid,
+            "name": name,
+            "phone": phone,
+        },
+    )
+    if not created:
+        villager.update_from_dict(
+            {
+                "township_id": village.township_id,  # type: ignore[attr-defined]
+                "village": village,
+                "grid": grid,
+                "name": name,
+                "phone": phone,
+            }
+        )
+        await villager.save()
+    return villager

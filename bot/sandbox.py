@@ -1,0 +1,158 @@
+"""villagebot wired to the Bot API emulator on loopback: for the demo, tests and benchmarks.
+
+The bot inside is the real one (dispatcher, aiohttp session, database); only Telegram is
+played by the emulator, so what works here works against Telegram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from bot.app import Villagebot
+from bot.config import Settings, load_settings
+from bot.emulator import BotAPIEmulator, buttons
+
+EXAMPLE_DIRECTORY = Path(__file__).resolve().parent.parent / "examples" / "directory.yaml"
+
+
+class Phone:
+    """One person's Telegram app: send, tap, press, and wait for what the bot says next.
+
+    Scenarios read like the conversation: `await li.send("/start")`, `await li.tap("正达村")`,
+    `await li.expect("您住在哪个村")`. `expect` only looks at what arrived after the last
+    message it returned, so an old message can never satisfy a new expectation.
+    """
+
+    def __init__(
+        self,
+        emulator: BotAPIEmulator,
+        user_id: int,
+        first_name: str,
+        *,
+        language: str | None,
+        echo: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.emulator = emulator
+        self.user = emulator.user(user_id, first_name, language_code=language)
+        self.chat_id = user_id
+        self.name = first_name
+        self.seen = 0
+        self._echo = echo
+
+    def _said(self, text: str) -> None:
+        if self._echo is not None:
+            self._echo(self.name, text)
+
+    async def send(self, text: str) -> dict:
+        self._said(text)
+        return await self.user.send_text(text)
+
+    async def press(self, label: str) -> dict:
+        await self.emulator.wait_keyboard(self.chat_id, label)
+        self._said(f"[{label}]")
+        return await self.user.press(label)
+
+    async def share_contact(self, phone_number: str, *, own: bool = True) -> dict:
+        self._said(f"[contact {phone_number}]")
+        return await self.user.send_contact(phone_number, own=own)
+
+    async def tap(self, button: str, *, timeout: float = 5.0) -> str:
+        """Tap the button on the newest bot message that has it, waiting for it to arrive."""
+        message = await self.emulator.wait_for(
+            self.chat_id, lambda m: button in buttons(m), timeout=timeout, newest=True
+        )
+        self._said(f"[{button}]")
+        self.seen = max(self.seen, message["message_id"])
+        return await self.user.tap(message, button)
+
+    async def expect(self, text: str, *, timeout: float = 5.0) -> dict:
+        """The next bot message (after what was already seen) that contains `text`."""
+        message = await self.emulator.wait_for(
+            self.chat_id, text, timeout=timeout, after=self.seen
+        )
+        self.seen = message["message_id"]
+        return message
+
+    def last(self) -> dict:
+        return self.emulator.bot_messages(self.chat_id)[-1]
+
+
+class Sandbox:
+    """Start with `async with Sandbox(database_url) as sandbox:`; act through `emulator`."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        directory: Path | None = EXAMPLE_DIRECTORY,
+        limits: bool = False,
+        **settings: object,
+    ) -> None:
+        self.emulator = BotAPIEmulator(limits=limits)
+        self._database_url = database_url
+        self._directory = directory
+        self._settings = settings
+        self.app: Villagebot | None = None
+        self._polling: asyncio.Task[None] | None = None
+
+    @property
+    def settings(self) -> Settings:
+        assert self.app is not None, "the sandbox is not started"
+        return self.app.settings
+
+    async def start(self) -> Sandbox:
+        await self.emulator.start()
+        settings = load_settings(
+            bot_token=self.emulator.token,
+            telegram_api_url=self.emulator.base_url,
+            database_url=self._database_url,
+            directory_file=self._directory,
+            **self._settings,
+        )
+        self.app = await Villagebot.start(settings)
+        self._polling = asyncio.create_task(self.app.poll())
+        return self
+
+    def phone(
+        self,
+        user_id: int,
+        first_name: str,
+        *,
+        language: str | None = "zh-hans",
+        echo: Callable[[str, str], None] | None = None,
+    ) -> Phone:
+        return Phone(self.emulator, user_id, first_name, language=language, echo=echo)
+
+    async def restart_bot(self) -> None:
+        """Stop the bot and start a new one on the same database: a process restart."""
+        await self._stop_bot()
+        settings = self.settings
+        self.app = await Villagebot.start(settings)
+        self._polling = asyncio.create_task(self.app.poll())
+
+    async def _stop_bot(self) -> None:
+        if self.app is not None:
+            await self.app.stop()
+        if self._polling is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._polling, timeout=5)
+            self._polling = None
+
+    async def stop(self) -> None:
+        await self._stop_bot()
+        await self.emulator.stop()
+
+    async def __aenter__(self) -> Sandbox:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
