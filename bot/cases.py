@@ -1,0 +1,411 @@
+"""The case state machine: transitions, who may make them, and the history they leave.
+
+Every change is one conditional UPDATE (it names the status and version it expects) plus one
+history event, in one transaction. Two officials tapping Accept at once both send the UPDATE;
+the database lets exactly one match, on SQLite (which has no row locks) as on PostgreSQL.
+Handlers and the scheduler call these functions and never write a case themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from bot.models import (
+    Case,
+    CaseCounter,
+    CaseEvent,
+    CaseStatus,
+    Category,
+    Official,
+    Role,
+    Unit,
+    Villager,
+)
+from bot.routing import responsible_unit, supervisor_of
+
+DESCRIPTION_MAX = 2000
+NOTE_MAX = 1000
+PHOTOS_MAX = 5
+
+
+class Action(StrEnum):
+    REPORT = "report"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    ESCALATE = "escalate"
+    ASSIGN = "assign"
+    NOTE = "note"
+    RESOLVE = "resolve"
+    RATE = "rate"
+    REOPEN = "reopen"
+    CLOSE = "close"
+
+
+N, A, R, C = CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.RESOLVED, CaseStatus.CLOSED
+
+#: action → (the states it may start from, the state it leads to)
+TRANSITIONS: dict[Action, tuple[frozenset[CaseStatus], CaseStatus]] = {
+    Action.ACCEPT: (frozenset({N}), A),
+    Action.DECLINE: (frozenset({N}), N),
+    Action.ESCALATE: (frozenset({N, A}), N),
+    Action.ASSIGN: (frozenset({N, A}), A),
+    Action.NOTE: (frozenset({A}), A),
+    Action.RESOLVE: (frozenset({A}), R),
+    Action.RATE: (frozenset({R}), C),
+    Action.REOPEN: (frozenset({R}), A),
+    Action.CLOSE: (frozenset({R}), C),
+}
+
+
+class Refusal(StrEnum):
+    """Why a transition changed nothing; handlers turn each into a sentence."""
+
+    NOT_FOUND = "not_found"
+    WRONG_STATE = "wrong_state"
+    TAKEN = "taken"
+    CHANGED = "changed"
+    NOT_ALLOWED = "not_allowed"
+    NO_SUPERVISOR = "no_supervisor"
+    NEEDS_EVIDENCE = "needs_evidence"
+    NEEDS_REASON = "needs_reason"
+    TOO_LONG = "too_long"
+    TOO_MANY_PHOTOS = "too_many_photos"
+    BAD_RATING = "bad_rating"
+
+
+class CaseRefused(Exception):
+    def __init__(self, reason: Refusal, case: Case | None = None) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.case = case
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a transition did: the case after it, and the event it left in the history."""
+
+    case: Case
+    event: CaseEvent
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_number(prefix: str, year: int, sequence: int) -> str:
+    return f"{prefix}-{year}-{sequence:06d}"
+
+
+async def _next_number(township_id: int, prefix: str, year: int) -> str:
+    """Take the next number inside the caller's transaction (the UPDATE holds the row)."""
+    await CaseCounter.filter(township_id=township_id, year=year).update(
+        last_number=F("last_number") + 1
+    )
+    counter = await CaseCounter.get(township_id=township_id, year=year)
+    return format_number(prefix, year, counter.last_number)
+
+
+async def report(
+    villager: Villager,
+    category: Category,
+    *,
+    description: str,
+    voice_file_id: str | None = None,
+    photos: Sequence[str] = (),
+    latitude: float | None = None,
+    longitude: float | None = None,
+    address: str | None = None,
+    anonymous: bool = False,
+    at: datetime | None = None,
+) -> Change:
+    """A villager's report becomes a numbered case at the responsible unit."""
+    at = at or now()
+    if len(description) > DESCRIPTION_MAX:
+        raise CaseRefused(Refusal.TOO_LONG)
+    if len(photos) > PHOTOS_MAX:
+        raise CaseRefused(Refusal.TOO_MANY_PHOTOS)
+    await villager.fetch_related("township", "village", "grid")
+    unit = await responsible_unit(category, villager.village, villager.grid)
+    with contextlib.suppress(IntegrityError):  # another report created this year's row first
+        await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
+    async with in_transaction():
+        number = await _next_number(villager.township.id, villager.township.code, at.year)
+        case = await Case.create(
+            number=number,
+            township_id=villager.township.id,
+            reporter=villager,
+            category=category,
+            village=villager.village,
+            grid=villager.grid,
+            unit=unit,
+            description=description,
+            voice_file_id=voice_file_id,
+            photos=list(photos),
+            latitude=latitude,
+            longitude=longitude,
+            address=address,
+            anonymous=anonymous,
+            accept_by=at + timedelta(hours=category.accept_hours or 24),
+            resolve_by=at + timedelta(hours=category.resolve_hours or 72),
+            created_at=at,
+            updated_at=at,
+        )
+        event = await CaseEvent.create(
+            case=case, at=at, action=Action.REPORT, actor_id=villager.account_id,  # type: ignore[attr-defined]
+            from_status=None, to_status=case.status, unit=unit, note=description,
+            attachments=list(photos),
+        )
+    return Change(case, event)
+
+
+async def _member_of(official: Official, unit_id: int) -> bool:
+    return await official.units.filter(id=unit_id, active=True).exists()
+
+
+async def may_handle(official: Official, case: Case) -> bool:
+    """Accept, decline, escalate: members of the case's unit, and the township's dispatchers."""
+    if not official.active or official.township_id != case.township_id:  # type: ignore[attr-defined]
+        return False
+    if official.role == Role.DISPATCHER:
+        return True
+    return await _member_of(official, case.unit_id)  # type: ignore[attr-defined]
+
+
+async def may_assign(official: Official, case: Case) -> bool:
+    """Assign a named person: a dispatcher, or a leader of the case's unit."""
+    if not official.active or official.township_id != case.township_id:  # type: ignore[attr-defined]
+        return False
+    if official.role == Role.DISPATCHER:
+        return True
+    return official.role == Role.LEADER and await _member_of(official, case.unit_id)  # type: ignore[attr-defined]
+
+
+def is_assignee(official: Official, case: Case) -> bool:
+    return official.active and case.assignee_id == official.id  # type: ignore[attr-defined]
+
+
+async def _load(case_id: int) -> Case:
+    case = await Case.get_or_none(id=case_id)
+    if case is None:
+        raise CaseRefused(Refusal.NOT_FOUND)
+    return case
+
+
+async def _move(
+    case: Case,
+    action: Action,
+    actor_id: int | None,
+    *,
+    at: datetime,
+    note: str | None = None,
+    attachments: Sequence[str] = (),
+    public: bool = True,
+    **changes: object,
+) -> Change:
+    """The one place a case changes: conditional UPDATE, then its history event."""
+    allowed, target = TRANSITIONS[action]
+    if case.status not in allowed:
+        raise CaseRefused(Refusal.WRONG_STATE, case)
+    async with in_transaction():
+        updated = await Case.filter(id=case.id, status=case.status, version=case.version).update(
+            status=target, version=case.version + 1, updated_at=at, **changes
+        )
+        if updated != 1:
+            raise CaseRefused(Refusal.CHANGED, await Case.get_or_none(id=case.id))
+        event = await CaseEvent.create(
+            case_id=case.id, at=at, action=action, actor_id=actor_id, from_status=case.status,
+            to_status=target, unit_id=changes.get("unit_id", case.unit_id),  # type: ignore[attr-defined]
+            note=note, attachments=list(attachments), public=public,
+        )
+    return Change(await Case.get(id=case.id), event)
+
+
+async def accept(case_id: int, official: Official, *, at: datetime | None = None) -> Change:
+    """The first Accept wins; a late one learns who took the case."""
+    case = await _load(case_id)
+    if not await may_handle(official, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    if case.status != CaseStatus.NEW:
+        raise CaseRefused(Refusal.TAKEN if case.assignee_id else Refusal.WRONG_STATE, case)  # type: ignore[attr-defined]
+    at = at or now()
+    try:
+        return await _move(
+            case, Action.ACCEPT, official.account_id, at=at,  # type: ignore[attr-defined]
+            assignee_id=official.id, accepted_at=at,
+        )
+    except CaseRefused as refused:
+        raise CaseRefused(Refusal.TAKEN, refused.case) from None
+
+
+async def _escalate(
+    case: Case, action: Action, actor_id: int | None, note: str | None, at: datetime
+) -> Change:
+    unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
+    upper = await supervisor_of(unit)
+    if upper is None:
+        raise CaseRefused(Refusal.NO_SUPERVISOR, case)
+    return await _move(
+        case, action, actor_id, at=at, note=note, unit_id=upper.id, assignee_id=None,
+        accepted_at=None, escalation_level=case.escalation_level + 1,
+    )
+
+
+async def decline(
+    case_id: int, official: Official, reason: str, *, at: datetime | None = None
+) -> Change:
+    """Not ours: the case goes to the supervising unit, with the reason."""
+    case = await _load(case_id)
+    if not await may_handle(official, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    reason = reason.strip()
+    if not reason:
+        raise CaseRefused(Refusal.NEEDS_REASON, case)
+    if len(reason) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
+    return await _escalate(case, Action.DECLINE, official.account_id, reason, at or now())  # type: ignore[attr-defined]
+
+
+async def escalate(
+    case_id: int,
+    official: Official | None,
+    note: str | None = None,
+    *,
+    at: datetime | None = None,
+) -> Change:
+    """One level up; `official` None means the scheduler, when a deadline passed."""
+    case = await _load(case_id)
+    if official is not None and not (
+        await may_handle(official, case) or is_assignee(official, case)
+    ):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    actor_id = official.account_id if official is not None else None  # type: ignore[attr-defined]
+    return await _escalate(case, Action.ESCALATE, actor_id, note, at or now())
+
+
+async def assign(
+    case_id: int,
+    by: Official,
+    to: Official,
+    resolve_by: datetime,
+    *,
+    at: datetime | None = None,
+) -> Change:
+    """指定专人限期: a named person, with a deadline."""
+    case = await _load(case_id)
+    if not await may_assign(by, case) or not to.active or to.township_id != case.township_id:  # type: ignore[attr-defined]
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    at = at or now()
+    return await _move(
+        case, Action.ASSIGN, by.account_id, at=at, note=to.name,  # type: ignore[attr-defined]
+        assignee_id=to.id, resolve_by=resolve_by, accepted_at=case.accepted_at or at,
+    )
+
+
+async def add_note(
+    case_id: int, official: Official, note: str, *, public: bool, at: datetime | None = None
+) -> Change:
+    """Progress: a public note reaches the villager, an internal one only officials."""
+    case = await _load(case_id)
+    if not (is_assignee(official, case) or await may_assign(official, case)):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    note = note.strip()
+    if not note:
+        raise CaseRefused(Refusal.NEEDS_REASON, case)
+    if len(note) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
+    return await _move(
+        case, Action.NOTE, official.account_id, at=at or now(), note=note, public=public  # type: ignore[attr-defined]
+    )
+
+
+async def resolve(
+    case_id: int,
+    official: Official,
+    note: str,
+    photos: Sequence[str],
+    *,
+    at: datetime | None = None,
+) -> Change:
+    """回单: only with evidence, at least one photo and a note."""
+    case = await _load(case_id)
+    if not is_assignee(official, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    note = note.strip()
+    if not note or not photos:
+        raise CaseRefused(Refusal.NEEDS_EVIDENCE, case)
+    if len(note) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
+    if len(photos) > PHOTOS_MAX:
+        raise CaseRefused(Refusal.TOO_MANY_PHOTOS, case)
+    at = at or now()
+    return await _move(
+        case, Action.RESOLVE, official.account_id, at=at, note=note, attachments=photos,  # type: ignore[attr-defined]
+        resolved_at=at,
+    )
+
+
+def _is_reporter(villager: Villager, case: Case) -> bool:
+    return case.reporter_id == villager.id  # type: ignore[attr-defined]
+
+
+async def rate(
+    case_id: int,
+    villager: Villager,
+    stars: int,
+    comment: str | None = None,
+    *,
+    at: datetime | None = None,
+) -> Change:
+    """Solved: the villager rates 1–5, and the case closes."""
+    case = await _load(case_id)
+    if not _is_reporter(villager, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    if not 1 <= stars <= 5:
+        raise CaseRefused(Refusal.BAD_RATING, case)
+    if comment is not None and len(comment) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
+    at = at or now()
+    return await _move(
+        case, Action.RATE, villager.account_id, at=at, note=comment,  # type: ignore[attr-defined]
+        rating=stars, rating_comment=comment, closed_at=at,
+    )
+
+
+async def reopen(
+    case_id: int, villager: Villager, reason: str, *, at: datetime | None = None
+) -> Change:
+    """Not solved: back to the same assignee, counted as a reopen."""
+    case = await _load(case_id)
+    if not _is_reporter(villager, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    reason = reason.strip()
+    if not reason:
+        raise CaseRefused(Refusal.NEEDS_REASON, case)
+    if len(reason) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
+    return await _move(
+        case, Action.REOPEN, villager.account_id, at=at or now(), note=reason,  # type: ignore[attr-defined]
+        reopen_count=case.reopen_count + 1, resolved_at=None,
+    )
+
+
+async def close(case_id: int, *, at: datetime | None = None) -> Change:
+    """A resolved case the villager never rated closes by itself (the scheduler's call)."""
+    case = await _load(case_id)
+    at = at or now()
+    return await _move(case, Action.CLOSE, None, at=at, closed_at=at)
+
+
+async def history(case_id: int, *, public_only: bool = False) -> list[CaseEvent]:
+    query = CaseEvent.filter(case_id=case_id)
+    if public_only:
+        query = query.filter(public=True)
+    return await query.order_by("id")

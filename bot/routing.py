@@ -1,0 +1,49 @@
+"""Who is responsible for a case, and who supervises whom (逐级派单).
+
+The sieve: a case starts at the lowest level that can handle its category, in the reporter's
+own grid or village, and climbs by escalation. A confidential category (清风) goes only to its
+configured unit, which the directory guarantees is not a unit of a village or grid.
+"""
+
+from __future__ import annotations
+
+from bot.models import Category, Grid, Level, Unit, UnitKind, Village
+
+
+class NoResponsibleUnit(Exception):
+    """The directory has no unit for this category in this place."""
+
+
+async def _covering(kind: UnitKind, *, village: Village, grid: Grid | None = None) -> Unit | None:
+    query = Unit.filter(kind=kind, village_id=village.id, active=True)
+    if grid is not None:
+        query = query.filter(grid_id=grid.id)
+    return await query.order_by("id").first()
+
+
+async def responsible_unit(category: Category, village: Village, grid: Grid | None) -> Unit:
+    """The unit a new case of `category` from `village`/`grid` goes to first."""
+    if category.unit_id is not None:  # type: ignore[attr-defined]
+        unit = await Unit.get_or_none(id=category.unit_id, active=True)  # type: ignore[attr-defined]
+        if unit is None:
+            raise NoResponsibleUnit(category.code)
+        if category.confidential and unit.village_id == village.id:  # type: ignore[attr-defined]
+            raise NoResponsibleUnit(category.code)
+        return unit
+    unit: Unit | None = None
+    if category.level == Level.GRID and grid is not None:
+        unit = await _covering(UnitKind.GRID, village=village, grid=grid)
+    if unit is None and category.level in (Level.GRID, Level.VILLAGE):
+        unit = await _covering(UnitKind.VILLAGE, village=village)
+    if unit is None and category.level in (Level.GRID, Level.VILLAGE, Level.TOWNSHIP):
+        unit = await _covering(UnitKind.TOWNSHIP_TEAM, village=village)
+    if unit is None:
+        raise NoResponsibleUnit(category.code)
+    return unit
+
+
+async def supervisor_of(unit: Unit) -> Unit | None:
+    """The next level up, where escalations and declined cases go."""
+    if unit.supervisor_id is None:  # type: ignore[attr-defined]
+        return None
+    return await Unit.get_or_none(id=unit.supervisor_id, active=True)  # type: ignore[attr-defined]
