@@ -40,7 +40,48 @@ class InviteOfficial(CallbackData, prefix="i1"):
     official_id: int
 
 
+class ChooseCategory(CallbackData, prefix="k1"):
+    """A category in the report flow: first level, then a leaf."""
+
+    category_id: int
+
+
+class ReportStep(CallbackData, prefix="r1"):
+    """A control in the report flow: `action` is one of REPORT_ACTIONS, `step` what it acts on."""
+
+    action: str
+    step: str = ""
+
+
+class CaseAction(CallbackData, prefix="c1"):
+    """A button on a case card or in a case's timeline: `action` is one of CASE_ACTIONS."""
+
+    case_id: int
+    action: str
+
+
+class AssignTo(CallbackData, prefix="a1"):
+    """Assign `case_id` to `official_id`, due in `hours` (0: still choosing the deadline)."""
+
+    case_id: int
+    official_id: int
+    hours: int = 0
+
+
+class RateCase(CallbackData, prefix="s1"):
+    """The villager's verdict: `stars` 1 to 5, or 0 for "not solved"."""
+
+    case_id: int
+    stars: int
+
+
 PROFILE_FIELDS = ("name", "village", "phone", "language")
+REPORT_ACTIONS = ("back", "skip", "done", "submit", "edit", "cancel", "anonymous")
+REPORT_STEPS = ("category", "description", "photos", "location", "summary")
+CASE_ACTIONS = (
+    "accept", "decline", "escalate", "assign", "note", "internal", "resolve", "solved",
+    "unsolved", "open", "history",
+)
 
 #: Used by the size check: the largest payload each class can produce.
 WORST_CASES: tuple[CallbackData, ...] = (
@@ -50,4 +91,9 @@ WORST_CASES: tuple[CallbackData, ...] = (
     ChooseLanguage(language=max(LANGUAGES, key=len)),
     EditProfile(field=max(PROFILE_FIELDS, key=len)),
     InviteOfficial(official_id=2**31 - 1),
+    ChooseCategory(category_id=2**31 - 1),
+    ReportStep(action=max(REPORT_ACTIONS, key=len), step=max(REPORT_STEPS, key=len)),
+    CaseAction(case_id=2**63 - 1, action=max(CASE_ACTIONS, key=len)),
+    AssignTo(case_id=2**63 - 1, official_id=2**31 - 1, hours=10**6),
+    RateCase(case_id=2**63 - 1, stars=5),
 )

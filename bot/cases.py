@@ -124,9 +124,15 @@ async def report(
     longitude: float | None = None,
     address: str | None = None,
     anonymous: bool = False,
+    report_key: str | None = None,
     at: datetime | None = None,
 ) -> Change:
-    """A villager's report becomes a numbered case at the responsible unit."""
+    """A villager's report becomes a numbered case at the responsible unit.
+
+    `report_key` names the draft: reporting it again returns the case it already made.
+    """
+    if report_key is not None and (earlier := await _reported(report_key)) is not None:
+        return earlier
     at = at or now()
     if len(description) > DESCRIPTION_MAX:
         raise CaseRefused(Refusal.TOO_LONG)
@@ -136,33 +142,70 @@ async def report(
     unit = await responsible_unit(category, villager.village, villager.grid)
     with contextlib.suppress(IntegrityError):  # another report created this year's row first
         await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
-    async with in_transaction():
-        number = await _next_number(villager.township.id, villager.township.code, at.year)
-        case = await Case.create(
-            number=number,
-            township_id=villager.township.id,
-            reporter=villager,
-            category=category,
-            village=villager.village,
-            grid=villager.grid,
-            unit=unit,
-            description=description,
-            voice_file_id=voice_file_id,
-            photos=list(photos),
-            latitude=latitude,
-            longitude=longitude,
-            address=address,
-            anonymous=anonymous,
-            accept_by=at + timedelta(hours=category.accept_hours or 24),
-            resolve_by=at + timedelta(hours=category.resolve_hours or 72),
-            created_at=at,
-            updated_at=at,
-        )
-        event = await CaseEvent.create(
-            case=case, at=at, action=Action.REPORT, actor_id=villager.account_id,  # type: ignore[attr-defined]
-            from_status=None, to_status=case.status, unit=unit, note=description,
-            attachments=list(photos),
-        )
+    try:
+        async with in_transaction():
+            return await _create(
+                villager, category, unit, description=description,
+                voice_file_id=voice_file_id, photos=photos, latitude=latitude,
+                longitude=longitude, address=address, anonymous=anonymous,
+                report_key=report_key, at=at,
+            )
+    except IntegrityError:
+        # The same draft, submitted twice at once: the other submission made the case.
+        if report_key is None or (earlier := await _reported(report_key)) is None:
+            raise
+        return earlier
+
+
+async def _reported(report_key: str) -> Change | None:
+    case = await Case.get_or_none(report_key=report_key)
+    if case is None:
+        return None
+    return Change(case, await CaseEvent.filter(case_id=case.id).order_by("id").first())  # type: ignore[arg-type]
+
+
+async def _create(
+    villager: Villager,
+    category: Category,
+    unit: Unit,
+    *,
+    description: str,
+    voice_file_id: str | None,
+    photos: Sequence[str],
+    latitude: float | None,
+    longitude: float | None,
+    address: str | None,
+    anonymous: bool,
+    report_key: str | None,
+    at: datetime,
+) -> Change:
+    number = await _next_number(villager.township.id, villager.township.code, at.year)
+    case = await Case.create(
+        number=number,
+        township_id=villager.township.id,
+        reporter=villager,
+        category=category,
+        village=villager.village,
+        grid=villager.grid,
+        unit=unit,
+        description=description,
+        voice_file_id=voice_file_id,
+        photos=list(photos),
+        latitude=latitude,
+        longitude=longitude,
+        address=address,
+        anonymous=anonymous,
+        accept_by=at + timedelta(hours=category.accept_hours or 24),
+        resolve_by=at + timedelta(hours=category.resolve_hours or 72),
+        created_at=at,
+        updated_at=at,
+        report_key=report_key,
+    )
+    event = await CaseEvent.create(
+        case=case, at=at, action=Action.REPORT, actor_id=villager.account_id,  # type: ignore[attr-defined]
+        from_status=None, to_status=case.status, unit=unit, note=description,
+        attachments=list(photos),
+    )
     return Change(case, event)
 
 

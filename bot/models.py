@@ -314,6 +314,8 @@ class Case(Model):
     rating_comment = fields.TextField(null=True)
     reopen_count = fields.IntField(default=0)
     escalation_level = fields.IntField(default=0)
+    # The draft it came from: a Submit delivered twice finds the case it already made.
+    report_key = fields.CharField(max_length=64, unique=True, null=True)
     # Every transition bumps it; a write that expected another version changes nothing.
     version = fields.IntField(default=0)
     created_at = fields.DatetimeField()
@@ -347,3 +349,50 @@ class CaseEvent(Model):
 
     class Meta:
         table = "case_event"
+
+
+class DeliveryKind(StrEnum):
+    TEXT = "text"
+    PHOTO = "photo"
+    ALBUM = "album"
+    LOCATION = "location"
+    EDIT = "edit"
+
+
+class Delivery(Model):
+    """One Telegram message to send or edit: the outbox.
+
+    Written in the same transaction as the change that caused it, so a change is never told
+    without happening nor happens without being told; the courier sends rows in id order per
+    chat and records what Telegram answered.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    chat_id = fields.BigIntField()
+    kind = fields.CharEnumField(DeliveryKind, max_length=16)
+    # text, caption, photos, latitude/longitude, reply_markup: what the Bot API call needs
+    payload: dict = fields.JSONField(default=dict)  # type: ignore[assignment]
+    # An EDIT names the row whose sent message it changes.
+    edit_of: fields.ForeignKeyNullableRelation[Delivery] = fields.ForeignKeyField(
+        "models.Delivery", related_name="edits", null=True, on_delete=fields.CASCADE
+    )
+    case: fields.ForeignKeyNullableRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="deliveries", null=True, on_delete=fields.CASCADE
+    )
+    # A case card: the message whose copies are edited when someone takes the case.
+    card = fields.BooleanField(default=False)
+    # Unique when given: asking twice to send the same thing queues it once (reminders).
+    key = fields.CharField(max_length=128, unique=True, null=True)
+    created_at = fields.DatetimeField()
+    not_before = fields.DatetimeField()
+    attempts = fields.IntField(default=0)
+    # A courier owns the row until `lease_until`; a crashed courier's rows are taken over.
+    lease_until = fields.DatetimeField(null=True)
+    sent_at = fields.DatetimeField(null=True)
+    failed_at = fields.DatetimeField(null=True)
+    error = fields.CharField(max_length=255, null=True)
+    message_ids: list[int] = fields.JSONField(default=list)  # type: ignore[assignment]
+
+    class Meta:
+        table = "delivery"
+        indexes = (("sent_at", "failed_at", "not_before"), ("chat_id", "id"))

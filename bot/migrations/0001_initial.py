@@ -1,7 +1,7 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
-from bot.models import CaseStatus, Level, Role, UnitKind
+from bot.models import CaseStatus, DeliveryKind, Level, Role, UnitKind
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from tortoise import fields
@@ -211,6 +211,7 @@ class Migration(migrations.Migration):
                 ('rating_comment', fields.TextField(null=True, unique=False)),
                 ('reopen_count', fields.IntField(default=0)),
                 ('escalation_level', fields.IntField(default=0)),
+                ('report_key', fields.CharField(null=True, unique=True, max_length=64)),
                 ('version', fields.IntField(default=0)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('updated_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
@@ -234,6 +235,29 @@ class Migration(migrations.Migration):
                 ('public', fields.BooleanField(default=True)),
             ],
             options={'table': 'case_event', 'app': 'models', 'pk_attr': 'id', 'table_description': "One step in a case's append-only history: who, when, what, from which state."},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
+            name='Delivery',
+            fields=[
+                ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('chat_id', fields.BigIntField()),
+                ('kind', fields.CharEnumField(description='TEXT: text\nPHOTO: photo\nALBUM: album\nLOCATION: location\nEDIT: edit', enum_type=DeliveryKind, max_length=16)),
+                ('payload', fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+                ('edit_of', fields.ForeignKeyField('models.Delivery', source_field='edit_of_id', null=True, db_constraint=True, to_field='id', related_name='edits', on_delete=OnDelete.CASCADE)),
+                ('case', fields.ForeignKeyField('models.Case', source_field='case_id', null=True, db_constraint=True, to_field='id', related_name='deliveries', on_delete=OnDelete.CASCADE)),
+                ('card', fields.BooleanField(default=False)),
+                ('key', fields.CharField(null=True, unique=True, max_length=128)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('not_before', fields.DatetimeField(auto_now=False, auto_now_add=False)),
+                ('attempts', fields.IntField(default=0)),
+                ('lease_until', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('sent_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('failed_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
+                ('error', fields.CharField(null=True, max_length=255)),
+                ('message_ids', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
+            ],
+            options={'table': 'delivery', 'app': 'models', 'indexes': [Index(fields=['sent_at', 'failed_at', 'not_before']), Index(fields=['chat_id', 'id'])], 'pk_attr': 'id', 'table_description': 'One Telegram message to send or edit: the outbox.'},
             bases=['Model'],
         ),
     ]
