@@ -14,7 +14,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from bot import db
 from bot.config import Settings
 from bot.flows import registration
-from bot.handlers import admin, common, fallback, start, villager
+from bot.handlers import admin, common, fallback, lists, start, villager
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.middlewares import PersonMiddleware
@@ -45,6 +45,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         start.routes.router(),
         common.routes.router(),
         villager.routes.router(),
+        lists.routes.router(),
         admin.routes.router(),
         registration.routes.router(),
         fallback.routes.router(),

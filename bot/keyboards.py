@@ -12,6 +12,7 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder, ReplyKeyboardBuilder
 
 from bot.callbacks import (
+    CaseAction,
     ChooseGrid,
     ChooseLanguage,
     ChooseTownship,
@@ -21,7 +22,7 @@ from bot.callbacks import (
 )
 from bot.i18n import N_, _, catalogs
 from bot.languages import LANGUAGES
-from bot.models import Grid, Official, Township, Village
+from bot.models import Case, Grid, Official, Township, Village
 
 # Reply-keyboard labels: a press arrives as the label's text, so handlers match them in
 # every language (see `bot.i18n.every_language`).
@@ -30,6 +31,7 @@ LANGUAGE = N_("🌐 Language")
 HELP = N_("❓ Help")
 SHARE_PHONE = N_("📱 Share my phone number")
 SKIP = N_("Skip")
+MY_CASES = N_("📋 My cases")
 
 #: What a language calls itself; rendered in that language, so each reads its own name.
 LANGUAGE_NAME = N_("English")
@@ -108,4 +110,11 @@ def officials_to_invite(choices: list[Official], language: str) -> InlineKeyboar
     return _choices(
         [(o.display_name(language), InviteOfficial(official_id=o.id)) for o in choices],
         columns=2,
+    )
+
+
+def open_cases(cases: list[Case]) -> InlineKeyboardMarkup:
+    """One button per listed case, opening its timeline."""
+    return _choices(
+        [(case.number, CaseAction(case_id=case.id, action="open")) for case in cases], columns=2
     )

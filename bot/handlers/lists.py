@@ -1,0 +1,203 @@
+"""Lists of cases and a case's timeline: /mycases, /tasks, /pool.
+
+Each list shows at most `LIST_MAX` cases, the most urgent first, with a button per case that
+opens its timeline. Villagers see only the public part of the history of their own cases;
+officials see the whole history of cases they may act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiogram import F
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from bot import keyboards
+from bot.callbacks import CaseAction
+from bot.cases import history, is_assignee, may_handle
+from bot.filters import Pressed
+from bot.i18n import N_, _
+from bot.models import Case, CaseEvent, CaseStatus, Official, Role
+from bot.people import Person
+from bot.routers import Routes
+
+log = logging.getLogger(__name__)
+routes = Routes("lists", private_only=True)
+
+LIST_MAX = 20
+
+STATUS_NAMES: dict[CaseStatus, str] = {
+    CaseStatus.NEW: N_("waiting to be accepted"),
+    CaseStatus.ACCEPTED: N_("being handled"),
+    CaseStatus.RESOLVED: N_("resolved, waiting for your rating"),
+    CaseStatus.CLOSED: N_("closed"),
+}
+
+ACTION_NAMES: dict[str, str] = {
+    "report": N_("reported"),
+    "accept": N_("accepted"),
+    "decline": N_("declined and sent up"),
+    "escalate": N_("escalated"),
+    "assign": N_("assigned"),
+    "note": N_("progress note"),
+    "resolve": N_("resolved with evidence"),
+    "rate": N_("rated"),
+    "reopen": N_("reopened"),
+    "close": N_("closed"),
+}
+
+
+def local_time(moment: datetime | None, timezone: str) -> str:
+    """A moment as the township reads its clocks."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def _line(case: Case, language: str, timezone: str, *, deadline: datetime | None) -> str:
+    category = case.category.display_name(language)
+    when = local_time(deadline, timezone) if deadline else local_time(case.created_at, timezone)
+    return _("{number} · {category} · {status} · {when}").format(
+        number=case.number, category=category, status=_(STATUS_NAMES[case.status]), when=when
+    )
+
+
+async def _show(
+    message: Message,
+    cases: list[Case],
+    person: Person,
+    *,
+    title: str,
+    empty: str,
+    deadline: str | None = None,
+) -> None:
+    if not cases:
+        await message.answer(empty)
+        return
+    timezone = cases[0].township.timezone
+    lines = [title, ""]
+    for case in cases:
+        lines.append(
+            _line(case, person.language, timezone, deadline=getattr(case, deadline or "", None))
+        )
+    await message.answer("\n".join(lines), reply_markup=keyboards.open_cases(cases))
+
+
+@routes.message(Command("mycases"))
+@routes.message(Pressed(keyboards.MY_CASES))
+async def my_cases(message: Message, person: Person) -> None:
+    if person.villager is None:
+        await message.answer(_("You are not registered yet. Send /start to register."))
+        return
+    cases = (
+        await Case.filter(reporter_id=person.villager.id)
+        .order_by("-id")
+        .limit(LIST_MAX)
+        .prefetch_related("category", "township")
+    )
+    await _show(
+        message, cases, person,
+        title=_("Your cases, newest first:"),
+        empty=_("You have not reported any problem yet."),
+    )
+
+
+def _official_only(person: Person) -> Official | None:
+    return person.official if person.official is not None and person.official.active else None
+
+
+@routes.message(Command("tasks"))
+async def tasks(message: Message, person: Person) -> None:
+    official = _official_only(person)
+    if official is None:
+        await message.answer(_("This command is for officials."))
+        return
+    cases = (
+        await Case.filter(assignee_id=official.id, status=CaseStatus.ACCEPTED)
+        .order_by("resolve_by", "id")
+        .limit(LIST_MAX)
+        .prefetch_related("category", "township")
+    )
+    await _show(
+        message, cases, person,
+        title=_("Your open cases, nearest deadline first:"),
+        empty=_("You have no open cases."),
+        deadline="resolve_by",
+    )
+
+
+@routes.message(Command("pool"))
+async def pool(message: Message, person: Person) -> None:
+    official = _official_only(person)
+    if official is None:
+        await message.answer(_("This command is for officials."))
+        return
+    query = Case.filter(status=CaseStatus.NEW, township_id=official.township_id)  # type: ignore[attr-defined]
+    if official.role != Role.DISPATCHER:
+        unit_ids = await official.units.filter(active=True).values_list("id", flat=True)
+        query = query.filter(unit_id__in=list(unit_ids))
+    cases = (
+        await query.order_by("accept_by", "id")
+        .limit(LIST_MAX)
+        .prefetch_related("category", "township")
+    )
+    await _show(
+        message, cases, person,
+        title=_("Cases waiting to be accepted, nearest deadline first:"),
+        empty=_("No case is waiting to be accepted."),
+        deadline="accept_by",
+    )
+
+
+async def _may_read(person: Person, case: Case) -> bool | None:
+    """True: the whole history; False: the public part; None: not this person's case."""
+    for official in person.officials:
+        if is_assignee(official, case) or await may_handle(official, case):
+            return True
+    if person.villager is not None and case.reporter_id == person.villager.id:  # type: ignore[attr-defined]
+        return False
+    return None
+
+
+def _event_line(event: CaseEvent, language: str, timezone: str) -> str:
+    line = _("{when} · {what}").format(
+        when=local_time(event.at, timezone), what=_(ACTION_NAMES.get(event.action, event.action))
+    )
+    if event.note:
+        line += "\n    " + event.note
+    if not event.public:
+        line += "\n    " + _("(internal)")
+    return line
+
+
+async def timeline_text(case: Case, language: str, *, everything: bool) -> str:
+    await case.fetch_related("category", "township")
+    timezone = case.township.timezone
+    lines = [
+        _("Case {number}").format(number=case.number),
+        _("Category: {name}").format(name=case.category.display_name(language)),
+        _("Status: {status}").format(status=_(STATUS_NAMES[case.status])),
+        case.description or _("(voice message)"),
+        "",
+        _("History:"),
+    ]
+    events = await history(case.id, public_only=not everything)
+    lines.extend(_event_line(event, language, timezone) for event in events)
+    return "\n".join(lines)
+
+
+@routes.callback_query(CaseAction.filter(F.action == "open"))
+async def open_case(query: CallbackQuery, callback_data: CaseAction, person: Person) -> None:
+    case = await Case.get_or_none(id=callback_data.case_id)
+    everything = None if case is None else await _may_read(person, case)
+    if case is None or everything is None or not isinstance(query.message, Message):
+        log.warning(
+            "account %s tried to open case %s", person.account.id, callback_data.case_id
+        )
+        await query.answer(_("This button is no longer active."), show_alert=True)
+        return
+    await query.answer()
+    await query.message.answer(await timeline_text(case, person.language, everything=everything))

@@ -1,0 +1,117 @@
+"""/mycases, /tasks, /pool and a case's timeline, through the emulator."""
+
+from __future__ import annotations
+
+from bot import cases
+from bot.models import Account, Case, Category, Grid, Official, Villager
+from bot.sandbox import Sandbox
+
+
+async def _villager(telegram_id: int, name: str, language: str = "zh-hans") -> Villager:
+    account = await Account.create(id=telegram_id, first_name=name, language=language)
+    grid = await Grid.get(village__code="zhengda", code="g1").prefetch_related("village")
+    return await Villager.create(
+        account=account, township_id=grid.village.township_id, village=grid.village,  # type: ignore[attr-defined]
+        grid=grid, name=name,
+    )
+
+
+async def _official(code: str, telegram_id: int, language: str = "zh-hans") -> Official:
+    official = await Official.get(code=code)
+    official.account = await Account.create(
+        id=telegram_id, first_name=official.name, language=language
+    )
+    await official.save()
+    return official
+
+
+async def _report(villager: Villager, description: str, category: str = "litter") -> Case:
+    change = await cases.report(
+        villager, await Category.get(code=category), description=description
+    )
+    return change.case
+
+
+async def test_a_villager_lists_their_cases_and_opens_one(sandbox: Sandbox) -> None:
+    villager = await _villager(1001, "李明")
+    first = await _report(villager, "正达溪水葫芦长满水面")
+    second = await _report(villager, "村口垃圾桶满了")
+    await _report(await _villager(1002, "王芳"), "别人的案件")
+    li = sandbox.phone(1001, "李明")
+    await li.send("/mycases")
+    listing = await li.expect("您的案件")
+    assert listing["text"].index(second.number) < listing["text"].index(first.number)
+    assert "BL-2026-000003" not in listing["text"]
+    assert "待受理" in listing["text"]
+    await li.tap(first.number)
+    timeline = await li.expect(f"案件 {first.number}")
+    assert "正达溪水葫芦长满水面" in timeline["text"]
+    assert "上报" in timeline["text"]
+
+
+async def test_the_timeline_shows_a_villager_only_public_notes(sandbox: Sandbox) -> None:
+    villager = await _villager(1001, "Li Ming", language="en")
+    case = await _report(villager, "Water hyacinth on the creek")
+    lin = await _official("lin-xiuying", 9101)
+    await cases.accept(case.id, lin)
+    await cases.add_note(case.id, lin, "Boat booked for Friday", public=True)
+    await cases.add_note(case.id, lin, "Ask the team for a second boat", public=False)
+    li = sandbox.phone(1001, "Li Ming", language="en")
+    await li.send("/mycases")
+    await li.expect("being handled")
+    await li.tap(case.number)
+    timeline = await li.expect(f"Case {case.number}")
+    assert "Boat booked for Friday" in timeline["text"]
+    assert "second boat" not in timeline["text"]
+    official = sandbox.phone(9101, "林秀英")
+    await official.send("/tasks")
+    await official.tap(case.number)
+    full = await official.expect(f"案件 {case.number}")
+    assert "second boat" in full["text"] and "（内部）" in full["text"]
+
+
+async def test_pool_and_tasks_follow_the_case(sandbox: Sandbox) -> None:
+    villager = await _villager(1001, "李明")
+    case = await _report(villager, "路灯坏了")
+    lin = await _official("lin-xiuying", 9101)
+    phone = sandbox.phone(9101, "林秀英")
+    await phone.send("/tasks")
+    await phone.expect("您没有待办的案件。")
+    await phone.send("/pool")
+    pool = await phone.expect("等待受理的案件")
+    assert case.number in pool["text"]
+    await cases.accept(case.id, lin)
+    await phone.send("/pool")
+    await phone.expect("没有等待受理的案件。")
+    await phone.send("/tasks")
+    tasks = await phone.expect("您待办的案件")
+    assert case.number in tasks["text"] and "处理中" in tasks["text"]
+
+
+async def test_the_pool_of_another_village_does_not_show_the_case(sandbox: Sandbox) -> None:
+    await _report(await _villager(1001, "李明"), "路灯坏了")
+    await _official("wu-lijuan", 9102)
+    phone = sandbox.phone(9102, "吴丽娟")
+    await phone.send("/pool")
+    await phone.expect("没有等待受理的案件。")
+
+
+async def test_someone_elses_case_cannot_be_opened(sandbox: Sandbox) -> None:
+    case = await _report(await _villager(1001, "李明"), "路灯坏了")
+    await _villager(1002, "王芳")
+    wang = sandbox.phone(1002, "王芳")
+    await wang.send("/mycases")
+    await wang.expect("您还没有反映过问题。")
+    query = await wang.user.tap_data(wang.last(), f"c1:{case.id}:open")
+    answer = await sandbox.emulator.wait_answer(query)
+    assert answer["text"] == "这个按钮已失效。" and answer["show_alert"]
+
+
+async def test_lists_are_for_the_right_people(sandbox: Sandbox) -> None:
+    await _villager(1001, "李明")
+    li = sandbox.phone(1001, "李明")
+    await li.send("/tasks")
+    await li.expect("这个命令是给工作人员用的。")
+    stranger = sandbox.phone(1003, "Nobody", language="en")
+    await stranger.send("/mycases")
+    await stranger.expect("You are not registered yet.")
