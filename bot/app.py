@@ -13,8 +13,10 @@ from aiogram.client.telegram import TelegramAPIServer
 
 from bot import db
 from bot.config import Settings
-from bot.flows import registration
-from bot.handlers import admin, common, fallback, lists, start, villager
+from bot.delivery import Courier
+from bot.flows import casework as casework_flow
+from bot.flows import registration, report
+from bot.handlers import admin, casework, common, fallback, lists, start, villager
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.middlewares import PersonMiddleware
@@ -42,11 +44,15 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
     dispatcher["invite_ttl_days"] = settings.invite_ttl_days
     dispatcher.update.outer_middleware(PersonMiddleware(settings.default_language))
     dispatcher.include_routers(
+        report.drafts.router(),  # /start with a draft waiting: before start clears it
         start.routes.router(),
         common.routes.router(),
         villager.routes.router(),
         lists.routes.router(),
         admin.routes.router(),
+        casework.routes.router(),  # case cards' buttons, in groups too
+        casework_flow.routes.router(),
+        report.routes.router(),
         registration.routes.router(),
         fallback.routes.router(),
     )
@@ -60,6 +66,7 @@ class Villagebot:
     settings: Settings
     bot: Bot
     dispatcher: Dispatcher
+    courier: Courier
 
     @classmethod
     async def start(cls, settings: Settings, *, bot: Bot | None = None) -> Villagebot:
@@ -73,7 +80,9 @@ class Villagebot:
         bot = bot or build_bot(settings)
         dispatcher = build_dispatcher(settings)
         await set_default_menus(bot, settings.default_language)
-        return cls(settings=settings, bot=bot, dispatcher=dispatcher)
+        courier = Courier(bot)
+        await courier.start()
+        return cls(settings=settings, bot=bot, dispatcher=dispatcher, courier=courier)
 
     async def poll(self) -> None:
         """Receive updates by long polling until stopped."""
@@ -84,6 +93,7 @@ class Villagebot:
     async def stop(self) -> None:
         with contextlib.suppress(RuntimeError):  # raised when polling never started
             await self.dispatcher.stop_polling()
+        await self.courier.stop()  # sends in flight finish before the session closes
         await self.dispatcher.storage.close()
         await self.dispatcher.fsm.events_isolation.close()
         await self.bot.session.close()

@@ -76,11 +76,13 @@ class RateCase(CallbackData, prefix="s1"):
 
 
 PROFILE_FIELDS = ("name", "village", "phone", "language")
-REPORT_ACTIONS = ("back", "skip", "done", "submit", "edit", "cancel", "anonymous")
+REPORT_ACTIONS = (
+    "back", "skip", "done", "submit", "edit", "cancel", "anonymous", "resume", "restart",
+)
 REPORT_STEPS = ("category", "description", "photos", "location", "summary")
 CASE_ACTIONS = (
     "accept", "decline", "escalate", "assign", "note", "internal", "resolve", "solved",
-    "unsolved", "open", "history",
+    "unsolved", "open", "history", "done", "skip", "cancel",
 )
 
 #: Used by the size check: the largest payload each class can produce.

@@ -18,6 +18,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
+from bot import delivery
 from bot.models import (
     Case,
     CaseCounter,
@@ -29,6 +30,7 @@ from bot.models import (
     Unit,
     Villager,
 )
+from bot.notices import announce
 from bot.routing import responsible_unit, supervisor_of
 
 DESCRIPTION_MAX = 2000
@@ -144,12 +146,14 @@ async def report(
         await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
     try:
         async with in_transaction():
-            return await _create(
+            change = await _create(
                 villager, category, unit, description=description,
                 voice_file_id=voice_file_id, photos=photos, latitude=latitude,
                 longitude=longitude, address=address, anonymous=anonymous,
                 report_key=report_key, at=at,
             )
+        delivery.wake()
+        return change
     except IntegrityError:
         # The same draft, submitted twice at once: the other submission made the case.
         if report_key is None or (earlier := await _reported(report_key)) is None:
@@ -206,18 +210,27 @@ async def _create(
         from_status=None, to_status=case.status, unit=unit, note=description,
         attachments=list(photos),
     )
-    return Change(case, event)
+    change = Change(case, event)
+    await announce(change)  # the notices join this transaction: told if and only if it happened
+    return change
 
 
 async def _member_of(official: Official, unit_id: int) -> bool:
     return await official.units.filter(id=unit_id, active=True).exists()
 
 
+async def _dispatches(official: Official, case: Case) -> bool:
+    """A dispatcher acts township-wide, except on confidential cases: those stay in their unit."""
+    if official.role != Role.DISPATCHER:
+        return False
+    return not await Category.filter(id=case.category_id, confidential=True).exists()  # type: ignore[attr-defined]
+
+
 async def may_handle(official: Official, case: Case) -> bool:
     """Accept, decline, escalate: members of the case's unit, and the township's dispatchers."""
     if not official.active or official.township_id != case.township_id:  # type: ignore[attr-defined]
         return False
-    if official.role == Role.DISPATCHER:
+    if await _dispatches(official, case):
         return True
     return await _member_of(official, case.unit_id)  # type: ignore[attr-defined]
 
@@ -226,7 +239,7 @@ async def may_assign(official: Official, case: Case) -> bool:
     """Assign a named person: a dispatcher, or a leader of the case's unit."""
     if not official.active or official.township_id != case.township_id:  # type: ignore[attr-defined]
         return False
-    if official.role == Role.DISPATCHER:
+    if await _dispatches(official, case):
         return True
     return official.role == Role.LEADER and await _member_of(official, case.unit_id)  # type: ignore[attr-defined]
 
@@ -268,7 +281,10 @@ async def _move(
             to_status=target, unit_id=changes.get("unit_id", case.unit_id),  # type: ignore[attr-defined]
             note=note, attachments=list(attachments), public=public,
         )
-    return Change(await Case.get(id=case.id), event)
+        change = Change(await Case.get(id=case.id), event)
+        await announce(change)
+    delivery.wake()  # committed (or joined the caller's transaction): the courier may look now
+    return change
 
 
 async def accept(case_id: int, official: Official, *, at: datetime | None = None) -> Change:

@@ -17,6 +17,8 @@ from bot.people import Person
 
 VILLAGER_COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", N_("Start or return to the main menu")),
+    ("report", N_("Report a problem")),
+    ("mycases", N_("Your cases and how they stand")),
     ("profile", N_("Your name, village and phone")),
     ("language", N_("Change the language")),
     ("help", N_("What this bot can do")),
@@ -24,6 +26,8 @@ VILLAGER_COMMANDS: tuple[tuple[str, str], ...] = (
 
 OFFICIAL_COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", N_("Start or return to the main menu")),
+    ("tasks", N_("Your open cases")),
+    ("pool", N_("Cases waiting to be accepted")),
     ("language", N_("Change the language")),
     ("help", N_("What this bot can do")),
 )

@@ -25,6 +25,8 @@ def help_text(person: Person) -> str:
             _("You are registered as an official."),
             "",
             _("/start: return to the main menu"),
+            _("/tasks: your open cases, nearest deadline first"),
+            _("/pool: cases in your units waiting to be accepted"),
             _("/language: change the language"),
             _("/help: this message"),
         ]
@@ -44,6 +46,8 @@ def help_text(person: Person) -> str:
         [
             _("This bot lets you report problems in your village and follow them."),
             "",
+            _("/report: report a problem (or tap “📝 Report a problem” below)"),
+            _("/mycases: your cases, how they stand and their history"),
             _("/profile: your name, village, grid and phone"),
             _("/language: change the language"),
             _("/help: this message"),

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from aiogram import F
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, Message
+from tortoise.expressions import Q
 
 from bot import keyboards
 from bot.callbacks import CaseAction
@@ -136,9 +137,12 @@ async def pool(message: Message, person: Person) -> None:
         await message.answer(_("This command is for officials."))
         return
     query = Case.filter(status=CaseStatus.NEW, township_id=official.township_id)  # type: ignore[attr-defined]
-    if official.role != Role.DISPATCHER:
-        unit_ids = await official.units.filter(active=True).values_list("id", flat=True)
-        query = query.filter(unit_id__in=list(unit_ids))
+    own_units = await official.units.filter(active=True).values_list("id", flat=True)
+    units = Q(unit_id__in=list(own_units))
+    if official.role == Role.DISPATCHER:
+        # A dispatcher sees the township's pool, but confidential cases only in their own units.
+        units |= Q(category__confidential=False)
+    query = query.filter(units)
     cases = (
         await query.order_by("accept_by", "id")
         .limit(LIST_MAX)

@@ -1,0 +1,608 @@
+"""Outgoing notifications: queued in the outbox with the change, sent by the courier.
+
+Every notice to a person or a group (a case card, a reminder, "your case was accepted") goes
+through here and nowhere else. `post` and `edit` write `Delivery` rows in the caller's database
+transaction, so a change that rolls back tells nobody and a change that commits is told even if
+the process dies a moment later. The `Courier` of each running process sends the rows:
+
+- It claims a row with one conditional UPDATE that sets `lease_until`; two processes on one
+  database never both claim a row, and the rows of a courier that died are taken over when
+  its lease runs out.
+- Per chat, rows go out in id order: a chat's row is sent only when every earlier row of that
+  chat is sent or has failed. An edit therefore waits for its original.
+- Telegram's limits are kept in memory: about 30 messages a second overall (we use 25, the
+  handlers' replies share the budget), one a second per private chat, 20 a minute per group;
+  an album counts as its number of photos. A 429 is waited out (`retry_after`, for that chat,
+  and the whole courier slows down for a while); network errors and 5xx are retried with
+  capped exponential backoff and given up after `MAX_ATTEMPTS`; a 403 (blocked, deactivated,
+  never started) marks the account blocked and fails that chat's pending rows; any other
+  refusal fails the row with Telegram's text.
+- No database transaction is open during a call to Telegram.
+
+Exactly once, honestly: Telegram has no idempotency key, so "sent" is written right after
+Telegram answers. If the process dies in between (or the answer is lost to a network error or
+a timeout after Telegram accepted the message), the row is sent again once its lease runs out
+or on the retry: the chat may see that one message twice. Nothing is ever lost, and nothing
+else is sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    AiogramError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
+from aiogram.types import InlineKeyboardMarkup, InputMediaPhoto
+from tortoise import connections
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q, Subquery
+from tortoise.functions import Min
+from tortoise.transactions import in_transaction
+
+from bot.models import Account, Delivery, DeliveryKind
+
+__all__ = ["Courier", "edit", "post", "wake"]
+
+log = logging.getLogger(__name__)
+
+ALBUM_MAX = 10
+#: How long a claimed row belongs to its courier; longer than any one call to Telegram.
+LEASE = timedelta(seconds=60)
+REQUEST_TIMEOUT = 20
+#: Idle courier looks at the outbox this often even when nobody wakes it.
+POLL_SECONDS = 0.25
+MAX_ATTEMPTS = 12
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 300.0
+#: Sends in flight at once (to different chats).
+MAX_IN_FLIGHT = 16
+BATCH = 200
+#: Overall budget per second (Telegram allows about 30; the handlers' replies share it).
+GLOBAL_PER_SECOND = 25
+PRIVATE_PER_SECOND = 1
+GROUP_PER_MINUTE = 20
+#: After a 429 the overall budget is halved for this long.
+SLOW_SECONDS = 30.0
+NOT_MODIFIED = "message is not modified"
+ERROR_MAX = 255
+
+_couriers: set[Courier] = set()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------
+# Queueing
+
+
+def wake() -> None:
+    """Tell this process's couriers to look at the outbox now (after a commit, say)."""
+    for courier in list(_couriers):
+        courier.wake()
+
+
+def _in_callers_transaction() -> bool:
+    return isinstance(connections.get("default"), TransactionalDBClient)
+
+
+def _chunks(photos: Sequence[str]) -> list[list[str]]:
+    items = list(photos)
+    return [items[start : start + ALBUM_MAX] for start in range(0, len(items), ALBUM_MAX)]
+
+
+async def post(
+    chat_id: int,
+    text: str,
+    *,
+    photos: Sequence[str] = (),
+    location: tuple[float, float] | None = None,
+    keyboard: InlineKeyboardMarkup | None = None,
+    case_id: int | None = None,
+    card: bool = False,
+    key: str | None = None,
+) -> Delivery:
+    """Queue one notification (photos, then the pin, then the text); returns the text row.
+
+    Joins the caller's transaction when there is one. With `key`, a notification already
+    queued under that key is returned instead and nothing new is queued.
+    """
+    if key is not None:
+        existing = await Delivery.get_or_none(key=key)
+        if existing is not None:
+            return existing
+    joined = _in_callers_transaction()
+    try:
+        # A savepoint inside the caller's transaction: a lost race on `key` undoes only this.
+        async with in_transaction():
+            now = _now()
+            common: dict[str, Any] = {
+                "chat_id": chat_id,
+                "case_id": case_id,
+                "created_at": now,
+                "not_before": now,
+            }
+            for chunk in _chunks(photos):
+                if len(chunk) == 1:
+                    await Delivery.create(
+                        kind=DeliveryKind.PHOTO, payload={"photo": chunk[0]}, **common
+                    )
+                else:
+                    await Delivery.create(
+                        kind=DeliveryKind.ALBUM, payload={"photos": chunk}, **common
+                    )
+            if location is not None:
+                latitude, longitude = location
+                await Delivery.create(
+                    kind=DeliveryKind.LOCATION,
+                    payload={"latitude": latitude, "longitude": longitude},
+                    **common,
+                )
+            row = await Delivery.create(
+                kind=DeliveryKind.TEXT,
+                payload=_text_payload(text, keyboard),
+                card=card,
+                key=key,
+                **common,
+            )
+    except IntegrityError:
+        existing = await Delivery.get_or_none(key=key) if key is not None else None
+        if existing is None:
+            raise
+        return existing
+    if not joined:
+        wake()
+    return row
+
+
+async def edit(
+    original: Delivery, text: str, keyboard: InlineKeyboardMarkup | None = None
+) -> Delivery:
+    """Queue a change of `original`'s message: sent after it, dropped if it failed."""
+    now = _now()
+    row = await Delivery.create(
+        chat_id=original.chat_id,
+        kind=DeliveryKind.EDIT,
+        payload=_text_payload(text, keyboard),
+        edit_of_id=original.id,
+        case_id=original.case_id,  # type: ignore[attr-defined]
+        created_at=now,
+        not_before=now,
+    )
+    if not _in_callers_transaction():
+        wake()
+    return row
+
+
+def _text_payload(text: str, keyboard: InlineKeyboardMarkup | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"text": text}
+    if keyboard is not None:
+        payload["reply_markup"] = keyboard.model_dump(mode="json", exclude_none=True)
+    return payload
+
+
+def _keyboard(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
+    markup = payload.get("reply_markup")
+    return InlineKeyboardMarkup.model_validate(markup) if markup else None
+
+
+def _cost(row: Delivery) -> int:
+    """How many messages Telegram counts for this row."""
+    if row.kind == DeliveryKind.ALBUM:
+        return max(1, len(row.payload.get("photos", [])))
+    return 1
+
+
+# --------------------------------------------------------------------------------------------
+# Pacing
+
+
+class _Window:
+    """At most `cap` messages in any `seconds`: Telegram's rule, kept as a log of send times.
+
+    A send bigger than the cap (an album in a private chat) is spread into the future, so the
+    chat's next message waits as long as if the photos had been sent one by one.
+    """
+
+    def __init__(self, cap: int, seconds: float) -> None:
+        self.cap = cap
+        self.seconds = seconds
+        self.times: deque[float] = deque()
+
+    def _trim(self, now: float) -> None:
+        while self.times and now - self.times[0] >= self.seconds:
+            self.times.popleft()
+
+    def ready_in(self, now: float, cost: int, cap: int | None = None) -> float:
+        cap = cap or self.cap
+        self._trim(now)
+        excess = len(self.times) + min(cost, cap) - cap
+        if excess <= 0:
+            return 0.0
+        moment = self.times[min(excess, len(self.times)) - 1]
+        return max(0.0, moment + self.seconds - now)
+
+    def take(self, now: float, cost: int) -> None:
+        spacing = self.seconds / self.cap
+        start = max([now, *self.times]) if cost > self.cap else now
+        for index in range(cost):
+            self.times.append(start + (index * spacing if cost > self.cap else 0.0))
+
+    def idle(self, now: float) -> bool:
+        self._trim(now)
+        return not self.times
+
+
+class _Pacer:
+    """The courier's view of Telegram's limits: overall, per private chat, per group.
+
+    A message is counted when Telegram has answered, which is after Telegram counted it, and
+    the sends still in flight hold their place meanwhile: so the counts here are never below
+    Telegram's, whatever the network's delays.
+    """
+
+    def __init__(self) -> None:
+        self.overall = _Window(GLOBAL_PER_SECOND, 1.0)
+        self.in_flight = 0
+        self.chats: dict[int, _Window] = {}
+        self.slow_until = 0.0
+        self.paused_until = 0.0
+
+    def _chat(self, chat_id: int) -> _Window:
+        window = self.chats.get(chat_id)
+        if window is None:
+            if len(self.chats) > 10_000:
+                now = time.monotonic()
+                self.chats = {k: w for k, w in self.chats.items() if not w.idle(now)}
+            if chat_id > 0:
+                window = _Window(PRIVATE_PER_SECOND, 1.0)
+            else:
+                window = _Window(GROUP_PER_MINUTE, 60.0)
+            self.chats[chat_id] = window
+        return window
+
+    def chat_ready_in(self, chat_id: int, cost: int, now: float) -> float:
+        return self._chat(chat_id).ready_in(now, cost)
+
+    def overall_ready_in(self, cost: int, now: float) -> float:
+        """0 when a send of `cost` messages may start now; else roughly how long to wait."""
+        cap = GLOBAL_PER_SECOND // 2 if now < self.slow_until else GLOBAL_PER_SECOND
+        if self.in_flight and self.in_flight + cost > cap:
+            return POLL_SECONDS  # a finishing send wakes the courier sooner
+        wait = self.overall.ready_in(now, min(cost + self.in_flight, cap), cap)
+        return max(self.paused_until - now, wait)
+
+    def started(self, cost: int) -> None:
+        self.in_flight += cost
+
+    def finished(self, chat_id: int, cost: int, now: float) -> None:
+        self.in_flight -= cost
+        self.overall.take(now, cost)
+        self._chat(chat_id).take(now, cost)
+
+    def slow_down(self, now: float, retry_after: float) -> None:
+        self.slow_until = max(self.slow_until, now + SLOW_SECONDS)
+        # Nothing at all for a moment: the limit hit may have been the overall one.
+        self.paused_until = max(self.paused_until, now + min(float(retry_after), 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# The courier
+
+
+class _Gone(Exception):
+    """The row cannot be delivered: Telegram refused it, or its original was never sent."""
+
+
+class _NotYet(Exception):
+    """An edit whose original is not sent yet."""
+
+
+def _pending() -> Any:
+    return Delivery.filter(sent_at__isnull=True, failed_at__isnull=True)
+
+
+async def _heads(now: datetime, *, limit: int, free_only: bool = True) -> list[Delivery]:
+    """The first unfinished row of each chat, when it is due (and, by default, unclaimed)."""
+    firsts = _pending().annotate(first=Min("id")).group_by("chat_id").values("first")
+    query = Delivery.filter(id__in=Subquery(firsts), not_before__lte=now)
+    if free_only:
+        query = query.filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+    return await query.order_by("id").limit(limit)
+
+
+def _describe(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text[:ERROR_MAX]
+
+
+class Courier:
+    """Sends the outbox through one Bot; start one per process, any number per database."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+        self._pacer = _Pacer()
+        self._wakeup = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._busy: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Rows this courier delivered (sent or edited), for the logs and the tests.
+        self.sent = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._loop_task is not None:
+            return
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name="courier")
+        _couriers.add(self)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop looking, let the sends in flight finish (up to `grace` seconds), then end."""
+        _couriers.discard(self)
+        self._stopping = True
+        self._wakeup.set()
+        if self._loop_task is not None:
+            task, self._loop_task = self._loop_task, None
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in late:
+                # Their rows stay leased: taken over when the lease runs out (see above).
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def drained(self, timeout: float = 10.0) -> None:
+        """Return once nothing is due: every row sent, failed or waiting for a later retry."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self._progress.clear()
+                if not self._tasks and not await _heads(_now(), limit=1, free_only=False):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), POLL_SECONDS)
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        log.info("courier started")
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                delay = await self._dispatch()
+            except Exception:
+                log.exception("courier: reading the outbox failed")
+                delay = 1.0
+            self._progress.set()
+            if self._stopping:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+        log.info("courier stopped")
+
+    async def _dispatch(self) -> float:
+        """Start sending what is due and allowed; returns how long to sleep if nobody wakes."""
+        delay = POLL_SECONDS
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            return delay
+        now = _now()
+        for row in await _heads(now, limit=BATCH):
+            if self._stopping or len(self._tasks) >= MAX_IN_FLIGHT:
+                break
+            if row.chat_id in self._busy:
+                continue
+            cost = _cost(row)
+            moment = time.monotonic()
+            wait = self._pacer.chat_ready_in(row.chat_id, cost, moment)
+            if wait > 0:
+                delay = min(delay, wait)
+                continue
+            wait = self._pacer.overall_ready_in(cost, moment)
+            if wait > 0:
+                delay = min(delay, wait)
+                break
+            if not await self._claim(row):
+                continue
+            self._pacer.started(cost)
+            self._busy.add(row.chat_id)
+            task = asyncio.create_task(self._deliver(row, cost))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return delay
+
+    @staticmethod
+    async def _claim(row: Delivery) -> bool:
+        """Take the row if nobody holds it: one conditional UPDATE, safe across processes."""
+        now = _now()
+        claimed = await (
+            _pending()
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now), id=row.id)
+            .update(lease_until=now + LEASE)
+        )
+        return bool(claimed)
+
+    async def _deliver(self, row: Delivery, cost: int) -> None:
+        try:
+            await self._attempt(row)
+        except Exception:
+            log.exception("courier: delivery %s failed unexpectedly", row.id)
+        finally:
+            self._pacer.finished(row.chat_id, cost, time.monotonic())
+            self._busy.discard(row.chat_id)
+            self._progress.set()
+            self._wakeup.set()
+
+    async def _attempt(self, row: Delivery) -> None:
+        try:
+            message_ids = await self._send(row)
+        except _NotYet:
+            await self._release(row, delay=1.0, count=False, error=None)
+        except _Gone as error:
+            await self._fail(row, str(error))
+        except TelegramRetryAfter as error:
+            log.warning("courier: chat %s: retry after %ss", row.chat_id, error.retry_after)
+            self._pacer.slow_down(time.monotonic(), error.retry_after)
+            await self._release(row, delay=float(error.retry_after), count=False, error=None)
+        except TelegramForbiddenError as error:
+            await self._forbidden(row, _describe(error))
+        except TelegramMigrateToChat as error:
+            await self._migrated(row, error.migrate_to_chat_id)
+        except TelegramEntityTooLarge as error:
+            await self._fail(row, _describe(error))
+        except (TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError) as error:
+            await self._retry(row, _describe(error))
+        except TelegramBadRequest as error:
+            if row.kind == DeliveryKind.EDIT and NOT_MODIFIED in error.message:
+                await self._sent(row, await self._edited_message(row))
+            else:
+                await self._fail(row, _describe(error))
+        except TelegramAPIError as error:
+            await self._fail(row, _describe(error))
+        except AiogramError as error:  # an answer that is not the Bot API's (a proxy page)
+            await self._retry(row, _describe(error))
+        except Exception as error:
+            log.exception("courier: delivery %s raised", row.id)
+            await self._retry(row, _describe(error))
+        else:
+            await self._sent(row, message_ids)
+
+    # ---- talking to Telegram ---------------------------------------------------------------
+
+    async def _send(self, row: Delivery) -> list[int]:
+        payload = row.payload
+        bot, chat_id, timeout = self.bot, row.chat_id, REQUEST_TIMEOUT
+        if row.kind == DeliveryKind.TEXT:
+            message = await bot.send_message(
+                chat_id,
+                payload["text"],
+                reply_markup=_keyboard(payload),
+                request_timeout=timeout,
+            )
+            return [message.message_id]
+        if row.kind == DeliveryKind.PHOTO:
+            message = await bot.send_photo(chat_id, payload["photo"], request_timeout=timeout)
+            return [message.message_id]
+        if row.kind == DeliveryKind.ALBUM:
+            media = [InputMediaPhoto(media=photo) for photo in payload["photos"]]
+            messages = await bot.send_media_group(chat_id, media, request_timeout=timeout)
+            return [message.message_id for message in messages]
+        if row.kind == DeliveryKind.LOCATION:
+            message = await bot.send_location(
+                chat_id, payload["latitude"], payload["longitude"], request_timeout=timeout
+            )
+            return [message.message_id]
+        if row.kind == DeliveryKind.EDIT:
+            message_id = await self._edited_message(row)
+            await bot.edit_message_text(
+                text=payload["text"],
+                chat_id=chat_id,
+                message_id=message_id[0],
+                reply_markup=_keyboard(payload),
+                request_timeout=timeout,
+            )
+            return message_id
+        raise _Gone(f"unknown delivery kind {row.kind}")
+
+    @staticmethod
+    async def _edited_message(row: Delivery) -> list[int]:
+        """The message an EDIT row changes: the last message of its original."""
+        original = await Delivery.get_or_none(id=row.edit_of_id)  # type: ignore[attr-defined]
+        if original is None or original.failed_at is not None:
+            raise _Gone("the message to edit was never sent")
+        if original.sent_at is None:
+            raise _NotYet
+        if not original.message_ids:
+            raise _Gone("the message to edit has no message id")
+        return [original.message_ids[-1]]
+
+    # ---- recording the outcome -------------------------------------------------------------
+
+    async def _sent(self, row: Delivery, message_ids: list[int]) -> None:
+        # The window where a crash means one resend: keep it to this one write, retried.
+        for attempt in range(3):
+            try:
+                await Delivery.filter(id=row.id).update(
+                    sent_at=_now(), lease_until=None, message_ids=message_ids, error=None
+                )
+                break
+            except Exception:
+                if attempt == 2:
+                    raise
+                log.warning("courier: recording delivery %s as sent failed; again", row.id)
+                await asyncio.sleep(0.5)
+        self.sent += 1
+
+    @staticmethod
+    async def _fail(row: Delivery, error: str) -> None:
+        log.warning("courier: delivery %s to %s failed: %s", row.id, row.chat_id, error)
+        await Delivery.filter(id=row.id).update(
+            failed_at=_now(), lease_until=None, error=error[:ERROR_MAX]
+        )
+
+    @staticmethod
+    async def _release(row: Delivery, *, delay: float, count: bool, error: str | None) -> None:
+        changes: dict[str, Any] = {
+            "lease_until": None,
+            "not_before": _now() + timedelta(seconds=delay),
+        }
+        if count:
+            changes["attempts"] = row.attempts + 1
+        if error is not None:
+            changes["error"] = error[:ERROR_MAX]
+        await Delivery.filter(id=row.id).update(**changes)
+
+    async def _retry(self, row: Delivery, error: str) -> None:
+        attempts = row.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            await Delivery.filter(id=row.id).update(attempts=attempts)
+            await self._fail(row, f"gave up after {attempts} attempts: {error}")
+            return
+        delay = min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_CAP)
+        log.info("courier: delivery %s: %s; retry in %.1fs", row.id, error, delay)
+        await self._release(row, delay=delay, count=True, error=error)
+
+    @staticmethod
+    async def _forbidden(row: Delivery, error: str) -> None:
+        """Blocked, deactivated or never started: stop trying this chat's queued rows."""
+        now = _now()
+        log.warning("courier: chat %s refuses messages: %s", row.chat_id, error)
+        if row.chat_id > 0:
+            await Account.filter(id=row.chat_id, blocked_at__isnull=True).update(blocked_at=now)
+        await _pending().filter(chat_id=row.chat_id).update(
+            failed_at=now, lease_until=None, error=error[:ERROR_MAX]
+        )
+
+    @staticmethod
+    async def _migrated(row: Delivery, new_chat_id: int) -> None:
+        """A group became a supergroup: its queued rows go to the new chat id."""
+        log.warning("courier: chat %s moved to %s", row.chat_id, new_chat_id)
+        await Delivery.filter(id=row.id).update(lease_until=None)
+        await _pending().filter(chat_id=row.chat_id).update(chat_id=new_chat_id)

@@ -1,0 +1,558 @@
+"""What a case change means to each person, queued in the outbox with the change itself.
+
+`bot.cases` calls `announce` inside the transaction of every transition, so a change that
+rolls back tells nobody and a change that commits is told even if the process stops a moment
+later (see `bot.delivery`). Each text is rendered in its reader's language (Account.language);
+a unit's group chat is read by many people and gets the township's default language.
+
+Case cards: the message that offers a case to a unit (in its group chat, or to each member
+privately). Every copy is a `Delivery` row with `card=True`; when the case moves, every copy
+is edited to show where it stands, and only the assignee's own copy keeps buttons to work on.
+
+The villager is not told about REPORT here: the report flow's own confirmation already gives
+the case number, the unit and the accept deadline, and a second message would repeat it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot import delivery
+from bot.callbacks import CaseAction
+from bot.i18n import N_, catalogs
+from bot.languages import LANGUAGES
+from bot.models import (
+    Account,
+    Case,
+    CaseEvent,
+    CaseStatus,
+    Delivery,
+    DeliveryKind,
+    Official,
+    Role,
+    Unit,
+    Villager,
+)
+
+if TYPE_CHECKING:
+    from bot.cases import Change
+
+log = logging.getLogger(__name__)
+
+#: A group chat is read by many people: it gets the township's default language.
+GROUP_LANGUAGE = LANGUAGES[0]
+
+
+def text(message: str, language: str, **values: object) -> str:
+    return catalogs().text(message, language, **values)
+
+
+def local_time(moment: datetime | None, timezone: str) -> str:
+    """A moment as the township reads its clocks."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+# ---- keyboards ------------------------------------------------------------------------------
+
+
+def _keyboard(buttons: list[tuple[str, str]], case_id: int, language: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for label, action in buttons:
+        builder.button(
+            text=text(label, language), callback_data=CaseAction(case_id=case_id, action=action)
+        )
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+ACCEPT = N_("✅ Accept")
+DECLINE = N_("↩️ Decline")
+ESCALATE = N_("⬆️ Escalate")
+ASSIGN = N_("👤 Assign")
+PROGRESS_NOTE = N_("💬 Progress note")
+INTERNAL_NOTE = N_("🔒 Internal note")
+RESOLVE = N_("✔️ Resolve")
+SOLVED = N_("👍 Solved")
+NOT_SOLVED = N_("👎 Not solved")
+
+
+def card_keyboard(
+    case: Case, language: str, *, assign: bool, upward: bool
+) -> InlineKeyboardMarkup:
+    """A new case's card: Accept, and Decline/Escalate when there is a unit above."""
+    buttons = [(ACCEPT, "accept")]
+    if upward:
+        buttons += [(DECLINE, "decline"), (ESCALATE, "escalate")]
+    if assign:
+        buttons.append((ASSIGN, "assign"))
+    return _keyboard(buttons, case.id, language)
+
+
+def work_keyboard(case: Case, language: str, *, upward: bool) -> InlineKeyboardMarkup:
+    """The assignee's buttons while working on a case."""
+    buttons = [(PROGRESS_NOTE, "note"), (INTERNAL_NOTE, "internal"), (RESOLVE, "resolve")]
+    if upward:
+        buttons.append((ESCALATE, "escalate"))
+    return _keyboard(buttons, case.id, language)
+
+
+def verdict_keyboard(case: Case, language: str) -> InlineKeyboardMarkup:
+    return _keyboard([(SOLVED, "solved"), (NOT_SOLVED, "unsolved")], case.id, language)
+
+
+# ---- what a change is about -----------------------------------------------------------------
+
+
+@dataclass
+class Scene:
+    """The case after a change, with everything its texts need, loaded once."""
+
+    case: Case
+    event: CaseEvent
+    unit: Unit
+    upward: bool
+    reporter: Villager | None
+    reporter_account: Account | None
+    assignee: Official | None
+    assignee_account: Account | None
+    actor: Official | None
+
+    @property
+    def timezone(self) -> str:
+        return self.case.township.timezone
+
+
+async def _scene(change: Change) -> Scene:
+    case = await Case.get(id=change.case.id).prefetch_related(
+        "category", "village", "grid", "unit", "township"
+    )
+    reporter = reporter_account = assignee = assignee_account = actor = None
+    if case.reporter_id is not None:  # type: ignore[attr-defined]
+        reporter = await Villager.get(id=case.reporter_id)  # type: ignore[attr-defined]
+        reporter_account = await Account.get_or_none(id=reporter.account_id)  # type: ignore[attr-defined]
+    if case.assignee_id is not None:  # type: ignore[attr-defined]
+        assignee = await Official.get(id=case.assignee_id)  # type: ignore[attr-defined]
+        if assignee.account_id is not None:  # type: ignore[attr-defined]
+            assignee_account = await Account.get_or_none(id=assignee.account_id)  # type: ignore[attr-defined]
+    if change.event.actor_id is not None:  # type: ignore[attr-defined]
+        actor = await Official.filter(
+            account_id=change.event.actor_id,  # type: ignore[attr-defined]
+            township_id=case.township_id,  # type: ignore[attr-defined]
+        ).order_by("id").first()
+    upward = case.unit.supervisor_id is not None  # type: ignore[attr-defined]
+    return Scene(
+        case, change.event, case.unit, upward, reporter, reporter_account, assignee,
+        assignee_account, actor,
+    )
+
+
+def _name(official: Official | None, language: str) -> str:
+    return official.display_name(language) if official is not None else "-"
+
+
+def card_body(scene: Scene, language: str) -> str:
+    """What an official needs to take a case: what, where, who, by when."""
+    case = scene.case
+    lines = [
+        text(N_("🚨 Case {number}"), language, number=case.number)
+        if case.category.emergency
+        else text(N_("📋 Case {number}"), language, number=case.number),
+        text(N_("Category: {name}"), language, name=case.category.display_name(language)),
+        case.description or text(N_("(voice message)"), language),
+    ]
+    if case.photos:
+        lines.append(text(N_("Photos: {count}, sent above"), language, count=len(case.photos)))
+    if case.latitude is not None and case.longitude is not None:
+        lines.append(text(N_("Location: the pin above"), language))
+    if case.address:
+        lines.append(text(N_("Address: {address}"), language, address=case.address))
+    place = case.village.display_name(language)
+    if case.grid is not None:
+        place += " · " + case.grid.display_name(language)
+    lines.append(text(N_("Village: {place}"), language, place=place))
+    if case.anonymous or scene.reporter is None:
+        lines.append(text(N_("Reporter: anonymous"), language))
+    elif scene.reporter.phone:
+        lines.append(
+            text(
+                N_("Reporter: {name}, {phone}"), language,
+                name=scene.reporter.name, phone=scene.reporter.phone,
+            )
+        )
+    else:
+        lines.append(text(N_("Reporter: {name}"), language, name=scene.reporter.name))
+    tz = scene.timezone
+    lines += [
+        text(N_("Reported: {when}"), language, when=local_time(case.created_at, tz)),
+        text(N_("Accept by: {when}"), language, when=local_time(case.accept_by, tz)),
+        text(N_("Resolve by: {when}"), language, when=local_time(case.resolve_by, tz)),
+    ]
+    return "\n".join(lines)
+
+
+def status_line(scene: Scene, language: str) -> str:
+    """Where the case stands now, under every copy of its card."""
+    case, tz = scene.case, scene.timezone
+    name = _name(scene.assignee, language)
+    if case.status == CaseStatus.ACCEPTED:
+        return text(
+            N_("✅ Taken by {name}, to be resolved by {deadline}"), language,
+            name=name, deadline=local_time(case.resolve_by, tz),
+        )
+    if case.status == CaseStatus.RESOLVED:
+        return text(N_("✔️ Resolved by {name}; waiting for the villager's word"), language,
+                    name=name)
+    if case.status == CaseStatus.CLOSED:
+        if case.rating is not None:
+            return text(N_("🔒 Closed, rated {stars} of 5"), language, stars=case.rating)
+        return text(N_("🔒 Closed without a rating"), language)
+    return text(N_("➡️ Now with {unit}"), language, unit=scene.unit.display_name(language))
+
+
+def arrival_line(scene: Scene, language: str, previous: Unit | None) -> str | None:
+    """Why a card arrives at a unit other than the first: declined or escalated below."""
+    action, note = scene.event.action, scene.event.note
+    if previous is None or action not in ("decline", "escalate"):
+        return None
+    below = previous.display_name(language)
+    if action == "decline":
+        return text(N_("↩️ Declined by {unit}: {reason}"), language, unit=below, reason=note)
+    if note:
+        return text(N_("⬆️ Escalated by {unit}: {note}"), language, unit=below, note=note)
+    if scene.event.actor_id is None:  # type: ignore[attr-defined]
+        return text(N_("⏰ Escalated from {unit}: the deadline passed"), language, unit=below)
+    return text(N_("⬆️ Escalated by {unit}"), language, unit=below)
+
+
+# ---- who reads what ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reader:
+    chat_id: int
+    language: str
+    may_assign: bool
+
+
+async def _members(unit: Unit) -> list[tuple[Official, Account]]:
+    """Active members of a unit whose Telegram account is bound."""
+    officials = await unit.members.filter(active=True, account_id__isnull=False).order_by("id")
+    accounts = {
+        account.id: account
+        for account in await Account.filter(id__in=[o.account_id for o in officials])  # type: ignore[attr-defined]
+    }
+    return [(o, accounts[o.account_id]) for o in officials if o.account_id in accounts]  # type: ignore[attr-defined]
+
+
+async def _card_readers(unit: Unit, *, dispatchers_too: bool) -> list[Reader]:
+    """The unit's group chat when it has one, else each member; optionally its dispatchers."""
+    readers: list[Reader] = []
+    members = await _members(unit)
+    if unit.group_chat_id is not None:
+        readers.append(Reader(unit.group_chat_id, GROUP_LANGUAGE, True))
+        if dispatchers_too:
+            readers += [
+                Reader(account.id, account.language, True)
+                for official, account in members
+                if official.role == Role.DISPATCHER
+            ]
+    else:
+        readers += [
+            Reader(account.id, account.language, official.role in (Role.DISPATCHER, Role.LEADER))
+            for official, account in members
+        ]
+    seen: set[int] = set()
+    unique = [r for r in readers if not (r.chat_id in seen or seen.add(r.chat_id))]  # type: ignore[func-returns-value]
+    if not unique:
+        log.warning("case card for unit %s reaches nobody: no group chat, no bound member",
+                    unit.code)
+    return unique
+
+
+async def _language_of(chat_id: int) -> str:
+    if chat_id < 0:
+        return GROUP_LANGUAGE
+    account = await Account.get_or_none(id=chat_id)
+    return account.language if account is not None else GROUP_LANGUAGE
+
+
+# ---- cards ------------------------------------------------------------------------------------
+
+
+async def _post_cards(scene: Scene, previous: Unit | None, *, dispatchers_too: bool) -> None:
+    case = scene.case
+    location = None
+    if case.latitude is not None and case.longitude is not None:
+        location = (case.latitude, case.longitude)
+    for reader in await _card_readers(scene.unit, dispatchers_too=dispatchers_too):
+        lines = [card_body(scene, reader.language)]
+        arrival = arrival_line(scene, reader.language, previous)
+        if arrival:
+            lines += ["", arrival]
+        await delivery.post(
+            reader.chat_id,
+            "\n".join(lines),
+            photos=case.photos,
+            location=location,
+            keyboard=card_keyboard(
+                case, reader.language, assign=reader.may_assign, upward=scene.upward
+            ),
+            case_id=case.id,
+            card=True,
+        )
+
+
+async def _card_rows(case: Case) -> list[Delivery]:
+    return await Delivery.filter(case_id=case.id, card=True, kind=DeliveryKind.TEXT).order_by("id")
+
+
+async def _edit_cards(scene: Scene) -> list[Delivery]:
+    """Every copy of the card shows where the case stands; the assignee's keeps work buttons."""
+    rows = await _card_rows(scene.case)
+    working = scene.case.status == CaseStatus.ACCEPTED and scene.assignee_account is not None
+    for row in rows:
+        language = await _language_of(row.chat_id)
+        keyboard = None
+        if working and row.chat_id == scene.assignee_account.id:  # type: ignore[union-attr]
+            keyboard = work_keyboard(scene.case, language, upward=scene.upward)
+        body = card_body(scene, language)
+        await delivery.edit(row, f"{body}\n\n{status_line(scene, language)}", keyboard)
+    return rows
+
+
+async def _assignee_card(scene: Scene, headline: str | None) -> None:
+    """The assignee's own copy of the card, with the work buttons."""
+    account = scene.assignee_account
+    if account is None:
+        return
+    language = account.language
+    lines = [card_body(scene, language), "", status_line(scene, language)]
+    if headline:
+        lines = [headline, "", *lines]
+    await delivery.post(
+        account.id,
+        "\n".join(lines),
+        keyboard=work_keyboard(scene.case, language, upward=scene.upward),
+        case_id=scene.case.id,
+        card=True,
+    )
+
+
+# ---- telling the villager and the officials --------------------------------------------
+
+
+async def _tell_villager(
+    scene: Scene,
+    message: str,
+    *,
+    photos: list[str] | None = None,
+    keyboard: InlineKeyboardMarkup | None = None,
+    **values: object,
+) -> None:
+    account = scene.reporter_account
+    if account is None:
+        return
+    await delivery.post(
+        account.id,
+        text(message, account.language, number=scene.case.number, **values),
+        photos=photos or (),
+        keyboard=keyboard,
+        case_id=scene.case.id,
+    )
+
+
+async def _tell_assignee(
+    scene: Scene, message: str, *, keyboard: bool = False, **values: object
+) -> None:
+    account = scene.assignee_account
+    if account is None:
+        return
+    language = account.language
+    await delivery.post(
+        account.id,
+        text(message, language, number=scene.case.number, **values),
+        keyboard=work_keyboard(scene.case, language, upward=scene.upward) if keyboard else None,
+        case_id=scene.case.id,
+    )
+
+
+async def _officials_on_case(scene: Scene) -> list[Account]:
+    """The assignee and the leaders of the case's unit, except whoever made the change."""
+    accounts: dict[int, Account] = {}
+    if scene.assignee_account is not None:
+        accounts[scene.assignee_account.id] = scene.assignee_account
+    for official, account in await _members(scene.unit):
+        if official.role in (Role.LEADER, Role.DISPATCHER):
+            accounts.setdefault(account.id, account)
+    accounts.pop(scene.event.actor_id, None)  # type: ignore[attr-defined]
+    return list(accounts.values())
+
+
+# ---- each change --------------------------------------------------------------------------
+
+
+async def _reported(scene: Scene) -> None:
+    await _post_cards(scene, None, dispatchers_too=False)
+
+
+async def _accepted(scene: Scene) -> None:
+    rows = await _edit_cards(scene)
+    account = scene.assignee_account
+    if account is not None and not any(row.chat_id == account.id for row in rows):
+        await _assignee_card(scene, None)  # taken from a group card: a private copy to work on
+    await _tell_villager(
+        scene,
+        N_("✅ Your case {number} was accepted by {name} ({unit}). "
+           "It is to be resolved by {deadline}."),
+        name=_name(scene.assignee, _reader_language(scene)),
+        unit=scene.unit.display_name(_reader_language(scene)),
+        deadline=local_time(scene.case.resolve_by, scene.timezone),
+    )
+
+
+def _reader_language(scene: Scene) -> str:
+    return scene.reporter_account.language if scene.reporter_account else GROUP_LANGUAGE
+
+
+async def _moved(scene: Scene) -> None:
+    """Declined or escalated: old cards say where it went, the new unit gets a card."""
+    await _edit_cards(scene)
+    previous = await Unit.get_or_none(id=await _previous_unit_id(scene))
+    await _post_cards(scene, previous, dispatchers_too=scene.event.action == "decline")
+    await _tell_villager(
+        scene,
+        N_("↪️ Your case {number} was passed on to {unit}."),
+        unit=scene.unit.display_name(_reader_language(scene)),
+    )
+
+
+async def _previous_unit_id(scene: Scene) -> int | None:
+    earlier = (
+        await CaseEvent.filter(case_id=scene.case.id, id__lt=scene.event.id)
+        .order_by("-id")
+        .first()
+    )
+    return earlier.unit_id if earlier is not None else None  # type: ignore[attr-defined]
+
+
+async def _assigned(scene: Scene) -> None:
+    await _edit_cards(scene)
+    by = scene.actor
+    account = scene.assignee_account
+    if account is not None:
+        headline = text(
+            N_("👤 {by} assigned this case to you. Please resolve it by {deadline}."),
+            account.language,
+            by=_name(by, account.language),
+            deadline=local_time(scene.case.resolve_by, scene.timezone),
+        )
+        await _assignee_card(scene, headline)
+    await _tell_villager(
+        scene,
+        N_("👤 Your case {number} is now handled by {name}. It is to be resolved by {deadline}."),
+        name=_name(scene.assignee, _reader_language(scene)),
+        deadline=local_time(scene.case.resolve_by, scene.timezone),
+    )
+
+
+async def _noted(scene: Scene) -> None:
+    event = scene.event
+    for account in await _officials_on_case(scene):
+        message = (
+            N_("💬 {name} on case {number}: {note}")
+            if event.public
+            else N_("🔒 {name} on case {number} (internal): {note}")
+        )
+        await delivery.post(
+            account.id,
+            text(message, account.language, name=_name(scene.actor, account.language),
+                 number=scene.case.number, note=event.note),
+            case_id=scene.case.id,
+        )
+    if event.public:
+        await _tell_villager(
+            scene,
+            N_("💬 News on your case {number} from {name}: {note}"),
+            name=_name(scene.actor, _reader_language(scene)),
+            note=event.note,
+        )
+
+
+async def _resolved(scene: Scene) -> None:
+    await _edit_cards(scene)
+    language = _reader_language(scene)
+    await _tell_villager(
+        scene,
+        N_("✔️ Your case {number} is resolved. {name} wrote: {note}\n\n"
+           "Is the problem solved?"),
+        photos=list(scene.event.attachments),
+        keyboard=verdict_keyboard(scene.case, language),
+        name=_name(scene.assignee, language),
+        note=scene.event.note,
+    )
+
+
+async def _rated(scene: Scene) -> None:
+    await _edit_cards(scene)
+    if scene.case.rating_comment:
+        await _tell_assignee(
+            scene,
+            N_("⭐ The villager rated case {number}: {stars} of 5. Comment: {comment}"),
+            stars=scene.case.rating,
+            comment=scene.case.rating_comment,
+        )
+    else:
+        await _tell_assignee(
+            scene,
+            N_("⭐ The villager rated case {number}: {stars} of 5."),
+            stars=scene.case.rating,
+        )
+
+
+async def _reopened(scene: Scene) -> None:
+    await _edit_cards(scene)
+    await _tell_assignee(
+        scene,
+        N_("🔁 The villager says case {number} is not solved: {reason}\n"
+           "It is yours again, to be resolved by {deadline}."),
+        keyboard=True,
+        reason=scene.event.note,
+        deadline=local_time(scene.case.resolve_by, scene.timezone),
+    )
+
+
+async def _closed(scene: Scene) -> None:
+    await _edit_cards(scene)
+    await _tell_assignee(scene, N_("🔒 Case {number} closed without a rating from the villager."))
+
+
+HANDLERS = {
+    "report": _reported,
+    "accept": _accepted,
+    "decline": _moved,
+    "escalate": _moved,
+    "assign": _assigned,
+    "note": _noted,
+    "resolve": _resolved,
+    "rate": _rated,
+    "reopen": _reopened,
+    "close": _closed,
+}
+
+
+async def announce(change: Change) -> None:
+    """Queue what `change` means to each person; runs in the change's own transaction."""
+    handler = HANDLERS.get(change.event.action)
+    if handler is None:
+        log.warning("no notices for case action %r", change.event.action)
+        return
+    await handler(await _scene(change))

@@ -1,0 +1,313 @@
+"""The outbox and its courier, through the real bot and the Bot API emulator.
+
+Notifications are queued with `bot.delivery.post`/`edit` in the caller's transaction and must
+reach the chat once, in order, whatever Telegram or the process does in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from tortoise.transactions import in_transaction
+
+from bot import delivery
+from bot.delivery import Courier, edit, post
+from bot.emulator import BotAPIEmulator, buttons
+from bot.models import Account, Delivery, DeliveryKind
+from bot.sandbox import Phone, Sandbox
+
+
+def _keyboard(*labels: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=label, callback_data=f"test:{n}")]
+            for n, label in enumerate(labels)
+        ]
+    )
+
+
+async def _open_chat(sandbox: Sandbox, user_id: int, name: str) -> Phone:
+    """A person who has started the bot (so the bot may write to them), waiting at step one."""
+    phone = sandbox.phone(user_id, name)
+    await phone.send("/start")
+    await phone.expect("您住在哪个村？")
+    return phone
+
+
+async def _open_chat_quietly(emulator: BotAPIEmulator, user_id: int) -> int:
+    """A person who wrote once and got the one-line answer; returns that answer's id."""
+    await emulator.user(user_id, "访客").send_text("你好")
+    answer = await emulator.wait_for(user_id)
+    return int(answer["message_id"])
+
+
+async def _photo_ids(emulator: BotAPIEmulator, count: int) -> list[str]:
+    """File ids Telegram knows: photos someone sent to the bot (in a chat we do not read)."""
+    camera = emulator.user(3999, "相机")
+    ids = []
+    for _ in range(count):
+        before = emulator.bot_messages(3999)
+        message = await camera.send_photo()
+        ids.append(message["photo"][-1]["file_id"])
+        after = before[-1]["message_id"] if before else 0
+        await emulator.wait_for(3999, after=after)  # the bot's answer, so it is not in flight
+    return ids
+
+
+def _since(emulator: BotAPIEmulator, chat_id: int, after: int) -> list[dict]:
+    return [m for m in emulator.bot_messages(chat_id) if m["message_id"] > after]
+
+
+def _what(message: dict) -> str:
+    if "photo" in message:
+        return "photo"
+    if "location" in message:
+        return "location"
+    return str(message.get("text"))
+
+
+def _texts(emulator: BotAPIEmulator, chat_id: int) -> list[str]:
+    return [m["text"] for m in emulator.bot_messages(chat_id) if "text" in m]
+
+
+async def test_photos_then_pin_then_text_arrive_in_order(sandbox: Sandbox) -> None:
+    emulator = sandbox.emulator
+    li = await _open_chat(sandbox, 1001, "李明")
+    start = li.seen
+    photos = await _photo_ids(emulator, 3)
+    async with in_transaction():
+        single = await post(li.chat_id, "一张照片", photos=photos[:1])
+        card = await post(
+            li.chat_id,
+            "案件 BL-2026-000001",
+            photos=photos[1:],
+            location=(28.95, 118.87),
+            keyboard=_keyboard("接单"),
+            card=True,
+        )
+    delivery.wake()
+    # One message a second in a private chat, an album counting as its photos: about 5 s.
+    last = await li.expect("案件 BL-2026-000001", timeout=20)
+
+    arrived = _since(emulator, li.chat_id, start)
+    assert [_what(m) for m in arrived] == [
+        "photo", "一张照片", "photo", "photo", "location", "案件 BL-2026-000001",
+    ]
+    assert arrived[0]["photo"][-1]["file_id"] == photos[0]
+    assert arrived[2]["media_group_id"] == arrived[3]["media_group_id"], "one album"
+    assert arrived[4]["location"]["latitude"] == pytest.approx(28.95)
+    assert buttons(last) == ["接单"]
+    assert "caption" not in arrived[2], "the text is its own message, not a caption"
+
+    await sandbox.app.courier.drained()
+    kinds = [row.kind for row in await Delivery.filter(chat_id=li.chat_id).order_by("id")]
+    assert kinds == [
+        DeliveryKind.PHOTO, DeliveryKind.TEXT, DeliveryKind.ALBUM, DeliveryKind.LOCATION,
+        DeliveryKind.TEXT,
+    ]
+    card = await Delivery.get(id=card.id)
+    assert (card.kind, card.card) == (DeliveryKind.TEXT, True)
+    assert card.message_ids == [last["message_id"]]
+    assert card.sent_at is not None and single.card is False
+    album = await Delivery.get(chat_id=li.chat_id, kind=DeliveryKind.ALBUM)
+    assert album.message_ids == [arrived[2]["message_id"], arrived[3]["message_id"]]
+
+
+async def test_a_rolled_back_change_tells_nobody(sandbox: Sandbox) -> None:
+    li = await _open_chat(sandbox, 1001, "李明")
+    with pytest.raises(RuntimeError):
+        async with in_transaction():
+            await post(li.chat_id, "这条不该发出")
+            raise RuntimeError("the change failed")
+    await post(li.chat_id, "这条之后发出")
+    await li.expect("这条之后发出")
+    assert not any("这条不该发出" in text for text in _texts(sandbox.emulator, li.chat_id))
+    assert await Delivery.filter(chat_id=li.chat_id).count() == 1
+
+
+async def test_a_change_committed_before_a_crash_is_told_once_after_restart(
+    sandbox: Sandbox,
+) -> None:
+    li = await _open_chat(sandbox, 1001, "李明")
+    await sandbox.app.courier.stop()  # the process dies right after the commit
+    async with in_transaction():
+        await post(li.chat_id, "重启之后送达")
+    # A row a dead courier had claimed and never finished: its lease has run out.
+    claimed = await post(li.chat_id, "接管的那条")
+    await Delivery.filter(id=claimed.id).update(
+        lease_until=delivery._now() - timedelta(seconds=1), attempts=1
+    )
+    assert _texts(sandbox.emulator, li.chat_id)[-1] == "您住在哪个村？", "nothing sent yet"
+
+    await sandbox.restart_bot()
+    await li.expect("重启之后送达")
+    await li.expect("接管的那条")
+    await sandbox.app.courier.drained()
+    texts = _texts(sandbox.emulator, li.chat_id)
+    assert texts.count("重启之后送达") == 1 and texts.count("接管的那条") == 1
+    assert await Delivery.filter(sent_at__isnull=True).count() == 0
+
+
+async def test_429_is_waited_out_and_the_limits_are_kept(database_url: str) -> None:
+    async with Sandbox(database_url, limits=True) as sandbox:
+        emulator = sandbox.emulator
+        emulator.limits = False  # people open their chats; the bot's answers are not the point
+        chats = list(range(2001, 2041))
+        for chat_id in chats:
+            await _open_chat_quietly(emulator, chat_id)
+        busy = 2100
+        await _open_chat_quietly(emulator, busy)
+        emulator.limits = True
+        emulator.fail_next("sendMessage", status=429, retry_after=1)
+
+        async with in_transaction():
+            for n in range(5):
+                await post(busy, f"第{n}条")
+            for chat_id in chats:
+                await post(chat_id, f"给{chat_id}的通知")
+        delivery.wake()
+
+        await emulator.wait_for(busy, "第4条", timeout=20)
+        for chat_id in chats:
+            await emulator.wait_for(chat_id, f"给{chat_id}的通知", timeout=20)
+        await sandbox.app.courier.drained()
+
+        assert _texts(emulator, busy)[1:] == [f"第{n}条" for n in range(5)], "once each, in order"
+        for chat_id in chats:
+            assert _texts(emulator, chat_id).count(f"给{chat_id}的通知") == 1
+        assert emulator.stats.too_many_requests == 1, "only the injected 429: limits were kept"
+        assert await Delivery.filter(failed_at__isnull=False).count() == 0
+
+
+async def test_server_errors_and_dropped_connections_are_retried(sandbox: Sandbox) -> None:
+    emulator = sandbox.emulator
+    li = await _open_chat(sandbox, 1001, "李明")
+    [photo] = await _photo_ids(emulator, 1)
+    start = li.seen
+    emulator.drop_connection_next("sendPhoto")
+    emulator.fail_next("sendMessage", status=502, times=2)
+
+    text = await post(li.chat_id, "重试之后送达", photos=[photo])
+    await li.expect("重试之后送达", timeout=20)
+    await sandbox.app.courier.drained()
+
+    picture = await Delivery.get(chat_id=li.chat_id, kind=DeliveryKind.PHOTO)
+    text = await Delivery.get(id=text.id)
+    assert (picture.attempts, text.attempts) == (1, 2)
+    assert picture.sent_at is not None and text.sent_at is not None
+    assert emulator.stats.errors[502] == 2
+    assert [_what(m) for m in _since(emulator, li.chat_id, start)] == ["photo", "重试之后送达"]
+
+
+async def test_a_row_that_keeps_failing_is_given_up(sandbox: Sandbox) -> None:
+    li = await _open_chat(sandbox, 1001, "李明")
+    emulator = sandbox.emulator
+    row = await post(li.chat_id, "一直失败")
+    # As if it had failed often already: the next server error is the last one tried.
+    await Delivery.filter(id=row.id).update(attempts=delivery.MAX_ATTEMPTS - 1)
+    emulator.fail_next("sendMessage", status=500)
+    await post(li.chat_id, "后面的照常发出")
+    await li.expect("后面的照常发出", timeout=20)
+    row = await Delivery.get(id=row.id)
+    assert row.failed_at is not None and row.sent_at is None
+    assert row.attempts == delivery.MAX_ATTEMPTS
+    assert "Internal Server Error" in (row.error or "")
+    assert emulator.stats.errors[500] == 1
+
+
+async def test_a_person_who_blocked_the_bot_is_marked_and_not_retried(sandbox: Sandbox) -> None:
+    emulator = sandbox.emulator
+    li = await _open_chat(sandbox, 1001, "李明")
+    li.user.block_bot()
+    before = emulator.stats.requests["sendMessage"]
+    rows = [await post(li.chat_id, f"通知{n}") for n in range(3)]
+    await sandbox.app.courier.drained()
+
+    account = await Account.get(id=li.chat_id)
+    assert account.blocked_at is not None
+    for row in rows:
+        row = await Delivery.get(id=row.id)
+        assert row.failed_at is not None and row.sent_at is None
+        assert "blocked" in (row.error or "")
+    assert emulator.stats.requests["sendMessage"] - before == 1, "one try, not one per row"
+    assert emulator.stats.errors[403] == 1
+
+
+async def test_an_edit_waits_for_its_original_and_changes_that_message(sandbox: Sandbox) -> None:
+    emulator = sandbox.emulator
+    li = await _open_chat(sandbox, 1001, "李明")
+    emulator.fail_next("sendMessage", status=502)  # the original is late
+    async with in_transaction():
+        card = await post(li.chat_id, "新案件：路灯坏了", keyboard=_keyboard("接单"), card=True)
+        await edit(card, "路灯坏了：王书记已接单", _keyboard("查看"))
+        await post(li.chat_id, "另一条")
+
+    edited = await li.expect("王书记已接单", timeout=20)
+    await sandbox.app.courier.drained()
+    card = await Delivery.get(id=card.id)
+    assert card.message_ids == [edited["message_id"]]
+    assert buttons(edited) == ["查看"]
+    assert emulator.edit_count(li.chat_id, edited["message_id"]) == 1
+    assert _texts(emulator, li.chat_id)[-2:] == ["路灯坏了：王书记已接单", "另一条"]
+
+    same = await edit(card, "路灯坏了：王书记已接单", _keyboard("查看"))
+    await sandbox.app.courier.drained()
+    same = await Delivery.get(id=same.id)
+    assert same.sent_at is not None and same.failed_at is None, "not modified counts as done"
+    assert emulator.edit_count(li.chat_id, edited["message_id"]) == 1
+
+    lost = await post(9_999_001, "没有这个聊天")
+    change = await edit(lost, "改不了")
+    await sandbox.app.courier.drained()
+    lost, change = await Delivery.get(id=lost.id), await Delivery.get(id=change.id)
+    assert lost.failed_at is not None and "chat not found" in (lost.error or "")
+    assert change.failed_at is not None and change.sent_at is None
+
+
+async def test_a_key_queues_a_notification_once(sandbox: Sandbox) -> None:
+    li = await _open_chat(sandbox, 1001, "李明")
+
+    async def remind() -> Delivery:
+        async with in_transaction():
+            return await post(li.chat_id, "提醒：案件即将超时", key="remind:case-1:accept")
+
+    racing = await asyncio.gather(remind(), remind(), remind())
+    again = await remind()
+    assert {row.id for row in racing} == {again.id}
+    await post(li.chat_id, "之后的消息")
+    await li.expect("之后的消息")
+    assert _texts(sandbox.emulator, li.chat_id).count("提醒：案件即将超时") == 1
+    assert await Delivery.filter(chat_id=li.chat_id).count() == 2
+
+
+async def test_two_couriers_on_one_database_send_each_row_once(sandbox: Sandbox) -> None:
+    emulator = sandbox.emulator
+    phones = [await _open_chat(sandbox, 1001 + n, f"村民{n}") for n in range(4)]
+    await sandbox.app.courier.stop()
+    for n in range(8):
+        for phone in phones:
+            await post(phone.chat_id, f"{phone.name}-{n}")
+
+    session = AiohttpSession(api=TelegramAPIServer.from_base(emulator.base_url))
+    other_bot = Bot(token=emulator.token, session=session)
+    first, second = Courier(sandbox.app.bot), Courier(other_bot)
+    try:
+        await asyncio.gather(first.start(), second.start())
+        await first.drained()
+        await second.drained()
+    finally:
+        await first.stop()
+        await second.stop()
+        await session.close()
+
+    for phone in phones:
+        mine = [t for t in _texts(emulator, phone.chat_id) if t.startswith(phone.name)]
+        assert mine == [f"{phone.name}-{n}" for n in range(8)], "each once, in order"
+    assert first.sent + second.sent == 32
+    assert await Delivery.filter(sent_at__isnull=True).count() == 0
