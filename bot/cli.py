@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_ACTIONS[key](settings, args))
     except KeyboardInterrupt:
         return 130
+    except TimeoutError as error:  # an OSError too, but not the database's
+        return _fail(f"timed out: {error}")
     except (OSError, BaseORMException, DatabaseUnavailable) as error:
         # An unreachable or refused database is an operator's problem: one line, no traceback.
         return _fail(f"setting DATABASE_URL: cannot use the database: {error}")

@@ -115,3 +115,19 @@ async def test_lists_are_for_the_right_people(sandbox: Sandbox) -> None:
     stranger = sandbox.phone(1003, "Nobody", language="en")
     await stranger.send("/mycases")
     await stranger.expect("You are not registered yet.")
+
+
+async def test_a_dispatcher_sees_the_township_pool_but_not_confidential_cases(
+    sandbox: Sandbox,
+) -> None:
+    villager = await _villager(1001, "李明")
+    litter = await _report(villager, "路灯坏了")
+    misconduct = await _report(villager, "村干部收红包", category="misconduct")
+    su = await _official("su-jinqiao", 9103)
+    phone = sandbox.phone(9103, "苏进侨")
+    await phone.send("/pool")
+    pool = await phone.expect("等待受理的案件")
+    assert litter.number in pool["text"] and misconduct.number not in pool["text"]
+    assert await cases.may_handle(su, litter)
+    assert not await cases.may_handle(su, misconduct)
+    assert not await cases.may_assign(su, misconduct)

@@ -26,9 +26,9 @@ from aiogram.types import CallbackQuery, Message
 from bot import cases, keyboards
 from bot.callbacks import REPORT_STEPS, ChooseCategory, ReportStep
 from bot.filters import Pressed
-from bot.handlers.lists import local_time
 from bot.i18n import N_, _
 from bot.models import Case, Category, Township, Unit
+from bot.notices import local_time
 from bot.people import Person
 from bot.routers import Routes
 from bot.routing import NoResponsibleUnit

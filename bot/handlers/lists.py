@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from aiogram import F
 from aiogram.filters import Command
@@ -22,6 +21,7 @@ from bot.cases import history, is_assignee, may_handle
 from bot.filters import Pressed
 from bot.i18n import N_, _
 from bot.models import Case, CaseEvent, CaseStatus, Official, Role
+from bot.notices import local_time
 from bot.people import Person
 from bot.routers import Routes
 
@@ -49,13 +49,6 @@ ACTION_NAMES: dict[str, str] = {
     "reopen": N_("reopened"),
     "close": N_("closed"),
 }
-
-
-def local_time(moment: datetime | None, timezone: str) -> str:
-    """A moment as the township reads its clocks."""
-    if moment is None:
-        return "-"
-    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M")
 
 
 def _line(case: Case, language: str, timezone: str, *, deadline: datetime | None) -> str:
