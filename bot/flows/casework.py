@@ -259,11 +259,14 @@ async def decline_reason(
         await _refused(message, state, person, refused, "handle", case.id, "decline")
         return
     await finish(state)
+    await _went_up(message, person, change, _("Declined. Case {number} went to {unit}."))
+
+
+async def _went_up(message: Message, person: Person, change: cases.Change, text: str) -> None:
+    """Tell the official where the case went: the unit above, now responsible."""
     unit = await Unit.get(id=change.case.unit_id)  # type: ignore[attr-defined]
     await message.answer(
-        _("Declined. Case {number} went to {unit}.").format(
-            number=case.number, unit=unit.display_name(person.language)
-        )
+        text.format(number=change.case.number, unit=unit.display_name(person.language))
     )
 
 
@@ -277,12 +280,7 @@ async def escalate(
         await _refused(message, state, person, refused, "escalate", case.id, "escalate")
         return
     await finish(state)
-    unit = await Unit.get(id=change.case.unit_id)  # type: ignore[attr-defined]
-    await message.answer(
-        _("Escalated. Case {number} went to {unit}.").format(
-            number=case.number, unit=unit.display_name(person.language)
-        )
-    )
+    await _went_up(message, person, change, _("Escalated. Case {number} went to {unit}."))
 
 
 @routes.message(Casework.escalate, F.text)
