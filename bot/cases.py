@@ -317,6 +317,16 @@ async def _escalate(
     )
 
 
+def _words(text: str, case: Case, missing: Refusal = Refusal.NEEDS_REASON) -> str:
+    """A reason or note, trimmed: required, and within NOTE_MAX."""
+    text = text.strip()
+    if not text:
+        raise CaseRefused(missing, case)
+    if len(text) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
+    return text
+
+
 async def decline(
     case_id: int, official: Official, reason: str, *, at: datetime | None = None
 ) -> Change:
@@ -324,11 +334,7 @@ async def decline(
     case = await _load(case_id)
     if not await may_handle(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
-    reason = reason.strip()
-    if not reason:
-        raise CaseRefused(Refusal.NEEDS_REASON, case)
-    if len(reason) > NOTE_MAX:
-        raise CaseRefused(Refusal.TOO_LONG, case)
+    reason = _words(reason, case)
     return await _escalate(case, Action.DECLINE, official.account_id, reason, at or now())  # type: ignore[attr-defined]
 
 
@@ -375,11 +381,7 @@ async def add_note(
     case = await _load(case_id)
     if not (is_assignee(official, case) or await may_assign(official, case)):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
-    note = note.strip()
-    if not note:
-        raise CaseRefused(Refusal.NEEDS_REASON, case)
-    if len(note) > NOTE_MAX:
-        raise CaseRefused(Refusal.TOO_LONG, case)
+    note = _words(note, case)
     return await _move(
         case, Action.NOTE, official.account_id, at=at or now(), note=note, public=public  # type: ignore[attr-defined]
     )
@@ -397,11 +399,9 @@ async def resolve(
     case = await _load(case_id)
     if not is_assignee(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
-    note = note.strip()
-    if not note or not photos:
+    if not photos:
         raise CaseRefused(Refusal.NEEDS_EVIDENCE, case)
-    if len(note) > NOTE_MAX:
-        raise CaseRefused(Refusal.TOO_LONG, case)
+    note = _words(note, case, missing=Refusal.NEEDS_EVIDENCE)
     if len(photos) > PHOTOS_MAX:
         raise CaseRefused(Refusal.TOO_MANY_PHOTOS, case)
     at = at or now()
@@ -445,11 +445,7 @@ async def reopen(
     case = await _load(case_id)
     if not _is_reporter(villager, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
-    reason = reason.strip()
-    if not reason:
-        raise CaseRefused(Refusal.NEEDS_REASON, case)
-    if len(reason) > NOTE_MAX:
-        raise CaseRefused(Refusal.TOO_LONG, case)
+    reason = _words(reason, case)
     return await _move(
         case, Action.REOPEN, villager.account_id, at=at or now(), note=reason,  # type: ignore[attr-defined]
         reopen_count=case.reopen_count + 1, resolved_at=None,

@@ -99,15 +99,19 @@ async def my_cases(message: Message, person: Person) -> None:
     )
 
 
-def _official_only(person: Person) -> Official | None:
-    return person.official if person.official is not None and person.official.active else None
+async def _official_only(message: Message, person: Person) -> Official | None:
+    """The active official behind the message, or None after telling a villager why not."""
+    official = person.official
+    if official is None or not official.active:
+        await message.answer(_("This command is for officials."))
+        return None
+    return official
 
 
 @routes.message(Command("tasks"))
 async def tasks(message: Message, person: Person) -> None:
-    official = _official_only(person)
+    official = await _official_only(message, person)
     if official is None:
-        await message.answer(_("This command is for officials."))
         return
     cases = (
         await Case.filter(assignee_id=official.id, status=CaseStatus.ACCEPTED)
@@ -125,9 +129,8 @@ async def tasks(message: Message, person: Person) -> None:
 
 @routes.message(Command("pool"))
 async def pool(message: Message, person: Person) -> None:
-    official = _official_only(person)
+    official = await _official_only(message, person)
     if official is None:
-        await message.answer(_("This command is for officials."))
         return
     query = Case.filter(status=CaseStatus.NEW, township_id=official.township_id)  # type: ignore[attr-defined]
     own_units = await official.units.filter(active=True).values_list("id", flat=True)
