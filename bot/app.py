@@ -21,6 +21,8 @@ from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.middlewares import PersonMiddleware
 from bot.storage import make_storage
+from scheduler.policy import Policy
+from scheduler.service import Clock, Supervisor, wall_clock
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,13 @@ class Villagebot:
     bot: Bot
     dispatcher: Dispatcher
     courier: Courier
+    #: None when SCHEDULER=false (another process supervises, or a test drives time itself).
+    supervisor: Supervisor | None = None
 
     @classmethod
-    async def start(cls, settings: Settings, *, bot: Bot | None = None) -> Villagebot:
+    async def start(
+        cls, settings: Settings, *, bot: Bot | None = None, clock: Clock = wall_clock
+    ) -> Villagebot:
         catalogs()  # fail now, not on the first message, if a catalog is broken
         await db.start(settings.database_url)
         if settings.directory_file is not None:
@@ -82,7 +88,16 @@ class Villagebot:
         await set_default_menus(bot, settings.default_language)
         courier = Courier(bot)
         await courier.start()
-        return cls(settings=settings, bot=bot, dispatcher=dispatcher, courier=courier)
+        supervisor = None
+        if settings.scheduler:
+            supervisor = Supervisor(
+                Policy.from_settings(settings), every_seconds=settings.sweep_seconds, clock=clock
+            )
+            await supervisor.start()
+        return cls(
+            settings=settings, bot=bot, dispatcher=dispatcher, courier=courier,
+            supervisor=supervisor,
+        )
 
     async def poll(self) -> None:
         """Receive updates by long polling until stopped."""
@@ -93,6 +108,8 @@ class Villagebot:
     async def stop(self) -> None:
         with contextlib.suppress(RuntimeError):  # raised when polling never started
             await self.dispatcher.stop_polling()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
         await self.courier.stop()  # sends in flight finish before the session closes
         await self.dispatcher.storage.close()
         await self.dispatcher.fsm.events_isolation.close()

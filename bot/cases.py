@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from tortoise.exceptions import IntegrityError
@@ -27,15 +27,20 @@ from bot.models import (
     Category,
     Official,
     Role,
+    Township,
     Unit,
     Villager,
 )
 from bot.notices import announce
 from bot.routing import responsible_unit, supervisor_of
+from bot.worktime import calendar_of
 
 DESCRIPTION_MAX = 2000
 NOTE_MAX = 1000
 PHOTOS_MAX = 5
+#: For a category without its own hours (the directory normally gives them).
+DEFAULT_ACCEPT_HOURS = 24
+DEFAULT_RESOLVE_HOURS = 72
 
 
 class Action(StrEnum):
@@ -49,6 +54,8 @@ class Action(StrEnum):
     RATE = "rate"
     REOPEN = "reopen"
     CLOSE = "close"
+    OVERDUE = "overdue"
+    OVERDUE_UNACCEPTED = "unaccepted"
 
 
 N, A, R, C = CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.RESOLVED, CaseStatus.CLOSED
@@ -64,6 +71,9 @@ TRANSITIONS: dict[Action, tuple[frozenset[CaseStatus], CaseStatus]] = {
     Action.RATE: (frozenset({R}), C),
     Action.REOPEN: (frozenset({R}), A),
     Action.CLOSE: (frozenset({R}), C),
+    # 督办: a deadline passed and one more supervising level is told; the case stays put.
+    Action.OVERDUE: (frozenset({A}), A),
+    Action.OVERDUE_UNACCEPTED: (frozenset({N}), N),
 }
 
 
@@ -100,6 +110,20 @@ class Change:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _deadline(category: Category, at: datetime, hours: int) -> datetime:
+    """`hours` after `at`, in calendar hours or the township's working hours."""
+    township = await Township.get(id=category.township_id)  # type: ignore[attr-defined]
+    return calendar_of(township).add(at, hours, working=category.working_hours)
+
+
+async def accept_deadline(category: Category, at: datetime) -> datetime:
+    return await _deadline(category, at, category.accept_hours or DEFAULT_ACCEPT_HOURS)
+
+
+async def resolve_deadline(category: Category, at: datetime) -> datetime:
+    return await _deadline(category, at, category.resolve_hours or DEFAULT_RESOLVE_HOURS)
 
 
 def format_number(prefix: str, year: int, sequence: int) -> str:
@@ -199,8 +223,9 @@ async def _create(
         longitude=longitude,
         address=address,
         anonymous=anonymous,
-        accept_by=at + timedelta(hours=category.accept_hours or 24),
-        resolve_by=at + timedelta(hours=category.resolve_hours or 72),
+        accept_by=await accept_deadline(category, at),
+        resolve_by=await resolve_deadline(category, at),
+        check_at=at,
         created_at=at,
         updated_at=at,
         report_key=report_key,
@@ -270,9 +295,11 @@ async def _move(
     allowed, target = TRANSITIONS[action]
     if case.status not in allowed:
         raise CaseRefused(Refusal.WRONG_STATE, case)
+    # The scheduler looks at a case again right after each change; a closed one is done.
+    check_at = None if target == CaseStatus.CLOSED else at
     async with in_transaction():
         updated = await Case.filter(id=case.id, status=case.status, version=case.version).update(
-            status=target, version=case.version + 1, updated_at=at, **changes
+            status=target, version=case.version + 1, updated_at=at, check_at=check_at, **changes
         )
         if updated != 1:
             raise CaseRefused(Refusal.CHANGED, await Case.get_or_none(id=case.id))
@@ -307,13 +334,17 @@ async def accept(case_id: int, official: Official, *, at: datetime | None = None
 async def _escalate(
     case: Case, action: Action, actor_id: int | None, note: str | None, at: datetime
 ) -> Change:
+    """One level up, where the deadlines start again: the new unit gets its full time."""
     unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
     upper = await supervisor_of(unit)
     if upper is None:
         raise CaseRefused(Refusal.NO_SUPERVISOR, case)
+    category = await Category.get(id=case.category_id)  # type: ignore[attr-defined]
     return await _move(
         case, action, actor_id, at=at, note=note, unit_id=upper.id, assignee_id=None,
-        accepted_at=None, escalation_level=case.escalation_level + 1,
+        accepted_at=None, escalation_level=case.escalation_level + 1, overdue_level=0,
+        accept_by=await accept_deadline(category, at),
+        resolve_by=await resolve_deadline(category, at),
     )
 
 
@@ -371,6 +402,7 @@ async def assign(
     return await _move(
         case, Action.ASSIGN, by.account_id, at=at, note=to.name,  # type: ignore[attr-defined]
         assignee_id=to.id, resolve_by=resolve_by, accepted_at=case.accepted_at or at,
+        overdue_level=0,
     )
 
 
@@ -441,14 +473,17 @@ async def rate(
 async def reopen(
     case_id: int, villager: Villager, reason: str, *, at: datetime | None = None
 ) -> Change:
-    """Not solved: back to the same assignee, counted as a reopen."""
+    """Not solved: back to the same assignee, with a new resolve deadline; counted."""
     case = await _load(case_id)
     if not _is_reporter(villager, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
     reason = _words(reason, case)
+    at = at or now()
+    category = await Category.get(id=case.category_id)  # type: ignore[attr-defined]
     return await _move(
-        case, Action.REOPEN, villager.account_id, at=at or now(), note=reason,  # type: ignore[attr-defined]
-        reopen_count=case.reopen_count + 1, resolved_at=None,
+        case, Action.REOPEN, villager.account_id, at=at, note=reason,  # type: ignore[attr-defined]
+        reopen_count=case.reopen_count + 1, resolved_at=None, overdue_level=0,
+        resolve_by=await resolve_deadline(category, at),
     )
 
 
@@ -457,6 +492,20 @@ async def close(case_id: int, *, at: datetime | None = None) -> Change:
     case = await _load(case_id)
     at = at or now()
     return await _move(case, Action.CLOSE, None, at=at, closed_at=at)
+
+
+async def flag_overdue(case_id: int, level: int, *, at: datetime | None = None) -> Change:
+    """A deadline passed and supervising level `level` is told (the scheduler's call).
+
+    An accepted case stays with its assignee and `level` counts up its unit's supervisors,
+    once each. A new case nobody accepted at the top of the chain, where it cannot escalate,
+    is flagged to the township's dispatchers.
+    """
+    case = await _load(case_id)
+    if level != case.overdue_level + 1:
+        raise CaseRefused(Refusal.CHANGED, case)
+    action = Action.OVERDUE if case.status == CaseStatus.ACCEPTED else Action.OVERDUE_UNACCEPTED
+    return await _move(case, action, None, at=at or now(), overdue_level=level)
 
 
 async def history(case_id: int, *, public_only: bool = False) -> list[CaseEvent]:

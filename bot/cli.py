@@ -1,4 +1,4 @@
-"""The `villagebot` command: run, demo, migrate, directory, invite."""
+"""The `villagebot` command: run, demo, migrate, directory, invite, digest, ranking."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tortoise.exceptions import BaseORMException
 
 from bot.config import Settings, SettingsError, load_settings
 from bot.db import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from bot.models import Township
 
 
 def _fail(line: str, code: int = 2) -> int:
@@ -133,6 +137,73 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _township(code: str | None) -> Township | str:
+    """The township named, or the only one; else the line to fail with."""
+    from bot.models import Township
+
+    code = code or await _only_township_code()
+    if code is None:
+        return "several townships: add --township"
+    township = await Township.get_or_none(code=code, active=True)
+    if township is None:
+        return f"no active township with the code {code}"
+    if township.digest_chat_id is None:
+        return f"township {code} has no digest_chat_id in its directory"
+    return township
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> int:
+    """`digest` and `ranking`: print the report (--dry-run) or queue it for the channel."""
+    from bot import db
+    from scheduler import digest, ranking
+    from scheduler.policy import Policy
+    from scheduler.service import wall_clock
+
+    policy, now = Policy.from_settings(settings), wall_clock()
+    await db.start(settings.database_url)
+    try:
+        township = await _township(args.township)
+        if isinstance(township, str):
+            return _fail(township)
+        tz = township.timezone
+        try:
+            if args.command == "digest":
+                period = digest.Week.parse(args.week, tz) if args.week else digest.Week.before(
+                    now, tz
+                )
+            else:
+                period = (
+                    ranking.Month.parse(args.month, tz) if args.month
+                    else ranking.Month.before(now, tz)
+                )
+        except ValueError as error:
+            return _fail(str(error))
+        label = f"{township.code} {period.label}"
+        if args.dry_run:
+            language = settings.default_language
+            if args.command == "digest":
+                figures = await digest.figures(township, period, now, policy, language)
+                print(digest.render(figures, language))
+                chart = Path(args.chart or f"digest-{township.code}-{period.label}.png")
+                chart.write_bytes(digest.chart(figures, language))
+                print(f"\n(chart: {chart})")
+            else:
+                print(ranking.render(await ranking.rank(township, period, language), language))
+            return 0
+        if args.command == "digest":
+            row = await digest.queue(township, period, now, policy)  # type: ignore[arg-type]
+        else:
+            row = await ranking.queue(township, period)  # type: ignore[arg-type]
+    finally:
+        await db.stop()
+    if row is None:
+        print(f"{args.command} {label}: already queued before; not sent again")
+    else:
+        print(f"{args.command} {label}: queued for chat {township.digest_chat_id}; "
+              "the running bot delivers it")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="villagebot", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -151,6 +222,15 @@ def parser() -> argparse.ArgumentParser:
     inviting.add_argument("official", help="the official's code in the directory")
     inviting.add_argument("--township", help="township code, when codes repeat")
     inviting.add_argument("--bot-username", help="skip asking Telegram for the bot's username")
+    digesting = commands.add_parser("digest", help="queue a weekly digest now, or print it")
+    digesting.add_argument("--township", help="township code (needed when there are several)")
+    digesting.add_argument("--week", help="ISO week like 2026-W47 (default: last week)")
+    digesting.add_argument("--dry-run", action="store_true", help="print it; send nothing")
+    digesting.add_argument("--chart", help="with --dry-run: where to write the chart PNG")
+    ranking = commands.add_parser("ranking", help="queue a red/grey list now, or print it")
+    ranking.add_argument("--township", help="township code (needed when there are several)")
+    ranking.add_argument("--month", help="month like 2026-10 (default: last month)")
+    ranking.add_argument("--dry-run", action="store_true", help="print it; send nothing")
     return top
 
 
@@ -161,6 +241,8 @@ _ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
     "directory import": _directory_import,
     "directory export": _directory_export,
     "invite": _invite,
+    "digest": _report,
+    "ranking": _report,
 }
 
 

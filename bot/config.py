@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.languages import LANGUAGES, normalize_language
+from scheduler.policy import parse_points, parse_quiet_hours, parse_weekday
 
 _DB_SCHEMES = {"sqlite", "postgres", "postgresql", "asyncpg"}
 
@@ -36,6 +37,18 @@ class Settings(BaseSettings):
     directory_file: Path | None = None
     invite_ttl_days: int = Field(default=7, ge=1, le=365)
     log_level: str = "INFO"
+    # Supervision (scheduler/): see the README's "Supervision" section.
+    scheduler: bool = True
+    quiet_hours: str = "22:00-07:00"
+    remind_accept: str = "50%"
+    remind_resolve: str = "50%,2h"
+    overdue_every_hours: int = Field(default=24, ge=1, le=720)
+    auto_close_days: int = Field(default=7, ge=1, le=90)
+    digest_weekday: str = "mon"
+    digest_hour: int = Field(default=8, ge=0, le=23)
+    catch_up_hours: int = Field(default=24, ge=0, le=168)
+    repeat_threshold: int = Field(default=3, ge=2, le=100)
+    sweep_seconds: int = Field(default=60, ge=5, le=3600)
 
     @field_validator("bot_token")
     @classmethod
@@ -96,6 +109,24 @@ class Settings(BaseSettings):
     def _directory_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"file {value} does not exist")
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value
+
+    @field_validator("remind_accept", "remind_resolve")
+    @classmethod
+    def _points(cls, value: str) -> str:
+        parse_points(value)
+        return value
+
+    @field_validator("digest_weekday")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        parse_weekday(value)
         return value
 
     @field_validator("log_level")

@@ -29,6 +29,7 @@ else is sent twice.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
@@ -50,7 +51,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
-from aiogram.types import InlineKeyboardMarkup, InputMediaPhoto
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto
 from tortoise import connections
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.exceptions import IntegrityError
@@ -84,6 +85,7 @@ GROUP_PER_MINUTE = 20
 SLOW_SECONDS = 30.0
 NOT_MODIFIED = "message is not modified"
 ERROR_MAX = 255
+UPLOAD_NAME = "chart.png"
 
 _couriers: set[Courier] = set()
 
@@ -116,6 +118,7 @@ async def post(
     text: str,
     *,
     photos: Sequence[str] = (),
+    image: bytes | None = None,
     location: tuple[float, float] | None = None,
     keyboard: InlineKeyboardMarkup | None = None,
     case_id: int | None = None,
@@ -124,6 +127,7 @@ async def post(
 ) -> Delivery:
     """Queue one notification (photos, then the pin, then the text); returns the text row.
 
+    `photos` are Telegram file ids; `image` is a picture of our own (a PNG chart), uploaded.
     Joins the caller's transaction when there is one. With `key`, a notification already
     queued under that key is returned instead and nothing new is queued.
     """
@@ -142,6 +146,12 @@ async def post(
                 "created_at": now,
                 "not_before": now,
             }
+            if image is not None:
+                await Delivery.create(
+                    kind=DeliveryKind.PHOTO,
+                    payload={"upload": base64.b64encode(image).decode("ascii")},
+                    **common,
+                )
             for chunk in _chunks(photos):
                 if len(chunk) == 1:
                     await Delivery.create(
@@ -508,7 +518,10 @@ class Courier:
             )
             return [message.message_id]
         if row.kind == DeliveryKind.PHOTO:
-            message = await bot.send_photo(chat_id, payload["photo"], request_timeout=timeout)
+            photo: str | BufferedInputFile = payload.get("photo", "")
+            if "upload" in payload:
+                photo = BufferedInputFile(base64.b64decode(payload["upload"]), UPLOAD_NAME)
+            message = await bot.send_photo(chat_id, photo, request_timeout=timeout)
             return [message.message_id]
         if row.kind == DeliveryKind.ALBUM:
             media = [InputMediaPhoto(media=photo) for photo in payload["photos"]]

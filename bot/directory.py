@@ -47,6 +47,7 @@ from bot.models import (
     UnitKind,
     Village,
 )
+from bot.worktime import DEFAULT_OFFICE_HOURS, parse_office_hours
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 NAME_MAX = 100
@@ -180,7 +181,14 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _office_hours(value: str) -> str:
+    parse_office_hours(value)
+    return value
+
+
 class CalendarSpec(_Spec):
+    # Counted by categories with `working_hours: true` (see bot.worktime).
+    office_hours: Annotated[StrictStr, AfterValidator(_office_hours)] = DEFAULT_OFFICE_HOURS
     days_off: list[date] = Field(default_factory=list)
     working_days: list[date] = Field(default_factory=list)
 
@@ -829,6 +837,7 @@ class _Importer:
             "emergency_numbers": spec.emergency_numbers,
             "days_off": [day.isoformat() for day in spec.calendar.days_off],
             "working_days": [day.isoformat() for day in spec.calendar.working_days],
+            "office_hours": spec.calendar.office_hours,
             "active": True,
         }
         return await self._write("townships", Township, row, wanted)
@@ -1085,7 +1094,9 @@ def _township_dict(row: Township) -> dict[str, Any]:
         keys = [key for key in EMERGENCY_KEYS if key in row.emergency_numbers]
         keys += sorted(key for key in row.emergency_numbers if key not in EMERGENCY_KEYS)
         out["emergency_numbers"] = {key: row.emergency_numbers[key] for key in keys}
-    calendar: dict[str, list[date]] = {}
+    calendar: dict[str, Any] = {}
+    if row.office_hours != DEFAULT_OFFICE_HOURS:
+        calendar["office_hours"] = row.office_hours
     if row.days_off:
         calendar["days_off"] = [date.fromisoformat(day) for day in row.days_off]
     if row.working_days:

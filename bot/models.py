@@ -12,6 +12,8 @@ from enum import StrEnum
 from tortoise import fields
 from tortoise.models import Model
 
+from bot.worktime import DEFAULT_OFFICE_HOURS
+
 
 class UnitKind(StrEnum):
     GRID = "grid"
@@ -57,6 +59,8 @@ class Township(Model, Named):
     emergency_numbers: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
     days_off: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
     working_days: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    # When a category counts working hours: the office's hours on a working day (bot.worktime).
+    office_hours = fields.CharField(max_length=64, default=DEFAULT_OFFICE_HOURS)
     active = fields.BooleanField(default=True)
 
     class Meta:
@@ -314,6 +318,11 @@ class Case(Model):
     rating_comment = fields.TextField(null=True)
     reopen_count = fields.IntField(default=0)
     escalation_level = fields.IntField(default=0)
+    # How many supervising levels were told that the resolve deadline passed (督办).
+    overdue_level = fields.IntField(default=0)
+    # When the scheduler must look at the case next (a reminder, a deadline, auto-close);
+    # every transition sets it to "now" and the scheduler works out the next moment.
+    check_at = fields.DatetimeField(null=True)
     # The draft it came from: a Submit delivered twice finds the case it already made.
     report_key = fields.CharField(max_length=64, unique=True, null=True)
     # Every transition bumps it; a write that expected another version changes nothing.
@@ -323,7 +332,12 @@ class Case(Model):
 
     class Meta:
         table = "case"
-        indexes = (("status", "unit_id"), ("township_id", "created_at"))
+        indexes = (
+            ("status", "unit_id"),
+            ("township_id", "created_at"),
+            ("township_id", "status"),
+            ("check_at",),
+        )
 
 
 class CaseEvent(Model):
@@ -349,6 +363,7 @@ class CaseEvent(Model):
 
     class Meta:
         table = "case_event"
+        indexes = (("at",),)
 
 
 class DeliveryKind(StrEnum):

@@ -40,6 +40,7 @@ from bot.models import (
     Unit,
     Villager,
 )
+from bot.routing import supervisors
 
 if TYPE_CHECKING:
     from bot.cases import Change
@@ -531,8 +532,143 @@ async def _reopened(scene: Scene) -> None:
 
 
 async def _closed(scene: Scene) -> None:
+    """Closed by the scheduler: nobody rated it in time."""
     await _edit_cards(scene)
     await _tell_assignee(scene, N_("🔒 Case {number} closed without a rating from the villager."))
+    resolved_at = scene.case.resolved_at or scene.event.at
+    await _tell_villager(
+        scene,
+        N_("🔒 Your case {number} was resolved {days} days ago and is now closed without a "
+           "rating. Thank you for reporting it."),
+        days=max(1, round((scene.event.at - resolved_at).total_seconds() / 86400)),
+    )
+
+
+# ---- supervision (督办): what the scheduler tells ---------------------------------------------
+
+
+async def _dispatchers(scene: Scene) -> list[Reader]:
+    """The township's dispatchers, privately; a confidential case stays away from them."""
+    if scene.case.category.confidential:
+        return []
+    officials = await Official.filter(
+        township_id=scene.case.township_id,  # type: ignore[attr-defined]
+        role=Role.DISPATCHER,
+        active=True,
+        account_id__isnull=False,
+    ).order_by("id")
+    accounts = await Account.filter(id__in=[o.account_id for o in officials])  # type: ignore[attr-defined]
+    return [Reader(account.id, account.language, True) for account in accounts]
+
+
+async def _tell_readers(
+    scene: Scene, readers: list[Reader], message: str, *, key: str | None = None, **values: object
+) -> None:
+    """A supervision notice: one line on top of the case's card, without buttons."""
+    for reader in readers:
+        headline = text(message, reader.language, number=scene.case.number, **values)
+        await delivery.post(
+            reader.chat_id,
+            f"{headline}\n\n{card_body(scene, reader.language)}",
+            case_id=scene.case.id,
+            key=f"{key}:{reader.chat_id}" if key else None,
+        )
+
+
+async def _overdue(scene: Scene) -> None:
+    """An accepted case passed its resolve deadline: one more supervising level is told.
+
+    Level n is the n-th unit above the case's unit; the township's dispatchers are told at
+    level 1 too, and are the only ones told when the unit has nobody above it.
+    """
+    case, level = scene.case, scene.case.overdue_level
+    chain = await supervisors(scene.unit)
+    told = chain[level - 1] if level <= len(chain) else None
+    readers = await _card_readers(told, dispatchers_too=False) if told is not None else []
+    if level == 1:
+        readers += await _dispatchers(scene)
+    assignee_chat = scene.assignee_account.id if scene.assignee_account else None
+    for reader in readers:
+        if reader.chat_id == assignee_chat:
+            continue
+        await _tell_readers(
+            scene, [reader],
+            N_("⏰ Supervision: case {number}, held by {name} ({unit}), was to be resolved "
+               "by {deadline} and is not."),
+            name=_name(scene.assignee, reader.language),
+            unit=scene.unit.display_name(reader.language),
+            deadline=local_time(case.resolve_by, scene.timezone),
+        )
+    deadline = local_time(case.resolve_by, scene.timezone)
+    if told is None:
+        message = N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
+                     "The dispatchers have been told.")
+        await _tell_assignee(scene, message, keyboard=True, deadline=deadline)
+        return
+    await _tell_assignee(
+        scene,
+        N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
+           "{unit} has been told."),
+        keyboard=True, deadline=deadline,
+        unit=told.display_name(_assignee_language(scene)),
+    )
+
+
+def _assignee_language(scene: Scene) -> str:
+    return scene.assignee_account.language if scene.assignee_account else GROUP_LANGUAGE
+
+
+async def _unaccepted(scene: Scene) -> None:
+    """A new case at the top of the chain passed its accept deadline: the dispatchers."""
+    for reader in await _dispatchers(scene):
+        await _tell_readers(
+            scene, [reader],
+            N_("⏰ Supervision: case {number} at {unit} was to be accepted by {deadline} and "
+               "nobody has taken it."),
+            unit=scene.unit.display_name(reader.language),
+            deadline=local_time(scene.case.accept_by, scene.timezone),
+        )
+
+
+async def remind(case: Case, key: str) -> int:
+    """A deadline is near: the unit (a new case) or the assignee is reminded, once per key.
+
+    The reminder is a copy of the case's card (its buttons, edited when the case moves), with
+    the reminder on top. Returns how many chats it was queued for.
+    """
+    event = await CaseEvent.filter(case_id=case.id).order_by("-id").first()
+    from bot.cases import Change
+
+    scene = await _scene(Change(case, event))  # type: ignore[arg-type]
+    if scene.case.status == CaseStatus.NEW:
+        readers = await _card_readers(scene.unit, dispatchers_too=False)
+        message = N_("⏰ Reminder: case {number} is waiting to be accepted, by {deadline}.")
+        deadline = scene.case.accept_by
+    elif scene.case.status == CaseStatus.ACCEPTED and scene.assignee_account is not None:
+        account = scene.assignee_account
+        readers = [Reader(account.id, account.language, False)]
+        message = N_("⏰ Reminder: case {number} is yours to resolve by {deadline}.")
+        deadline = scene.case.resolve_by
+    else:
+        return 0
+    for reader in readers:
+        lines = [
+            text(message, reader.language, number=scene.case.number,
+                 deadline=local_time(deadline, scene.timezone)),
+            "",
+            card_body(scene, reader.language),
+        ]
+        if scene.case.status == CaseStatus.NEW:
+            keyboard = card_keyboard(
+                scene.case, reader.language, assign=reader.may_assign, upward=scene.upward
+            )
+        else:
+            keyboard = work_keyboard(scene.case, reader.language, upward=scene.upward)
+        await delivery.post(
+            reader.chat_id, "\n".join(lines), keyboard=keyboard, case_id=scene.case.id,
+            card=True, key=f"{key}:{reader.chat_id}",
+        )
+    return len(readers)
 
 
 HANDLERS = {
@@ -546,6 +682,8 @@ HANDLERS = {
     "rate": _rated,
     "reopen": _reopened,
     "close": _closed,
+    "overdue": _overdue,
+    "unaccepted": _unaccepted,
 }
 
 

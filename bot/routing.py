@@ -47,3 +47,15 @@ async def supervisor_of(unit: Unit) -> Unit | None:
     if unit.supervisor_id is None:  # type: ignore[attr-defined]
         return None
     return await Unit.get_or_none(id=unit.supervisor_id, active=True)  # type: ignore[attr-defined]
+
+
+async def supervisors(unit: Unit) -> list[Unit]:
+    """The chain of units above `unit`, nearest first (a loop in the directory stops it)."""
+    chain: list[Unit] = []
+    seen = {unit.id}
+    upper = await supervisor_of(unit)
+    while upper is not None and upper.id not in seen:
+        chain.append(upper)
+        seen.add(upper.id)
+        upper = await supervisor_of(upper)
+    return chain

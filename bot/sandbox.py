@@ -95,6 +95,8 @@ class Sandbox:
         self.emulator = BotAPIEmulator(limits=limits)
         self._database_url = database_url
         self._directory = directory
+        # Tests and the demo drive the scheduler themselves, with a clock of their own.
+        settings.setdefault("scheduler", False)
         self._settings = settings
         self.app: Villagebot | None = None
         self._polling: asyncio.Task[None] | None = None

@@ -17,6 +17,7 @@ from tortoise import connections
 from bot import db
 
 if TYPE_CHECKING:
+    from bot.models import Villager
     from bot.sandbox import Sandbox
 
 TEST_DATABASE_URL = os.environ.get("VILLAGEBOT_TEST_DATABASE_URL", "")
@@ -69,3 +70,33 @@ async def sandbox(database_url: str) -> AsyncIterator[Sandbox]:
             await redis.flushdb()
     async with Sandbox(database_url, redis_url=TEST_REDIS_URL or None) as running:
         yield running
+
+
+@pytest.fixture
+async def township(database: str) -> None:
+    """The demo township, every official bound to a Telegram account (5000 + official id)."""
+    from bot.directory import import_file
+    from bot.models import Account, Official
+    from bot.sandbox import EXAMPLE_DIRECTORY
+
+    await import_file(EXAMPLE_DIRECTORY)
+    for official in await Official.all():
+        account = await Account.create(
+            id=5000 + official.id, first_name=official.name, language="zh-hans"
+        )
+        official.account = account
+        await official.save()
+
+
+async def make_villager(
+    telegram_id: int = 1001, grid: bool = True, phone: str | None = None
+) -> Villager:
+    """李明 of 正达村 (grid 1 unless `grid` is false), as the report flow would register him."""
+    from bot.models import Account, Grid, Villager
+
+    account = await Account.create(id=telegram_id, first_name="李明", language="zh-hans")
+    g = await Grid.get(village__code="zhengda", code="g1")
+    return await Villager.create(
+        account=account, township_id=1, village_id=g.village_id,  # type: ignore[attr-defined]
+        grid=g if grid else None, name="李明", phone=phone,
+    )

@@ -6,33 +6,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import make_villager as _villager
 
 from bot import cases
 from bot.cases import CaseRefused, Refusal
-from bot.directory import import_file
-from bot.models import Account, Case, CaseEvent, CaseStatus, Category, Grid, Official, Villager
-from bot.sandbox import EXAMPLE_DIRECTORY
+from bot.models import Case, CaseEvent, CaseStatus, Category, Official, Villager
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def township(database: str) -> None:
-    await import_file(EXAMPLE_DIRECTORY)
-    for official in await Official.all():
-        account = await Account.create(id=5000 + official.id, first_name=official.name,
-                                       language="zh-hans")
-        official.account = account
-        await official.save()
-
-
-async def _villager(telegram_id: int = 1001, grid: bool = True) -> Villager:
-    account = await Account.create(id=telegram_id, first_name="李明", language="zh-hans")
-    g = await Grid.get(village__code="zhengda", code="g1")
-    return await Villager.create(
-        account=account, township_id=1, village_id=g.village_id, grid=g if grid else None,  # type: ignore[attr-defined]
-        name="李明",
-    )
 
 
 async def _official(code: str) -> Official:

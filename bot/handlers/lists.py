@@ -48,6 +48,8 @@ ACTION_NAMES: dict[str, str] = {
     "rate": N_("rated"),
     "reopen": N_("reopened"),
     "close": N_("closed"),
+    "overdue": N_("overdue: the supervising unit was told"),
+    "unaccepted": N_("not accepted in time: the dispatchers were told"),
 }
 
 

@@ -1,0 +1,217 @@
+"""红灰榜: once a month, the township's units ranked by a score, the best and the worst few.
+
+A unit answers for what happened while a case was with it, read from the month's history:
+each event records the unit the case was at. The score (0–100) and its parts:
+
+- on-time acceptance (30): acceptances by their deadline, over acceptances plus the cases the
+  scheduler escalated away from the unit because nobody accepted them in time;
+- on-time resolution (30): resolutions by their deadline, over resolutions;
+- satisfaction (30): ratings of 4 or 5 stars, over ratings;
+- no reopens (10): one minus the reopens over resolutions (not below zero).
+
+A part with nothing to count is left out and the others are scaled up to 100. A unit needs
+`MIN_CASES` acceptances or missed acceptances in the month to be ranked. The best `SHOWN`
+make the red list, the worst `SHOWN` the grey list; with fewer than twice that many units
+ranked, each list takes half of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from bot import delivery
+from bot.i18n import N_
+from bot.models import Case, CaseEvent, CaseStatus, Delivery, Township, Unit
+from bot.notices import GROUP_LANGUAGE, text
+from scheduler.policy import Policy
+
+log = logging.getLogger(__name__)
+
+MIN_CASES = 3
+SHOWN = 3
+WEIGHTS = {"acceptance": 30, "resolution": 30, "satisfaction": 30, "no_reopen": 10}
+
+
+@dataclass(frozen=True)
+class Month:
+    label: str  # 2026-10
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def of(cls, year: int, month: int, timezone: str) -> Month:
+        zone = ZoneInfo(timezone)
+        start = datetime(year, month, 1, tzinfo=zone)
+        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
+        return cls(f"{year}-{month:02d}", start, end)
+
+    @classmethod
+    def parse(cls, label: str, timezone: str) -> Month:
+        try:
+            day = date.fromisoformat(label.strip() + "-01")
+        except ValueError:
+            raise ValueError(f"{label!r} is not a month like 2026-10") from None
+        return cls.of(day.year, day.month, timezone)
+
+    @classmethod
+    def before(cls, moment: datetime, timezone: str) -> Month:
+        local = moment.astimezone(ZoneInfo(timezone))
+        year, month = (local.year, local.month - 1) if local.month > 1 else (local.year - 1, 12)
+        return cls.of(year, month, timezone)
+
+
+@dataclass
+class Tally:
+    accepted: int = 0
+    accepted_on_time: int = 0
+    missed: int = 0
+    resolved: int = 0
+    resolved_on_time: int = 0
+    rated: int = 0
+    satisfied: int = 0
+    reopened: int = 0
+
+    def parts(self) -> dict[str, float]:
+        parts: dict[str, float] = {}
+        if self.accepted + self.missed:
+            parts["acceptance"] = self.accepted_on_time / (self.accepted + self.missed)
+        if self.resolved:
+            parts["resolution"] = self.resolved_on_time / self.resolved
+            parts["no_reopen"] = max(0.0, 1 - self.reopened / self.resolved)
+        if self.rated:
+            parts["satisfaction"] = self.satisfied / self.rated
+        return parts
+
+    def score(self) -> float | None:
+        parts = self.parts()
+        weight = sum(WEIGHTS[name] for name in parts)
+        if not weight:
+            return None
+        return 100 * sum(WEIGHTS[name] * value for name, value in parts.items()) / weight
+
+
+@dataclass
+class Ranking:
+    township: str
+    month: str
+    ranked: list[tuple[str, float]] = field(default_factory=list)  # unit name, score; best first
+
+    def lists(self) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        shown = min(SHOWN, len(self.ranked) // 2)
+        if not shown:
+            return [], []
+        return self.ranked[:shown], list(reversed(self.ranked[-shown:]))
+
+
+async def tallies(township: Township, month: Month) -> dict[int, Tally]:
+    events = await CaseEvent.filter(
+        at__gte=month.start.astimezone(UTC),
+        at__lt=month.end.astimezone(UTC),
+        case__township_id=township.id,
+    ).order_by("case_id", "id")
+    cases = {c.id: c for c in await Case.filter(id__in={e.case_id for e in events})}  # type: ignore[attr-defined]
+    result: dict[int, Tally] = {}
+    for event in events:
+        case = cases[event.case_id]  # type: ignore[attr-defined]
+        unit_id = event.unit_id  # type: ignore[attr-defined]
+        if unit_id is None:
+            continue
+        tally = result.setdefault(unit_id, Tally())
+        if event.action in ("accept", "assign") and event.from_status == CaseStatus.NEW:
+            tally.accepted += 1
+            tally.accepted_on_time += case.accept_by is None or event.at <= case.accept_by
+        elif event.action == "resolve":
+            tally.resolved += 1
+            tally.resolved_on_time += case.resolve_by is None or event.at <= case.resolve_by
+        elif event.action == "rate":
+            tally.rated += 1
+            tally.satisfied += (case.rating or 0) >= 4
+        elif event.action == "reopen":
+            tally.reopened += 1
+        elif event.action == "escalate" and event.actor_id is None:  # type: ignore[attr-defined]
+            below = await _unit_before(event)
+            if below is not None:
+                result.setdefault(below, Tally()).missed += 1
+    return result
+
+
+async def _unit_before(event: CaseEvent) -> int | None:
+    earlier = (
+        await CaseEvent.filter(case_id=event.case_id, id__lt=event.id)  # type: ignore[attr-defined]
+        .order_by("-id")
+        .first()
+    )
+    return earlier.unit_id if earlier is not None else None  # type: ignore[attr-defined]
+
+
+async def rank(township: Township, month: Month, language: str) -> Ranking:
+    units = {u.id: u for u in await Unit.filter(township_id=township.id)}
+    scored = []
+    for unit_id, tally in (await tallies(township, month)).items():
+        score = tally.score()
+        if score is None or tally.accepted + tally.missed < MIN_CASES or unit_id not in units:
+            continue
+        scored.append((units[unit_id].display_name(language), score))
+    scored.sort(key=lambda item: (-item[1], item[0]))
+    return Ranking(township.display_name(language), month.label, scored)
+
+
+def render(ranking: Ranking, language: str) -> str:
+    red, grey = ranking.lists()
+    lines = [
+        text(N_("🏅 {township} red and grey list, {month}"), language,
+             township=ranking.township, month=ranking.month),
+        "",
+    ]
+    if not red:
+        lines.append(
+            text(N_("Too few cases this month to rank the units (each needs {count})."),
+                 language, count=MIN_CASES)
+        )
+        return "\n".join(lines)
+    lines.append(text(N_("🔴 Red list (best):"), language))
+    lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(red, 1)]
+    lines += ["", text(N_("⚪ Grey list (needs attention):"), language)]
+    lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(grey, 1)]
+    lines += ["", text(N_("Score: on-time acceptance 30, on-time resolution 30, "
+                          "satisfaction 30, no reopens 10."), language)]
+    return "\n".join(lines)
+
+
+def key(township: Township, month: Month) -> str:
+    return f"redgrey:{township.code}:{month.label}"
+
+
+async def queue(township: Township, month: Month) -> Delivery | None:
+    if township.digest_chat_id is None:
+        raise ValueError(f"township {township.code} has no digest_chat_id")
+    if await Delivery.filter(key=key(township, month)).exists():
+        return None
+    ranking = await rank(township, month, GROUP_LANGUAGE)
+    return await delivery.post(
+        township.digest_chat_id, render(ranking, GROUP_LANGUAGE), key=key(township, month)
+    )
+
+
+def scheduled(now: datetime, timezone: str, hour: int) -> datetime:
+    """The latest first-of-the-month at `hour`, township time, at or before `now`."""
+    local = now.astimezone(ZoneInfo(timezone))
+    moment = datetime(local.year, local.month, 1, hour, tzinfo=ZoneInfo(timezone))
+    if moment > local:
+        moment = Month.before(local, timezone).start.replace(hour=hour)
+    return moment.astimezone(UTC)
+
+
+async def due(now: datetime, policy: Policy) -> int:
+    queued = 0
+    for township in await Township.filter(active=True, digest_chat_id__isnull=False):
+        moment = scheduled(now, township.timezone, policy.digest_hour)
+        if now - moment > policy.catch_up:
+            continue
+        month = Month.before(moment, township.timezone)
+        if await queue(township, month) is not None:
+            queued += 1
+    return queued

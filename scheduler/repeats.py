@@ -1,0 +1,140 @@
+"""高频预警: N or more cases of one category in one village within 7 days alert the dispatchers.
+
+Which case sets off a warning is decided by the cases alone, not by when the scheduler looks:
+the first case that makes N within the 7 days before it, counted after the previous warning's
+quiet week. Two schedulers, or one that looks twice, name the same case, and the outbox key
+(village, category, that case, chat) lets the warning out once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from tortoise.functions import Count
+
+from bot import delivery
+from bot.i18n import N_
+from bot.models import (
+    Account,
+    Case,
+    Category,
+    Delivery,
+    Official,
+    Role,
+    Township,
+    Unit,
+    Village,
+)
+from bot.notices import GROUP_LANGUAGE, text
+from scheduler.policy import Policy
+
+log = logging.getLogger(__name__)
+
+KEY = "repeat:{village}:{category}:"
+NUMBERS_MAX = 10
+
+
+def _key_prefix(village_id: int, category_id: int) -> str:
+    return KEY.format(village=village_id, category=category_id)
+
+
+async def _quiet_since(village_id: int, category_id: int, window: timedelta) -> datetime | None:
+    """After a warning, the same place and category stay quiet for one window."""
+    last = (
+        await Delivery.filter(key__startswith=_key_prefix(village_id, category_id))
+        .order_by("-id")
+        .first()
+    )
+    if last is None or last.key is None:
+        return None
+    case_id = int(last.key.split(":")[3])
+    case = await Case.get_or_none(id=case_id)
+    return case.created_at + window if case is not None else None
+
+
+def _trigger(cases: list[Case], threshold: int, window: timedelta, after: datetime) -> int:
+    """Index of the first case after `after` with `threshold` cases in the window ending at
+    it; -1 if none."""
+    first = 0
+    for index, case in enumerate(cases):
+        while cases[first].created_at <= case.created_at - window:
+            first += 1
+        if case.created_at > after and index - first + 1 >= threshold:
+            return index
+    return -1
+
+
+async def _recipients(township: Township, category: Category) -> list[tuple[int, str]]:
+    """The dispatchers (confidential: the category's own unit); else the digest channel."""
+    chats: list[tuple[int, str]] = []
+    if category.confidential:
+        unit = await Unit.get_or_none(id=category.unit_id)  # type: ignore[attr-defined]
+        officials = (
+            await unit.members.filter(active=True, account_id__isnull=False) if unit else []
+        )
+    else:
+        officials = await Official.filter(
+            township_id=township.id, role=Role.DISPATCHER, active=True, account_id__isnull=False
+        )
+    for account in await Account.filter(id__in=[o.account_id for o in officials]).order_by("id"):  # type: ignore[attr-defined]
+        chats.append((account.id, account.language))
+    if not chats and township.digest_chat_id is not None and not category.confidential:
+        chats.append((township.digest_chat_id, GROUP_LANGUAGE))
+    return chats
+
+
+async def warn(now: datetime, policy: Policy) -> int:
+    """Queue the warnings that are due; returns how many places and categories were warned."""
+    window = policy.repeat_window
+    groups = (
+        await Case.filter(created_at__gt=now - window, created_at__lte=now)
+        .annotate(count=Count("id"))
+        .group_by("village_id", "category_id")
+        .filter(count__gte=policy.repeat_threshold)
+        .values("village_id", "category_id")
+    )
+    warned = 0
+    for group in groups:
+        village_id, category_id = group["village_id"], group["category_id"]
+        since = await _quiet_since(village_id, category_id, window)
+        recent = [
+            case
+            for case in await Case.filter(
+                village_id=village_id,
+                category_id=category_id,
+                created_at__gt=now - 2 * window,
+                created_at__lte=now,
+            ).order_by("created_at", "id")
+            if since is None or case.created_at >= since
+        ]
+        index = _trigger(recent, policy.repeat_threshold, window, now - window)
+        if index < 0:
+            continue
+        trigger = recent[index]
+        burst = [c for c in recent if trigger.created_at - window < c.created_at]
+        await _send(trigger, burst, village_id, category_id)
+        warned += 1
+    return warned
+
+
+async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: int) -> None:
+    township = await Township.get(id=trigger.township_id)  # type: ignore[attr-defined]
+    category = await Category.get(id=category_id)
+    village = await Village.get(id=village_id)
+    numbers = [case.number for case in burst[:NUMBERS_MAX]]
+    if len(burst) > NUMBERS_MAX:
+        numbers.append("…")
+    prefix = _key_prefix(village_id, category_id)
+    for chat_id, language in await _recipients(township, category):
+        body = text(
+            N_("⚠️ Repeat problem: {count} cases of {category} in {village} within 7 days: "
+               "{numbers}. Worth a look at the cause."),
+            language,
+            count=len(burst),
+            category=category.display_name(language),
+            village=village.display_name(language),
+            numbers=", ".join(numbers),
+        )
+        await delivery.post(chat_id, body, key=f"{prefix}{trigger.id}:{chat_id}")
+    log.info("repeat warning: %s cases of %s in %s", len(burst), category.code, village.code)

@@ -1,0 +1,195 @@
+"""督办: reminders before a deadline, escalation after it, auto-close of unrated cases.
+
+The database decides what is due. Every transition sets `Case.check_at` to its own moment;
+the sweep takes the cases whose `check_at` has come (an index, so the cost follows the work
+due, not the number of cases), does what is due for each, and writes the next moment the case
+needs looking at. Nothing is held in memory between sweeps, so a restart loses nothing and a
+sweep that runs late catches up.
+
+Exactly once, with any number of schedulers on one database: a reminder is queued under a
+unique key (case, deadline's window, point, chat) in the outbox, and escalations, overdue
+flags and auto-close are transitions, which the case's version lets happen once.
+
+Quiet hours (default 22:00–07:00, township time): what falls due for a case that is not an
+emergency waits until they end; an emergency's reminders and escalations go out at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot import cases, notices
+from bot.cases import CaseRefused
+from bot.models import Case, CaseEvent, CaseStatus, Unit
+from bot.routing import supervisors
+from bot.worktime import Calendar, calendar_of
+from scheduler.policy import Point, Policy
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+#: The events that start a unit's time to accept, and an assignee's time to resolve.
+ACCEPT_WINDOW = ("report", "escalate", "decline")
+RESOLVE_WINDOW = ("accept", "assign", "reopen")
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did, for the log and the tests."""
+
+    reminders: int = 0
+    escalations: int = 0
+    overdue: int = 0
+    closed: int = 0
+    deferred: int = 0
+    looked_at: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.reminders or self.escalations or self.overdue or self.closed)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing due for a case at `moment`: a reminder (with its key) or a deadline."""
+
+    moment: datetime
+    kind: str  # "remind", "escalate", "overdue", "close"
+    key: str | None = None
+    level: int = 0
+    #: A reminder is moot once its deadline has passed.
+    until: datetime | None = None
+
+    def due(self, now: datetime) -> bool:
+        return self.moment <= now and (self.until is None or now < self.until)
+
+
+async def _window_start(case: Case, actions: tuple[str, ...]) -> datetime:
+    event = (
+        await CaseEvent.filter(case_id=case.id, action__in=actions).order_by("-id").first()
+    )
+    return event.at if event is not None else case.created_at
+
+
+def _reminders(
+    case: Case,
+    calendar: Calendar,
+    points: tuple[Point, ...],
+    start: datetime,
+    deadline: datetime,
+    label: str,
+) -> list[Step]:
+    """The reminder moments of one window, counted in the category's kind of hours."""
+    working = case.category.working_hours
+    total = calendar.working_between(start, deadline) if working else deadline - start
+    steps = []
+    for index, point in enumerate(points):
+        offset = point.offset(total)
+        if offset is None:
+            continue
+        moment = calendar.add(start, offset.total_seconds() / 3600, working=working)
+        key = f"remind:{case.id}:{label}:{int(start.timestamp())}:{index}"
+        steps.append(Step(moment, "remind", key, until=deadline))
+    return sorted(steps, key=lambda step: step.moment)
+
+
+async def plan(case: Case, policy: Policy) -> list[Step]:
+    """Everything still ahead for the case, earliest first (reminders, then the deadline)."""
+    calendar = calendar_of(case.township)
+    if case.status == CaseStatus.NEW and case.accept_by is not None:
+        start = await _window_start(case, ACCEPT_WINDOW)
+        steps = _reminders(case, calendar, policy.accept_points, start, case.accept_by, "a")
+        unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
+        if await supervisors(unit):
+            steps.append(Step(case.accept_by, "escalate"))
+        elif case.overdue_level == 0:
+            steps.append(Step(case.accept_by, "overdue", level=1))
+        return steps
+    if case.status == CaseStatus.ACCEPTED and case.resolve_by is not None:
+        start = await _window_start(case, RESOLVE_WINDOW)
+        steps = _reminders(case, calendar, policy.resolve_points, start, case.resolve_by, "r")
+        unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
+        levels = max(1, len(await supervisors(unit)))
+        if case.overdue_level < levels:
+            moment = calendar.add(
+                case.resolve_by,
+                case.overdue_level * policy.overdue_every_hours,
+                working=case.category.working_hours,
+            )
+            steps.append(Step(moment, "overdue", level=case.overdue_level + 1))
+        return steps
+    if case.status == CaseStatus.RESOLVED and case.resolved_at is not None:
+        return [Step(case.resolved_at + policy.auto_close, "close")]
+    return []
+
+
+async def _act(case: Case, step: Step, now: datetime, report: SweepReport) -> None:
+    if step.kind == "remind":
+        assert step.key is not None
+        report.reminders += bool(await notices.remind(case, step.key))
+    elif step.kind == "escalate":
+        await cases.escalate(case.id, None, at=now)
+        report.escalations += 1
+    elif step.kind == "overdue":
+        await cases.flag_overdue(case.id, step.level, at=now)
+        report.overdue += 1
+    elif step.kind == "close":
+        await cases.close(case.id, at=now)
+        report.closed += 1
+
+
+async def supervise(case: Case, now: datetime, policy: Policy, report: SweepReport) -> None:
+    """Do what is due for one case now, then write when to look at it next."""
+    steps = await plan(case, policy)
+    due = [step for step in steps if step.due(now)]
+    upcoming = [step.moment for step in steps if step.moment > now]
+    next_check = min(upcoming, default=None)
+    if due:
+        quiet = None if case.category.emergency else policy.quiet_until(now, case.township.timezone)
+        if quiet is not None:
+            report.deferred += 1
+            next_check = quiet
+        else:
+            deadline = [step for step in due if step.kind != "remind"]
+            # A deadline that passed makes its reminders moot; of several reminders missed
+            # (the bot was down), only the latest is worth sending.
+            step = deadline[0] if deadline else due[-1]
+            try:
+                await _act(case, step, now, report)
+            except CaseRefused as refused:
+                # Another scheduler, or a person, changed the case first: look again.
+                log.info("case %s: %s refused (%s)", case.number, step.kind, refused.reason)
+            if step.kind != "remind":
+                return  # the transition set check_at to now: the next pass plans afresh
+    await Case.filter(id=case.id, version=case.version).update(check_at=next_check)
+
+
+async def sweep(now: datetime, policy: Policy) -> SweepReport:
+    """Every case whose moment has come, once each, in the order they fell due."""
+    report = SweepReport()
+    seen: set[int] = set()
+    while True:
+        batch = (
+            await Case.filter(check_at__lte=now)
+            .exclude(id__in=seen or [0])
+            .order_by("check_at", "id")
+            .limit(BATCH)
+            .prefetch_related("category", "township")
+        )
+        if not batch:
+            break
+        for case in batch:
+            seen.add(case.id)
+            report.looked_at += 1
+            try:
+                await supervise(case, now, policy, report)
+            except Exception as error:  # one broken case must not stop the others
+                log.exception("supervising case %s failed", case.number)
+                report.errors.append(f"{case.number}: {error}")
+    if report or report.errors:
+        log.info("sweep at %s: %s", now.isoformat(timespec="seconds"), report)
+    return report
+

@@ -1,0 +1,273 @@
+"""督办 on an injected clock: reminders, quiet hours, escalation, overdue levels, auto-close.
+
+Every test moves time by handing the sweep a moment; nothing sleeps. The outbox rows the
+sweep queues are what the courier will send (the courier itself is tested in test_delivery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from conftest import make_villager
+
+from bot import cases
+from bot.models import Case, CaseEvent, CaseStatus, Category, Delivery, Official, Unit, Villager
+from scheduler.policy import Policy
+from scheduler.service import Supervisor
+from scheduler.supervision import sweep
+
+AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # Friday 17:00 in the township
+DAYTIME = Policy(quiet_hours=None)
+COMMITTEE_GROUP = -1001000000101
+DISPATCH_GROUP = -1001000000201
+
+
+async def _report(villager: Villager, category: str = "litter", at: datetime = AT) -> Case:
+    change = await cases.report(
+        villager, await Category.get(code=category), description="正达溪水葫芦长满水面",
+        photos=["F1"], at=at,
+    )
+    return change.case
+
+
+async def _account(code: str) -> int:
+    official = await Official.get(code=code)
+    return official.account_id  # type: ignore[attr-defined,no-any-return]
+
+
+async def _reminders(case: Case) -> list[Delivery]:
+    return await Delivery.filter(key__startswith=f"remind:{case.id}:").order_by("id")
+
+
+async def _texts_to(chat_id: int, after_id: int = 0) -> list[str]:
+    rows = await Delivery.filter(chat_id=chat_id, kind="text", id__gt=after_id).order_by("id")
+    return [row.payload["text"] for row in rows]
+
+
+async def _last_delivery_id() -> int:
+    row = await Delivery.all().order_by("-id").first()
+    return row.id if row is not None else 0
+
+
+async def test_an_accept_reminder_fires_at_its_moment_and_not_before(township: None) -> None:
+    case = await _report(await make_villager())
+    assert case.accept_by == AT + timedelta(hours=4)
+    await sweep(AT, DAYTIME)
+    case = await Case.get(id=case.id)
+    assert case.check_at == AT + timedelta(hours=2)  # half of the four hours to accept
+    assert (await sweep(AT + timedelta(hours=2) - timedelta(seconds=1), DAYTIME)).looked_at == 0
+    assert await _reminders(case) == []
+
+    report = await sweep(AT + timedelta(hours=2), DAYTIME)
+    assert report.reminders == 1
+    [reminder] = await _reminders(case)
+    assert reminder.chat_id == await _account("lin-xiuying")  # the grid has no group chat
+    assert case.number in reminder.payload["text"]
+    assert reminder.card  # its buttons are edited with the case, like every card
+    # Looking again, or a moment later, sends nothing more; the deadline is next.
+    await sweep(AT + timedelta(hours=2), DAYTIME)
+    await sweep(AT + timedelta(hours=3), DAYTIME)
+    assert len(await _reminders(case)) == 1
+    assert (await Case.get(id=case.id)).check_at == AT + timedelta(hours=4)
+
+
+async def test_resolve_reminders_at_half_time_and_two_hours_before(township: None) -> None:
+    case = await _report(await make_villager())
+    lin = await Official.get(code="lin-xiuying")
+    accepted_at = AT + timedelta(hours=1)
+    await cases.accept(case.id, lin, at=accepted_at)
+    case = await Case.get(id=case.id)
+    window = case.resolve_by - accepted_at  # type: ignore[operator]
+    half, late = accepted_at + window / 2, case.resolve_by - timedelta(hours=2)  # type: ignore[operator]
+
+    await sweep(accepted_at, DAYTIME)
+    await sweep(half - timedelta(minutes=1), DAYTIME)
+    assert await _reminders(case) == []
+    await sweep(half, DAYTIME)
+    await sweep(late - timedelta(minutes=1), DAYTIME)
+    assert [r.key.split(":")[-2] for r in await _reminders(case)] == ["0"]  # type: ignore[union-attr]
+    await sweep(late, DAYTIME)
+    reminders = await _reminders(case)
+    assert [r.key.split(":")[-2] for r in reminders] == ["0", "1"]  # type: ignore[union-attr]
+    assert {r.chat_id for r in reminders} == {lin.account_id}  # type: ignore[attr-defined]
+
+
+async def test_quiet_hours_hold_reminders_until_morning_but_not_emergencies(
+    township: None,
+) -> None:
+    policy = Policy()  # quiet 22:00-07:00 township time
+    villager = await make_villager()
+    # Homestead disputes: 24 hours to accept; half time is 05:00 in the township.
+    dispute = await _report(villager, "homestead")
+    night = AT + timedelta(hours=12)  # 05:00 local
+    await sweep(AT, policy)
+    report = await sweep(night, policy)
+    assert (report.reminders, report.deferred) == (0, 1)
+    assert await _reminders(dispute) == []
+    morning = AT + timedelta(hours=14)  # 07:00 local
+    assert (await Case.get(id=dispute.id)).check_at == morning
+    await sweep(morning - timedelta(minutes=1), policy)
+    assert await _reminders(dispute) == []
+    await sweep(morning, policy)
+    assert len(await _reminders(dispute)) == 1
+
+    # A fire at 22:00 local: half of its hour to accept falls in the quiet hours, and counts.
+    evening = AT + timedelta(hours=5)
+    fire = await _report(villager, "fire", at=evening)
+    await sweep(evening, policy)
+    report = await sweep(evening + timedelta(minutes=30), policy)
+    assert (report.reminders, report.deferred) == (1, 0)
+    assert len(await _reminders(fire)) == 1
+
+
+async def test_an_unaccepted_case_escalates_up_two_levels(township: None) -> None:
+    case = await _report(await make_villager())
+    await sweep(AT, DAYTIME)
+    first_deadline = AT + timedelta(hours=4)
+    assert (await sweep(first_deadline - timedelta(seconds=1), DAYTIME)).escalations == 0
+
+    before = await _last_delivery_id()
+    report = await sweep(first_deadline, DAYTIME)
+    assert report.escalations == 1
+    case = await Case.get(id=case.id).prefetch_related("unit")
+    assert (case.unit.code, case.escalation_level) == ("zhengda-committee", 1)
+    # The committee gets its full four hours from now, and its card says why it came.
+    assert case.accept_by == first_deadline + timedelta(hours=4)
+    [card] = await _texts_to(COMMITTEE_GROUP, before)
+    assert case.number in card
+
+    await sweep(first_deadline, DAYTIME)  # plans the committee's reminders and deadline
+    assert (await sweep(first_deadline, DAYTIME)).escalations == 0
+    report = await sweep(case.accept_by, DAYTIME)  # type: ignore[arg-type]
+    assert report.escalations == 1
+    case = await Case.get(id=case.id).prefetch_related("unit")
+    assert (case.unit.code, case.escalation_level, case.status) == (
+        "zhengda-team", 2, CaseStatus.NEW,
+    )
+    events = await CaseEvent.filter(case_id=case.id, action="escalate").order_by("id")
+    assert [(e.actor_id, e.at) for e in events] == [  # type: ignore[attr-defined]
+        (None, first_deadline),
+        (None, first_deadline + timedelta(hours=4)),
+    ]
+
+
+async def test_an_overdue_case_is_supervised_one_level_up_each_day(township: None) -> None:
+    case = await _report(await make_villager())
+    lin = await Official.get(code="lin-xiuying")
+    await cases.accept(case.id, lin, at=AT + timedelta(hours=1))
+    case = await Case.get(id=case.id)
+    deadline = case.resolve_by
+    assert deadline is not None
+    await sweep(AT + timedelta(hours=1), DAYTIME)
+
+    before = await _last_delivery_id()
+    assert (await sweep(deadline, DAYTIME)).overdue == 1
+    case = await Case.get(id=case.id)
+    assert (case.status, case.overdue_level, case.assignee_id) == (  # type: ignore[attr-defined]
+        CaseStatus.ACCEPTED, 1, lin.id,
+    )
+    # Level 1: the committee's group, the township's dispatcher, and the assignee.
+    assert len(await _texts_to(COMMITTEE_GROUP, before)) == 1
+    assert len(await _texts_to(await _account("su-jinqiao"), before)) == 1
+    [told] = await _texts_to(lin.account_id, before)  # type: ignore[attr-defined]
+    assert case.number in told
+
+    assert (await sweep(deadline + timedelta(hours=23), DAYTIME)).overdue == 0
+    before = await _last_delivery_id()
+    assert (await sweep(deadline + timedelta(hours=24), DAYTIME)).overdue == 1
+    # Level 2: the township team, whose members are told privately.
+    team = await Unit.get(code="zhengda-team")
+    members = {o.account_id for o in await team.members.all()}  # type: ignore[attr-defined]
+    assert {r.chat_id for r in await Delivery.filter(id__gt=before, kind="text")} == (
+        members | {lin.account_id}  # type: ignore[attr-defined]
+    )
+    before = await _last_delivery_id()
+    assert (await sweep(deadline + timedelta(hours=48), DAYTIME)).overdue == 1
+    assert len(await _texts_to(DISPATCH_GROUP, before)) == 1
+    # The dispatch centre is the top: nothing further, ever.
+    assert (await sweep(deadline + timedelta(days=30), DAYTIME)).overdue == 0
+    assert (await Case.get(id=case.id)).overdue_level == 3
+    assert await CaseEvent.filter(case_id=case.id, action="overdue").count() == 3
+
+
+async def test_a_resolved_case_nobody_rates_closes_after_seven_days(township: None) -> None:
+    villager = await make_villager()
+    case = await _report(villager)
+    lin = await Official.get(code="lin-xiuying")
+    await cases.accept(case.id, lin, at=AT + timedelta(hours=1))
+    resolved_at = AT + timedelta(hours=3)
+    await cases.resolve(case.id, lin, "已清理", ["F2"], at=resolved_at)
+    await sweep(resolved_at, DAYTIME)
+    assert (await sweep(resolved_at + timedelta(days=7, seconds=-1), DAYTIME)).closed == 0
+    before = await _last_delivery_id()
+    assert (await sweep(resolved_at + timedelta(days=7), DAYTIME)).closed == 1
+    case = await Case.get(id=case.id)
+    assert (case.status, case.rating, case.closed_at) == (
+        CaseStatus.CLOSED, None, resolved_at + timedelta(days=7),
+    )
+    [told] = await _texts_to(villager.account_id, before)  # type: ignore[attr-defined]
+    assert case.number in told and "7" in told
+    assert (await sweep(resolved_at + timedelta(days=8), DAYTIME)).looked_at == 0
+
+
+async def test_a_reopened_case_gets_a_new_resolve_deadline(township: None) -> None:
+    villager = await make_villager()
+    case = await _report(villager)
+    lin = await Official.get(code="lin-xiuying")
+    await cases.accept(case.id, lin, at=AT + timedelta(hours=1))
+    await cases.resolve(case.id, lin, "已清理", ["F2"], at=AT + timedelta(hours=3))
+    later = AT + timedelta(days=3)  # past the first resolve deadline
+    await cases.reopen(case.id, villager, "还有垃圾", at=later)
+    case = await Case.get(id=case.id)
+    assert case.resolve_by == later + timedelta(hours=48)
+    assert (await sweep(later, DAYTIME)).overdue == 0
+
+
+async def test_nothing_repeats_after_a_restart_or_with_two_schedulers(township: None) -> None:
+    villager = await make_villager()
+    made = [await _report(villager, at=AT + timedelta(minutes=i)) for i in range(6)]
+    lin = await Official.get(code="lin-xiuying")
+    for case in made[:3]:
+        await cases.accept(case.id, lin, at=AT + timedelta(hours=1))
+    moments = [AT + timedelta(hours=h) for h in (1, 2, 3, 5, 30, 60, 80)]
+
+    async def run(supervisors: list[Supervisor]) -> None:
+        for moment in moments:
+            clock[0] = moment
+            await asyncio.gather(*(s.tick() for s in supervisors))
+
+    clock = [AT]
+    await run([Supervisor(DAYTIME, clock=lambda: clock[0])])
+    once = (
+        sorted(r.key for r in await Delivery.filter(key__isnull=False)),  # type: ignore[type-var]
+        await CaseEvent.all().count(),
+        await Delivery.all().count(),
+    )
+    assert once[0] and once[1] > 6 + 3
+    # A restart (a new scheduler on the same database) and a second one at the same time,
+    # going over the same moments again: nothing new is due, nothing is sent twice.
+    await run([Supervisor(DAYTIME, clock=lambda: clock[0]) for _ in range(2)])
+    again = (
+        sorted(r.key for r in await Delivery.filter(key__isnull=False)),  # type: ignore[type-var]
+        await CaseEvent.all().count(),
+        await Delivery.all().count(),
+    )
+    assert again == once
+
+
+async def test_two_schedulers_at_once_escalate_and_remind_once(township: None) -> None:
+    villager = await make_villager()
+    made = [await _report(villager, at=AT) for _ in range(8)]
+    await sweep(AT, DAYTIME)
+    first, second = Supervisor(DAYTIME, clock=lambda: AT + timedelta(hours=2)), Supervisor(
+        DAYTIME, clock=lambda: AT + timedelta(hours=2)
+    )
+    await asyncio.gather(first.tick(), second.tick())
+    for case in made:
+        assert len(await _reminders(case)) == 1
+    both = [Supervisor(DAYTIME, clock=lambda: AT + timedelta(hours=4)) for _ in range(2)]
+    reports = await asyncio.gather(*(s.tick() for s in both))
+    assert sum(r.sweep.escalations for r in reports) == len(made)
+    for case in made:
+        assert await CaseEvent.filter(case_id=case.id, action="escalate").count() == 1
