@@ -15,6 +15,7 @@ from types import TracebackType
 from bot.app import Villagebot
 from bot.config import Settings, load_settings
 from bot.emulator import BotAPIEmulator, buttons
+from scheduler.service import Clock, wall_clock
 
 EXAMPLE_DIRECTORY = Path(__file__).resolve().parent.parent / "examples" / "directory.yaml"
 
@@ -90,14 +91,17 @@ class Sandbox:
         *,
         directory: Path | None = EXAMPLE_DIRECTORY,
         limits: bool = False,
+        clock: Clock = wall_clock,
         **settings: object,
     ) -> None:
         self.emulator = BotAPIEmulator(limits=limits)
         self._database_url = database_url
         self._directory = directory
-        # Tests and the demo drive the scheduler themselves, with a clock of their own.
+        # Tests and the demo drive the scheduler themselves, unless they ask for it; `clock`
+        # is its time, so a test moves days on without waiting for them.
         settings.setdefault("scheduler", False)
         self._settings = settings
+        self._clock = clock
         self.app: Villagebot | None = None
         self._polling: asyncio.Task[None] | None = None
 
@@ -115,7 +119,7 @@ class Sandbox:
             directory_file=self._directory,
             **self._settings,
         )
-        self.app = await Villagebot.start(settings)
+        self.app = await Villagebot.start(settings, clock=self._clock)
         self._polling = asyncio.create_task(self.app.poll())
         return self
 
@@ -133,7 +137,7 @@ class Sandbox:
         """Stop the bot and start a new one on the same database: a process restart."""
         await self._stop_bot()
         settings = self.settings
-        self.app = await Villagebot.start(settings)
+        self.app = await Villagebot.start(settings, clock=self._clock)
         self._polling = asyncio.create_task(self.app.poll())
 
     async def _stop_bot(self) -> None:

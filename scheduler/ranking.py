@@ -176,8 +176,9 @@ def render(ranking: Ranking, language: str) -> str:
     lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(red, 1)]
     lines += ["", text(N_("⚪ Grey list (needs attention):"), language)]
     lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(grey, 1)]
-    lines += ["", text(N_("Score: on-time acceptance 30, on-time resolution 30, "
-                          "satisfaction 30, no reopens 10."), language)]
+    lines += ["", text(N_("Score: on-time acceptance {acceptance}, on-time resolution "
+                          "{resolution}, satisfaction {satisfaction}, no reopens {no_reopen}."),
+                       language, **WEIGHTS)]
     return "\n".join(lines)
 
 

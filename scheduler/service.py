@@ -49,6 +49,8 @@ class Supervisor:
         self.clock = clock
         self._scheduler: AsyncIOScheduler | None = None
         self._lock = asyncio.Lock()
+        #: What the latest tick did (None before the first): for the log and a health check.
+        self.last_tick: TickReport | None = None
 
     async def tick(self) -> TickReport:
         """Everything due at the clock's now; safe to run again at the same moment."""
@@ -60,6 +62,7 @@ class Supervisor:
                 digests=await self._guarded("digests", digest.due(now, self.policy)),
                 rankings=await self._guarded("red/grey lists", ranking.due(now, self.policy)),
             )
+            self.last_tick = report
         return report
 
     @staticmethod

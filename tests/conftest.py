@@ -89,13 +89,14 @@ async def township(database: str) -> None:
 
 
 async def make_villager(
-    telegram_id: int = 1001, grid: bool = True, phone: str | None = None
+    telegram_id: int = 1001, grid: bool = True, phone: str | None = None, village: str = "zhengda"
 ) -> Villager:
-    """李明 of 正达村 (grid 1 unless `grid` is false), as the report flow would register him."""
+    """李明 of 正达村 (or `village`), grid 1 unless `grid` is false, as the report flow would
+    register him."""
     from bot.models import Account, Grid, Villager
 
     account = await Account.create(id=telegram_id, first_name="李明", language="zh-hans")
-    g = await Grid.get(village__code="zhengda", code="g1")
+    g = await Grid.get(village__code=village, code="g1")
     return await Villager.create(
         account=account, township_id=1, village_id=g.village_id,  # type: ignore[attr-defined]
         grid=g if grid else None, name="李明", phone=phone,
