@@ -6,15 +6,24 @@ run a township's bot are rarely Python programmers: `SettingsError` carries that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.languages import LANGUAGES, normalize_language
 from scheduler.policy import parse_points, parse_quiet_hours, parse_weekday
+
+#: Supervision settings that stay text in Settings, and the parser that checks each.
+SUPERVISION_PARSERS: dict[str, Callable[[str], object]] = {
+    "quiet_hours": parse_quiet_hours,
+    "remind_accept": parse_points,
+    "remind_resolve": parse_points,
+    "digest_weekday": parse_weekday,
+}
 
 _DB_SCHEMES = {"sqlite", "postgres", "postgresql", "asyncpg"}
 
@@ -111,22 +120,11 @@ class Settings(BaseSettings):
             raise ValueError(f"file {value} does not exist")
         return value
 
-    @field_validator("quiet_hours")
+    @field_validator(*SUPERVISION_PARSERS)
     @classmethod
-    def _quiet_hours(cls, value: str) -> str:
-        parse_quiet_hours(value)
-        return value
-
-    @field_validator("remind_accept", "remind_resolve")
-    @classmethod
-    def _points(cls, value: str) -> str:
-        parse_points(value)
-        return value
-
-    @field_validator("digest_weekday")
-    @classmethod
-    def _weekday(cls, value: str) -> str:
-        parse_weekday(value)
+    def _supervision(cls, value: str, info: ValidationInfo) -> str:
+        """Kept as text; parsed here too, so a typo stops the start rather than the scheduler."""
+        SUPERVISION_PARSERS[info.field_name](value)  # type: ignore[index]
         return value
 
     @field_validator("log_level")
