@@ -11,6 +11,7 @@ year the library does not know yet, weekends alone decide, until the library is 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -31,17 +32,25 @@ SEARCH_DAYS = 3660
 Span = tuple[time, time]
 
 
+CLOCK = re.compile(r"([01]?\d|2[0-3]):([0-5]\d)")
+
+
+def parse_span(text: str, example: str) -> Span:
+    """'08:30-12:00' → (08:30, 12:00): plain HH:MM local times, no offsets or seconds."""
+    start_text, _, end_text = text.partition("-")
+    found = [CLOCK.fullmatch(t.strip()) for t in (start_text, end_text)]
+    if not all(found):
+        raise ValueError(f"{text!r} is not a span like {example}")
+    start, end = (time(int(m.group(1)), int(m.group(2))) for m in found if m)
+    return start, end
+
+
 def parse_office_hours(text: str) -> tuple[Span, ...]:
     """'08:30-12:00,14:00-17:30' → ((08:30, 12:00), (14:00, 17:30)); ValueError when wrong."""
     spans: list[Span] = []
     for part in text.split(","):
         part = part.strip()
-        start_text, _, end_text = part.partition("-")
-        try:
-            start = time.fromisoformat(start_text.strip())
-            end = time.fromisoformat(end_text.strip())
-        except ValueError:
-            raise ValueError(f"{part!r} is not a span like 08:30-12:00") from None
+        start, end = parse_span(part, "08:30-12:00")
         if end <= start:
             raise ValueError(f"{part!r} ends before it starts")
         if spans and start < spans[-1][1]:

@@ -6,10 +6,13 @@ and checks them, so a wrong one stops the program with its name.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+from bot.worktime import parse_span
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -47,7 +50,7 @@ def parse_points(text: str) -> tuple[Point, ...]:
                 points.append(Point(share=share))
             elif part.endswith("h"):
                 hours = float(part[:-1])
-                if hours <= 0:
+                if not 0 < hours < math.inf:  # also refuses nan
                     raise ValueError
                 points.append(Point(before_hours=hours))
             else:
@@ -62,11 +65,7 @@ def parse_quiet_hours(text: str) -> tuple[time, time] | None:
     text = text.strip().lower()
     if text in ("", "off", "none"):
         return None
-    start_text, _, end_text = text.partition("-")
-    try:
-        start, end = time.fromisoformat(start_text.strip()), time.fromisoformat(end_text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a span like 22:00-07:00") from None
+    start, end = parse_span(text, "22:00-07:00")
     if start == end:
         raise ValueError(f"{text!r} is empty")
     return start, end
