@@ -58,7 +58,7 @@ async def identify(user: User, default_language: str) -> Person:
         if changes:
             account.update_from_dict(changes)
             await account.save(update_fields=list(changes))
-    villager = await Villager.get_or_none(account_id=account.id).prefetch_related(
+    villager = await Villager.get_or_none(account_id=account.id).select_related(
         "township", "village", "grid"
     )
     officials = await Official.filter(account_id=account.id, active=True).order_by("id")

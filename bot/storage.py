@@ -7,7 +7,10 @@ Redis, with no extra service to run.
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -23,45 +26,71 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 
 from bot.models import Conversation
 
+EMPTY = "{}"
+
+
+#: Conversations kept in memory, the most recently used first out of mind last.
+CACHED = 10_000
+
 
 class DatabaseStorage(BaseStorage):
-    """aiogram FSM storage over the `conversation` table."""
+    """aiogram FSM storage over the `conversation` table, remembering what it read and wrote.
 
-    def __init__(self, key_builder: KeyBuilder | None = None) -> None:
+    Without Redis the process is the only one writing its conversations (its per-user lock is
+    in-process too, see `make_storage`), so a conversation read once is served from memory
+    afterwards and an update costs a query only when it changes the conversation. Data is
+    kept as JSON text: a handler that changes what it got back cannot change what is stored.
+    """
+
+    def __init__(self, key_builder: KeyBuilder | None = None, cached: int = CACHED) -> None:
         self.key_builder = key_builder or DefaultKeyBuilder(with_bot_id=True)
+        self._cached = cached
+        self._rows: OrderedDict[str, tuple[str | None, str]] = OrderedDict()
+
+    async def _load(self, row_key: str) -> tuple[str | None, str]:
+        remembered = self._rows.get(row_key)
+        if remembered is not None:
+            self._rows.move_to_end(row_key)
+            return remembered
+        row = await Conversation.get_or_none(key=row_key)
+        value = (row.state, json.dumps(row.data)) if row is not None else (None, EMPTY)
+        self._remember(row_key, value)
+        return value
+
+    def _remember(self, row_key: str, value: tuple[str | None, str]) -> None:
+        self._rows[row_key] = value
+        self._rows.move_to_end(row_key)
+        while len(self._rows) > self._cached:
+            self._rows.popitem(last=False)
+
+    async def _store(self, row_key: str, state: str | None, data: str) -> None:
+        if (state, data) == await self._load(row_key):
+            return
+        self._rows.pop(row_key, None)  # a failed write must not leave memory ahead of the table
+        if state is None and data == EMPTY:
+            await Conversation.filter(key=row_key).delete()
+        else:
+            fields = {"state": state, "data": json.loads(data), "updated_at": datetime.now(UTC)}
+            if not await Conversation.filter(key=row_key).update(**fields):
+                await Conversation.update_or_create(key=row_key, defaults=fields)
+        self._remember(row_key, (state, data))
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
         row_key = self.key_builder.build(key)
-        if value is None:
-            row = await Conversation.get_or_none(key=row_key)
-            if row is not None and not row.data:
-                await row.delete()
-            elif row is not None:
-                row.state = None
-                await row.save(update_fields=["state", "updated_at"])
-            return
-        await Conversation.update_or_create(key=row_key, defaults={"state": value})
+        _, data = await self._load(row_key)
+        await self._store(row_key, value, data)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        row = await Conversation.get_or_none(key=self.key_builder.build(key))
-        return row.state if row else None
+        return (await self._load(self.key_builder.build(key)))[0]
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         row_key = self.key_builder.build(key)
-        if not data:
-            row = await Conversation.get_or_none(key=row_key)
-            if row is not None and row.state is None:
-                await row.delete()
-            elif row is not None:
-                row.data = {}
-                await row.save(update_fields=["data", "updated_at"])
-            return
-        await Conversation.update_or_create(key=row_key, defaults={"data": dict(data)})
+        state, _ = await self._load(row_key)
+        await self._store(row_key, state, json.dumps(dict(data)))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        row = await Conversation.get_or_none(key=self.key_builder.build(key))
-        return dict(row.data) if row else {}
+        return json.loads((await self._load(self.key_builder.build(key)))[1])  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """The connection belongs to the database module, which closes it."""

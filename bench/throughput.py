@@ -1,0 +1,325 @@
+"""Conversation throughput and submit-to-card latency, beside a bare aiogram echo bot.
+
+`python -m bench.throughput [--database sqlite|postgres] [--villagers 200] [--samples 100]`
+
+Both bots poll their own instance of the same Bot API emulator, in this process, over a real
+aiohttp session on loopback, so each pays the same emulator and HTTP costs.
+
+1. Throughput. `--villagers` people at once each complete the whole report flow (command,
+   heading, category, description, photo, Done, location pin, Submit: 8 updates), each step
+   waiting for the bot's answer as a person would. The echo bot gets the same number of people
+   sending the same number of messages, each waiting for its echo. Figure: updates answered per
+   second of wall time, and villagebot's share of the echo bot's rate. The villagers are
+   registered in the database beforehand (registration is not the report flow); the drafts
+   live in the bot's conversation storage, the cases and cards go through the database and
+   the outbox as in production.
+2. Latency. `--samples` villagers bring a draft to its summary; then one Submit at a time,
+   0.3 s apart, spread over five grid officials. Figures: from the Submit update to the first
+   part of the case card (its photo) and to the whole card (its text, which Telegram's one
+   message a second per chat, kept by the courier, holds back behind the photo) in the
+   official's private chat; beside the echo bot's round trip for one message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiogram import Bot, Dispatcher, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.types import Message
+
+from bench.common import arguments, fresh_database, machine, median, percentile, table
+from bot.emulator import BotAPIEmulator, UserHandle, buttons
+from bot.models import Account, Grid, Official, Villager
+from bot.sandbox import Sandbox
+
+STEPS = 8
+NUMBER = re.compile(r"[A-Z]+-\d{4}-\d{6}")
+TIMEOUT = 120.0
+#: One grid of each grid official (several grids share an official): cards to distinct chats.
+LATENCY_GRIDS = [("zhengda", "g1"), ("zhengda", "g2"), ("banli", "g1"), ("gaoceng", "g1"),
+                 ("houfang", "g1")]
+SUBMIT_EVERY = 0.3
+
+
+def _words(message: dict) -> str:
+    return message.get("text") or message.get("caption") or ""
+
+
+class Inbox:
+    """What the bot sent each chat, in order, with per-chat waiting.
+
+    The emulator calls the hook on every send and edit; a waiter wakes only for its own chat,
+    so a thousand people waiting cost nothing while someone else gets an answer.
+    """
+
+    def __init__(self, emulator: BotAPIEmulator) -> None:
+        self.arrived: dict[int, list[tuple[float, dict]]] = defaultdict(list)
+        self._waiting: dict[int, asyncio.Event] = {}
+        emulator.on_bot_message(self._hook)
+
+    def _hook(self, chat_id: int, message: dict, edited: bool) -> None:
+        self.arrived[chat_id].append((time.perf_counter(), message))
+        event = self._waiting.pop(chat_id, None)
+        if event is not None:
+            event.set()
+
+    def mark(self, chat_id: int) -> int:
+        return len(self.arrived[chat_id])
+
+    async def wait(
+        self, chat_id: int, since: int, matches: Callable[[dict], bool]
+    ) -> tuple[float, dict]:
+        """The first message (or edit) after `since` that matches, and when it arrived."""
+        deadline = time.perf_counter() + TIMEOUT
+        while True:
+            for moment, message in self.arrived[chat_id][since:]:
+                if matches(message):
+                    return moment, message
+            since = len(self.arrived[chat_id])
+            event = self._waiting.setdefault(chat_id, asyncio.Event())
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"chat {chat_id}: no answer in {TIMEOUT:g}s")
+            await asyncio.wait_for(event.wait(), left)
+
+
+def says(text: str) -> Callable[[dict], bool]:
+    return lambda message: text in _words(message)
+
+
+def offers(label: str) -> Callable[[dict], bool]:
+    return lambda message: label in buttons(message)
+
+
+async def step(
+    inbox: Inbox, user: UserHandle, act: Awaitable[object], expected: Callable[[dict], bool]
+) -> dict:
+    since = inbox.mark(user.id)
+    await act
+    return (await inbox.wait(user.id, since, expected))[1]
+
+
+# ---- the echo bot --------------------------------------------------------------------------
+
+
+@dataclass
+class EchoBot:
+    emulator: BotAPIEmulator = field(default_factory=BotAPIEmulator)
+    task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> EchoBot:
+        await self.emulator.start()
+        router = Router()
+
+        @router.message()
+        async def echo(message: Message) -> None:
+            await message.answer(message.text or "…")
+
+        self.dispatcher = Dispatcher()
+        self.dispatcher.include_router(router)
+        session = AiohttpSession(api=TelegramAPIServer.from_base(self.emulator.base_url))
+        self.bot = Bot(token=self.emulator.token, session=session)
+        self.task = asyncio.create_task(
+            self.dispatcher.start_polling(self.bot, handle_signals=False)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.dispatcher.stop_polling()
+        except RuntimeError:  # polling had not started yet
+            if self.task is not None:
+                self.task.cancel()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.bot.session.close()
+        await self.emulator.stop()
+
+
+@dataclass
+class Rate:
+    updates_per_second: float
+    #: CPU time of this process (both bot and emulator) per update: 1 / rate when CPU-bound.
+    cpu_per_update: float
+
+
+async def _measure(people: int, work: Awaitable[object]) -> Rate:
+    wall, cpu = time.perf_counter(), time.process_time()
+    await work
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return Rate(people * STEPS / wall, cpu / (people * STEPS))
+
+
+async def echo_throughput(people: int) -> Rate:
+    async with EchoBot() as echo:
+        inbox = Inbox(echo.emulator)
+        users = [echo.emulator.user(100_000 + i, f"U{i}") for i in range(people)]
+
+        async def talk(user: UserHandle) -> None:
+            for n in range(STEPS):
+                await step(inbox, user, user.send_text(f"hello {n}"), says(f"hello {n}"))
+
+        await asyncio.gather(*(step(inbox, u, u.send_text("warm"), says("warm")) for u in users))
+        return await _measure(people, asyncio.gather(*(talk(user) for user in users)))
+
+
+async def echo_round_trips(samples: int) -> list[float]:
+    async with EchoBot() as echo:
+        inbox = Inbox(echo.emulator)
+        user = echo.emulator.user(100_000, "U")
+        times = []
+        for n in range(samples):
+            since = inbox.mark(user.id)
+            started = time.perf_counter()
+            await user.send_text(f"ping {n}")
+            arrived, _ = await inbox.wait(user.id, since, says(f"ping {n}"))
+            times.append(arrived - started)
+        return times
+
+
+# ---- villagebot ----------------------------------------------------------------------------
+
+
+async def _villagers(sandbox: Sandbox, first_id: int, count: int,
+                     grids: list[tuple[str, str]] | None = None) -> list[UserHandle]:
+    """Registered villagers, spread over the grids; Telegram users to act as."""
+    every_grid = await Grid.all().prefetch_related("village").order_by("id")
+    chosen = every_grid if grids is None else [
+        g for code in grids for g in every_grid if (g.village.code, g.code) == code
+    ]
+    users = []
+    for i in range(count):
+        grid = chosen[i % len(chosen)]
+        account = await Account.create(id=first_id + i, first_name=f"村民{i}", language="zh-hans")
+        await Villager.create(
+            account=account, township_id=grid.village.township_id,  # type: ignore[attr-defined]
+            village=grid.village, grid=grid, name=f"村民{i}",
+        )
+        users.append(sandbox.emulator.user(first_id + i, f"村民{i}", language_code="zh-hans"))
+    return users
+
+
+async def _officials_on_telegram(sandbox: Sandbox, inbox: Inbox) -> None:
+    """Every official bound to an account that has started the bot, so cards can reach them."""
+    for official in await Official.all():
+        account = await Account.create(
+            id=5000 + official.id, first_name=official.name, language="zh-hans"
+        )
+        official.account = account
+        await official.save()
+        user = sandbox.emulator.user(account.id, official.name, language_code="zh-hans")
+        await step(inbox, user, user.send_text("/start"), lambda message: True)
+
+
+async def to_summary(inbox: Inbox, user: UserHandle) -> dict:
+    """The report flow up to the summary: seven updates."""
+    menu = await step(inbox, user, user.send_text("/report"), offers("环境卫生"))
+    heading = await step(inbox, user, user.tap(menu, "环境卫生"), offers("卫生清理"))
+    await step(inbox, user, user.tap(heading, "卫生清理"), says("请描述问题"))
+    await step(inbox, user, user.send_text("村口垃圾桶满了，垃圾散了一地"), says("最多"))
+    photos = await step(inbox, user, user.send_photo(), says("已收到照片 1 张"))
+    await step(inbox, user, user.tap(photos, "✅ 完成"), says("问题在什么位置"))
+    return await step(inbox, user, user.send_location(27.7431, 118.9961), says("请核对"))
+
+
+async def submit(inbox: Inbox, user: UserHandle, summary: dict) -> str:
+    answer = await step(inbox, user, user.tap(summary, "✅ 提交"), says("事项编号"))
+    found = NUMBER.search(_words(answer))
+    assert found is not None, _words(answer)
+    return found.group(0)
+
+
+async def villagebot_figures(
+    database: str, people: int, samples: int
+) -> tuple[Rate, list[float], list[float]]:
+    async with fresh_database(database) as url, Sandbox(url) as sandbox:
+        inbox = Inbox(sandbox.emulator)
+        await _officials_on_telegram(sandbox, inbox)
+        users = await _villagers(sandbox, 100_000, people)
+
+        async def report(user: UserHandle) -> None:
+            await submit(inbox, user, await to_summary(inbox, user))
+
+        rate = await _measure(people, asyncio.gather(*(report(user) for user in users)))
+        if not samples:
+            return rate, [], []
+        await sandbox.app.courier.drained(timeout=600)  # type: ignore[union-attr]
+        testers = await _villagers(sandbox, 200_000, samples, LATENCY_GRIDS)
+        summaries = await asyncio.gather(*(to_summary(inbox, user) for user in testers))
+        await sandbox.app.courier.drained(timeout=600)  # type: ignore[union-attr]
+        first_parts, whole_cards = [], []
+        for user, summary in zip(testers, summaries, strict=True):
+            grid_chats = await _official_chat(user.id)
+            since = inbox.mark(grid_chats)
+            started = time.perf_counter()
+            number = await submit(inbox, user, summary)
+            first, _ = await inbox.wait(grid_chats, since, lambda message: True)
+            whole, _ = await inbox.wait(grid_chats, since, says(number))
+            first_parts.append(first - started)
+            whole_cards.append(whole - started)
+            await asyncio.sleep(max(0.0, started + SUBMIT_EVERY - time.perf_counter()))
+        return rate, first_parts, whole_cards
+
+
+async def _official_chat(villager_account: int) -> int:
+    """The private chat the villager's grid card goes to (the grid unit has no group chat)."""
+    villager = await Villager.get(account_id=villager_account).prefetch_related("grid")
+    official = await Official.filter(
+        units__grid_id=villager.grid.id, units__kind="grid"  # type: ignore[union-attr]
+    ).first()
+    assert official is not None and official.account_id is not None  # type: ignore[attr-defined]
+    return official.account_id  # type: ignore[attr-defined,no-any-return]
+
+
+def _ms(seconds: float, decimals: int = 0) -> str:
+    return f"{seconds * 1000:.{decimals}f} ms"
+
+
+async def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--villagers", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=100)
+    options = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("aiogram", "bot", "tortoise", "scheduler"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    echo_rate = await echo_throughput(options.villagers)
+    rate, first_parts, whole_cards = await villagebot_figures(
+        options.database, options.villagers, options.samples
+    )
+    round_trips = await echo_round_trips(options.samples)
+    print(machine())
+    print(f"database: {options.database}; {options.villagers} people at once, {STEPS} updates "
+          f"each; {options.samples} latency samples\n")
+    print(table(
+        "Conversation throughput", ["bot", "updates/s", "share of echo", "CPU per update"], [
+            ["echo bot (aiogram, nothing else)", f"{echo_rate.updates_per_second:.0f}", "100%",
+             _ms(echo_rate.cpu_per_update, 2)],
+            ["villagebot, whole report flow", f"{rate.updates_per_second:.0f}",
+             f"{rate.updates_per_second / echo_rate.updates_per_second:.0%}",
+             _ms(rate.cpu_per_update, 2)],
+        ],
+    ))
+    print()
+    print(table("Submit to card", ["", "p50", "p99"], [
+        ["echo bot round trip", _ms(median(round_trips)), _ms(percentile(round_trips, 0.99))],
+        ["Submit → card's photo in the official's chat", _ms(median(first_parts)),
+         _ms(percentile(first_parts, 0.99))],
+        ["Submit → whole card (text after the photo)", _ms(median(whole_cards)),
+         _ms(percentile(whole_cards, 0.99))],
+    ]))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
