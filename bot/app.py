@@ -13,7 +13,7 @@ from aiogram.client.telegram import TelegramAPIServer
 
 from bot import db
 from bot.config import Settings
-from bot.delivery import Courier
+from bot.delivery import Courier, ReplyPacing
 from bot.flows import casework as casework_flow
 from bot.flows import registration, report
 from bot.handlers import admin, casework, common, fallback, lists, start, villager
@@ -87,6 +87,7 @@ class Villagebot:
         dispatcher = build_dispatcher(settings)
         await set_default_menus(bot, settings.default_language)
         courier = Courier(bot)
+        bot.session.middleware(ReplyPacing(courier))  # replies share its overall window
         await courier.start()
         supervisor = None
         if settings.scheduler:

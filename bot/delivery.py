@@ -10,11 +10,12 @@ the process dies a moment later. The `Courier` of each running process sends the
   its lease runs out.
 - Per chat, rows go out in id order: a chat's row is sent only when every earlier row of that
   chat is sent or has failed. An edit therefore waits for its original.
-- Telegram's limits are kept in memory: 30 messages a second overall (all of it: the
-  handlers' direct replies are not counted here, so one sent while the courier runs flat out
-  may be refused), one a second per private chat, 20 a minute per group; an album counts as
-  its number of photos. A 429 is waited out (`retry_after`, for that chat, and the whole
-  courier slows down for a while); network errors and 5xx are retried with capped exponential
+- Telegram's limits are kept in memory: 30 messages a second overall, one a second per private
+  chat, 20 a minute per group; an album counts as its number of photos. The handlers' direct
+  replies go through the same Bot, so `ReplyPacing` (a session middleware) counts them in the
+  same overall window and lets them go first: a person gets the answer during a broadcast.
+  A 429 is waited out (`retry_after`, for that chat, and the whole courier slows down for a
+  while); network errors and 5xx are retried with capped exponential
   backoff and given up after `MAX_ATTEMPTS`; a 403 (blocked, deactivated, never started) marks
   the account blocked and fails that chat's pending rows; any other refusal fails the row with
   Telegram's text.
@@ -36,10 +37,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram import Bot
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
 from aiogram.exceptions import (
     AiogramError,
     TelegramAPIError,
@@ -52,6 +58,33 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.methods import (
+    CopyMessage,
+    CopyMessages,
+    EditMessageCaption,
+    EditMessageMedia,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    ForwardMessage,
+    ForwardMessages,
+    SendAnimation,
+    SendAudio,
+    SendContact,
+    SendDice,
+    SendDocument,
+    SendLocation,
+    SendMediaGroup,
+    SendMessage,
+    SendPhoto,
+    SendPoll,
+    SendSticker,
+    SendVenue,
+    SendVideo,
+    SendVideoNote,
+    SendVoice,
+    TelegramMethod,
+)
+from aiogram.methods.base import Response, TelegramType
 from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto
 from tortoise import connections
 from tortoise.backends.base.client import TransactionalDBClient
@@ -62,7 +95,7 @@ from tortoise.transactions import in_transaction
 
 from bot.models import Account, Delivery, DeliveryKind
 
-__all__ = ["Courier", "edit", "post", "wake"]
+__all__ = ["Courier", "ReplyPacing", "edit", "post", "wake"]
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +119,19 @@ PRIVATE_PER_SECOND = 1
 GROUP_PER_MINUTE = 20
 #: After a 429 the overall budget is halved for this long.
 SLOW_SECONDS = 30.0
+#: Longest a direct reply waits for room in the overall window: one window and a round trip.
+REPLY_WAIT = 1.5
+#: A direct reply refused with 429 is sent again after `retry_after` up to this long...
+REPLY_RETRY_MAX = 5
+#: ...and this many times; a longer wait is raised to the handler as before.
+REPLY_RETRIES = 2
 NOT_MODIFIED = "message is not modified"
 ERROR_MAX = 255
 UPLOAD_NAME = "chart.png"
 
 _couriers: set[Courier] = set()
+#: True in the courier's sending tasks: `ReplyPacing` leaves those requests to the courier.
+_courier_sending: ContextVar[bool] = ContextVar("courier_sending", default=False)
 
 
 def _now() -> datetime:
@@ -267,7 +308,8 @@ class _Window:
 
 
 class _Pacer:
-    """The courier's view of Telegram's limits: overall, per private chat, per group.
+    """The courier's view of Telegram's limits: overall (direct replies included), per
+    private chat, per group.
 
     A message is counted when Telegram has answered, which is after Telegram counted it, and
     the sends still in flight hold their place meanwhile: so the counts here are never below
@@ -280,6 +322,10 @@ class _Pacer:
         self.chats: dict[int, _Window] = {}
         self.slow_until = 0.0
         self.paused_until = 0.0
+        #: Direct replies waiting for room: the courier starts nothing while there are any.
+        self.replies_waiting = 0
+        #: Set whenever a send finishes, so a waiting reply looks again.
+        self.finishing = asyncio.Event()
 
     def _chat(self, chat_id: int) -> _Window:
         window = self.chats.get(chat_id)
@@ -298,20 +344,55 @@ class _Pacer:
         return self._chat(chat_id).ready_in(now, cost)
 
     def overall_ready_in(self, cost: int, now: float) -> float:
-        """0 when a send of `cost` messages may start now; else roughly how long to wait."""
+        """0 when a courier send of `cost` messages may start now; else roughly how long to wait."""
+        if self.replies_waiting:
+            return POLL_SECONDS  # replies go first; the reply taking its place wakes the courier
         cap = GLOBAL_PER_SECOND // 2 if now < self.slow_until else GLOBAL_PER_SECOND
+        return max(self.paused_until - now, self._room_in(cost, now, cap))
+
+    def _room_in(self, cost: int, now: float, cap: int) -> float:
+        """How long until `cost` more messages fit under `cap`, counting the sends in flight."""
         if self.in_flight and self.in_flight + cost > cap:
-            return POLL_SECONDS  # a finishing send wakes the courier sooner
-        wait = self.overall.ready_in(now, min(cost + self.in_flight, cap), cap)
-        return max(self.paused_until - now, wait)
+            return POLL_SECONDS  # a finishing send tells sooner
+        return self.overall.ready_in(now, min(cost + self.in_flight, cap), cap)
+
+    async def reserve_for_reply(self, cost: int) -> None:
+        """Hold room for a direct reply: the next free place, ahead of the courier.
+
+        Waits at most `REPLY_WAIT`, then goes anyway: a person's answer is not held back for
+        long, and a 429 it might meet is retried by `ReplyPacing`. The full 30 apply, even
+        while the courier slows itself down after a 429.
+        """
+        deadline = time.monotonic() + REPLY_WAIT
+        self.replies_waiting += 1
+        try:
+            while (now := time.monotonic()) < deadline:
+                wait = self._room_in(cost, now, GLOBAL_PER_SECOND)
+                if wait <= 0:
+                    break
+                self.finishing.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.finishing.wait(), min(wait, deadline - now))
+        finally:
+            self.replies_waiting -= 1
+        self.started(cost)  # no await since the last look: the room is still there
 
     def started(self, cost: int) -> None:
         self.in_flight += cost
 
-    def finished(self, chat_id: int, cost: int, now: float) -> None:
+    def given_back(self, cost: int) -> None:
+        """A send that was started is not made after all."""
+        self.in_flight -= cost
+        self.finishing.set()
+
+    def finished(self, chat_id: int | None, cost: int, now: float) -> None:
+        """A send is answered: from now it counts in the overall window, and in its chat's
+        when `chat_id` is given (direct replies leave the chat windows to the courier)."""
         self.in_flight -= cost
         self.overall.take(now, cost)
-        self._chat(chat_id).take(now, cost)
+        if chat_id is not None:
+            self._chat(chat_id).take(now, cost)
+        self.finishing.set()
 
     def slow_down(self, now: float, retry_after: float) -> None:
         self.slow_until = max(self.slow_until, now + SLOW_SECONDS)
@@ -442,9 +523,16 @@ class Courier:
             if wait > 0:
                 delay = min(delay, wait)
                 break
-            if not await self._claim(row):
-                continue
+            # Hold the place before the claim's await, or a reply could take it meanwhile.
             self._pacer.started(cost)
+            claimed = False
+            try:
+                claimed = await self._claim(row)
+            finally:
+                if not claimed:
+                    self._pacer.given_back(cost)
+            if not claimed:
+                continue
             self._busy.add(row.chat_id)
             task = asyncio.create_task(self._deliver(row, cost))
             self._tasks.add(task)
@@ -463,6 +551,7 @@ class Courier:
         return bool(claimed)
 
     async def _deliver(self, row: Delivery, cost: int) -> None:
+        _courier_sending.set(True)  # in this task's own context: counted here, not by ReplyPacing
         try:
             await self._attempt(row)
         except Exception:
@@ -622,3 +711,79 @@ class Courier:
         log.warning("courier: chat %s moved to %s", row.chat_id, new_chat_id)
         await Delivery.filter(id=row.id).update(lease_until=None)
         await _pending().filter(chat_id=row.chat_id).update(chat_id=new_chat_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Direct replies
+
+#: Requests Telegram counts as messages towards its limits: sends and edits (the courier counts
+#: its edits too). Chat actions, callback answers, getUpdates and the like are not messages.
+_MESSAGE_METHODS: tuple[type[TelegramMethod[Any]], ...] = (
+    SendMessage, SendPhoto, SendMediaGroup, SendLocation, SendDocument, SendVoice, SendAudio,
+    SendVideo, SendVideoNote, SendAnimation, SendSticker, SendContact, SendVenue, SendPoll,
+    SendDice, CopyMessage, CopyMessages, ForwardMessage, ForwardMessages, EditMessageText,
+    EditMessageCaption, EditMessageReplyMarkup, EditMessageMedia,
+)
+
+
+def _messages_in(method: TelegramMethod[Any]) -> int:
+    """How many messages Telegram counts for a request: an album, its items; 0 if none."""
+    if isinstance(method, SendMediaGroup):
+        return max(1, len(method.media))
+    if isinstance(method, CopyMessages | ForwardMessages):
+        return max(1, len(method.message_ids))
+    return 1 if isinstance(method, _MESSAGE_METHODS) else 0
+
+
+class ReplyPacing(BaseRequestMiddleware):
+    """Counts the handlers' direct replies in the courier's overall window, replies first.
+
+    Register it on the courier's Bot (`bot.session.middleware(ReplyPacing(courier))`). Without
+    it the courier fills Telegram's 30 a second during a broadcast and a reply sent meanwhile
+    is refused (429) and lost, while the courier meets a 429 and slows down. A reply that is
+    refused anyway (another process on the same token) is sent again after a short
+    `retry_after`. The courier's own requests pass straight through: it counts them itself.
+    """
+
+    def __init__(self, courier: Courier) -> None:
+        self.courier = courier
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        if _courier_sending.get():
+            return await make_request(bot, method)
+        retries = 0
+        while True:
+            try:
+                return await self._paced(make_request, bot, method)
+            except TelegramRetryAfter as error:
+                if retries >= REPLY_RETRIES or error.retry_after > REPLY_RETRY_MAX:
+                    raise
+                retries += 1
+                log.warning(
+                    "%s refused: retry after %ss; sending again",
+                    method.__api_method__, error.retry_after,
+                )
+                await asyncio.sleep(error.retry_after)
+
+    async def _paced(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        cost = _messages_in(method)
+        if not cost:
+            return await make_request(bot, method)
+        pacer = self.courier._pacer
+        await pacer.reserve_for_reply(cost)
+        try:
+            return await make_request(bot, method)
+        finally:
+            # Per chat the courier's windows stay its own: a reply there is the person's pace.
+            pacer.finished(None, cost, time.monotonic())
+            self.courier.wake()

@@ -337,6 +337,7 @@ class Case(Model):
             ("township_id", "created_at"),
             ("township_id", "status"),
             ("check_at",),
+            ("created_at",),
         )
 
 
@@ -363,7 +364,7 @@ class CaseEvent(Model):
 
     class Meta:
         table = "case_event"
-        indexes = (("at",),)
+        indexes = (("at",), ("case_id", "id"))
 
 
 class DeliveryKind(StrEnum):
@@ -410,4 +411,4 @@ class Delivery(Model):
 
     class Meta:
         table = "delivery"
-        indexes = (("sent_at", "failed_at", "not_before"), ("chat_id", "id"))
+        indexes = (("sent_at", "failed_at", "not_before"), ("chat_id", "id"), ("case_id", "id"))

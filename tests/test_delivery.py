@@ -13,13 +13,22 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    EditMessageText,
+    GetUpdates,
+    SendChatAction,
+    SendMediaGroup,
+    SendMessage,
+)
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto
 from tortoise.transactions import in_transaction
 
 from bot import delivery
 from bot.delivery import Courier, edit, post
 from bot.emulator import BotAPIEmulator, buttons
-from bot.models import Account, Delivery, DeliveryKind
+from bot.models import Account, Delivery, DeliveryKind, Grid, Villager
 from bot.sandbox import Phone, Sandbox
 
 
@@ -183,6 +192,78 @@ async def test_429_is_waited_out_and_the_limits_are_kept(database_url: str) -> N
             assert _texts(emulator, chat_id).count(f"给{chat_id}的通知") == 1
         assert emulator.stats.too_many_requests == 1, "only the injected 429: limits were kept"
         assert await Delivery.filter(failed_at__isnull=False).count() == 0
+
+
+async def _villager(sandbox: Sandbox, telegram_id: int, name: str) -> Phone:
+    """A registered villager of Zhengda grid 1 who has not written yet."""
+    account = await Account.create(id=telegram_id, first_name=name, language="zh-hans")
+    grid = await Grid.get(village__code="zhengda", code="g1").prefetch_related("village")
+    await Villager.create(
+        account=account, township_id=grid.village.township_id, village=grid.village,  # type: ignore[attr-defined]
+        grid=grid, name=name,
+    )
+    return sandbox.phone(telegram_id, name)
+
+
+async def test_direct_replies_go_first_during_a_broadcast(database_url: str) -> None:
+    """While the courier sends flat out, people writing to the bot still get every answer:
+    their replies take the next free place in the overall window instead of meeting a 429."""
+    async with Sandbox(database_url, limits=True) as sandbox:
+        emulator = sandbox.emulator
+        # Groups the bot is in: the bot may write there without anyone opening a chat first.
+        groups = [-1002000000000 - n for n in range(200)]
+        for n, group in enumerate(groups):
+            emulator.group(group, f"第{n}组")
+        villagers = [await _villager(sandbox, 3001 + n, f"村民{n}") for n in range(12)]
+        async with in_transaction():
+            for group in groups:
+                await post(group, f"给{group}的通知")
+        delivery.wake()  # about 7 s of notices at 30 a second
+
+        for round_ in range(3):
+            await emulator.wait_for(groups[30 + 50 * round_], "的通知", timeout=20)
+            asking = villagers[4 * round_ : 4 * round_ + 4]
+            await asyncio.gather(*(phone.send("/help") for phone in asking))
+            await asyncio.gather(*(phone.expect("/report") for phone in asking))
+            assert not emulator.bot_messages(groups[-1]), "answered during the broadcast"
+        await emulator.wait_for(groups[-1], "的通知", timeout=20)
+        await sandbox.app.courier.drained()
+
+        assert emulator.stats.too_many_requests == 0, "no reply refused, and no notice either"
+        assert emulator.stats.requests["sendMessage"] == len(groups) + len(villagers), (
+            "each answer and each notice sent once, none retried"
+        )
+        for group in groups:
+            assert _texts(emulator, group) == [f"给{group}的通知"]
+        assert sandbox.app.courier.sent == len(groups)
+        assert await Delivery.filter(sent_at__isnull=True).count() == 0
+
+
+async def test_a_direct_reply_refused_with_429_is_sent_again(sandbox: Sandbox) -> None:
+    """Another process on the token may still fill Telegram's count: a short wait is waited
+    out so the person gets the answer; a long one is the handler's to see, as before."""
+    emulator = sandbox.emulator
+    li = await _villager(sandbox, 3001, "李明")
+    emulator.fail_next("sendMessage", status=429, retry_after=1)
+    await li.send("/help")
+    await li.expect("/report")
+    assert emulator.stats.too_many_requests == 1
+    assert emulator.stats.requests["sendMessage"] == 2
+
+    emulator.fail_next("sendMessage", status=429, retry_after=60)
+    with pytest.raises(TelegramRetryAfter):
+        await sandbox.app.bot.send_message(li.chat_id, "等一分钟")
+    assert emulator.stats.requests["sendMessage"] == 3, "not sent again"
+
+
+def test_requests_count_as_the_messages_telegram_counts() -> None:
+    media = [InputMediaPhoto(media=f"photo-{n}") for n in range(3)]
+    assert delivery._messages_in(SendMediaGroup(chat_id=1, media=media)) == 3
+    assert delivery._messages_in(SendMessage(chat_id=1, text="好")) == 1
+    assert delivery._messages_in(EditMessageText(chat_id=1, message_id=2, text="好")) == 1
+    assert delivery._messages_in(AnswerCallbackQuery(callback_query_id="1")) == 0
+    assert delivery._messages_in(SendChatAction(chat_id=1, action="typing")) == 0
+    assert delivery._messages_in(GetUpdates()) == 0
 
 
 async def test_server_errors_and_dropped_connections_are_retried(sandbox: Sandbox) -> None:
