@@ -5,11 +5,17 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.methods.base import Response, TelegramMethod, TelegramType
 
 from bot import db
 from bot.config import Settings
@@ -36,6 +42,29 @@ def build_bot(settings: Settings) -> Bot:
         session=session,
         default=DefaultBotProperties(parse_mode=None, link_preview_is_disabled=True),
     )
+
+
+class KeepResponseModels(BaseRequestMiddleware):
+    """Holds on to the `Response[...]` model of each kind of request the bot has made.
+
+    aiogram builds `Response[Message]` and the like for every answer from Telegram; pydantic
+    caches such generic models only weakly, so once the garbage collector has taken one it is
+    built again, at several milliseconds each. Held here, each is built once per process.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[Any, type[Response[Any]]] = {}
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        returning = method.__returning__
+        if returning not in self.models:
+            self.models[returning] = Response[returning]  # type: ignore[valid-type]
+        return await make_request(bot, method)
 
 
 def build_dispatcher(settings: Settings) -> Dispatcher:
@@ -86,8 +115,9 @@ class Villagebot:
         bot = bot or build_bot(settings)
         dispatcher = build_dispatcher(settings)
         await set_default_menus(bot, settings.default_language)
-        courier = Courier(bot)
+        courier = Courier(bot, per_second=settings.messages_per_second)
         bot.session.middleware(ReplyPacing(courier))  # replies share its overall window
+        bot.session.middleware(KeepResponseModels())
         await courier.start()
         supervisor = None
         if settings.scheduler:

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     directory_file: Path | None = None
     invite_ttl_days: int = Field(default=7, ge=1, le=365)
     log_level: str = "INFO"
+    #: What the Bot API server allows overall: Telegram's 30; a local test server may allow more.
+    messages_per_second: int = Field(default=30, ge=1, le=100_000)
     # Supervision (scheduler/): see the README's "Supervision" section.
     scheduler: bool = True
     quiet_hours: str = "22:00-07:00"

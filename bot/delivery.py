@@ -111,9 +111,10 @@ BACKOFF_CAP = 300.0
 #: Sends in flight at once (to different chats).
 MAX_IN_FLIGHT = 16
 BATCH = 200
-#: Overall budget per second: all of Telegram's 30. `_Pacer` never counts below Telegram, so
-#: the courier alone cannot trip it; the time a send holds its place (about 1 s plus the round
-#: trip and the write that records it) keeps the rate a little under 30.
+#: Overall budget per second: all of Telegram's 30 (the MESSAGES_PER_SECOND setting). `_Pacer`
+#: never counts below Telegram, so the courier alone cannot trip it; the time a send holds its
+#: place (about 1 s plus the round trip and the write that records it) keeps the rate a little
+#: under 30.
 GLOBAL_PER_SECOND = 30
 PRIVATE_PER_SECOND = 1
 GROUP_PER_MINUTE = 20
@@ -316,8 +317,9 @@ class _Pacer:
     Telegram's, whatever the network's delays.
     """
 
-    def __init__(self) -> None:
-        self.overall = _Window(GLOBAL_PER_SECOND, 1.0)
+    def __init__(self, per_second: int = GLOBAL_PER_SECOND) -> None:
+        self.per_second = per_second
+        self.overall = _Window(per_second, 1.0)
         self.in_flight = 0
         self.chats: dict[int, _Window] = {}
         self.slow_until = 0.0
@@ -347,7 +349,7 @@ class _Pacer:
         """0 when a courier send of `cost` messages may start now; else roughly how long to wait."""
         if self.replies_waiting:
             return POLL_SECONDS  # replies go first; the reply taking its place wakes the courier
-        cap = GLOBAL_PER_SECOND // 2 if now < self.slow_until else GLOBAL_PER_SECOND
+        cap = self.per_second // 2 if now < self.slow_until else self.per_second
         return max(self.paused_until - now, self._room_in(cost, now, cap))
 
     def _room_in(self, cost: int, now: float, cap: int) -> float:
@@ -367,7 +369,7 @@ class _Pacer:
         self.replies_waiting += 1
         try:
             while (now := time.monotonic()) < deadline:
-                wait = self._room_in(cost, now, GLOBAL_PER_SECOND)
+                wait = self._room_in(cost, now, self.per_second)
                 if wait <= 0:
                     break
                 self.finishing.clear()
@@ -433,9 +435,9 @@ def _describe(error: BaseException) -> str:
 class Courier:
     """Sends the outbox through one Bot; start one per process, any number per database."""
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, *, per_second: int = GLOBAL_PER_SECOND) -> None:
         self.bot = bot
-        self._pacer = _Pacer()
+        self._pacer = _Pacer(per_second)
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()
         self._busy: set[int] = set()

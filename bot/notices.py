@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import delivery
 from bot.callbacks import CaseAction
 from bot.i18n import N_, catalogs
+from bot.keyboards import button, inline
 from bot.languages import LANGUAGES
 from bot.models import (
     Account,
@@ -66,13 +66,10 @@ def local_time(moment: datetime | None, timezone: str) -> str:
 
 
 def _keyboard(buttons: list[tuple[str, str]], case_id: int, language: str) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    for label, action in buttons:
-        builder.button(
-            text=text(label, language), callback_data=CaseAction(case_id=case_id, action=action)
-        )
-    builder.adjust(2)
-    return builder.as_markup()
+    return inline([
+        button(text(label, language), CaseAction(case_id=case_id, action=action))
+        for label, action in buttons
+    ], 2)
 
 
 ACCEPT = N_("✅ Accept")

@@ -20,12 +20,12 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import cases
 from bot.callbacks import CaseAction
 from bot.cases import CaseRefused, Refusal
 from bot.i18n import _
+from bot.keyboards import button, inline
 from bot.models import Case, Official, Unit
 from bot.people import Person
 from bot.routers import Routes
@@ -131,14 +131,11 @@ def private_state(bot: Bot, storage: BaseStorage, user_id: int) -> FSMContext:
 
 
 def controls(case_id: int, *, skip: bool = False, done: bool = False) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    if done:
-        builder.button(text=_("✅ Done"), callback_data=CaseAction(case_id=case_id, action="done"))
-    if skip:
-        builder.button(text=_("Skip"), callback_data=CaseAction(case_id=case_id, action="skip"))
-    builder.button(text=_("✖️ Cancel"), callback_data=CaseAction(case_id=case_id, action="cancel"))
-    builder.adjust(1)
-    return builder.as_markup()
+    return inline([
+        *([button(_("✅ Done"), CaseAction(case_id=case_id, action="done"))] if done else []),
+        *([button(_("Skip"), CaseAction(case_id=case_id, action="skip"))] if skip else []),
+        button(_("✖️ Cancel"), CaseAction(case_id=case_id, action="cancel")),
+    ], 1)
 
 
 def question(step: State, case: Case) -> tuple[str, InlineKeyboardMarkup]:

@@ -19,13 +19,13 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import cases
 from bot.callbacks import AssignTo, CaseAction, RateCase
 from bot.cases import TRANSITIONS, Action, CaseRefused, Refusal
 from bot.flows.casework import Casework, acting, ask, log_refusal, refusal_text
 from bot.i18n import _
+from bot.keyboards import button, inline
 from bot.models import Case, CaseStatus, Official
 from bot.notices import local_time
 from bot.people import Person
@@ -143,14 +143,10 @@ async def _candidates(case: Case) -> list[Official]:
 
 
 def _people_keyboard(case: Case, people: list[Official], language: str) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    for official in people:
-        builder.button(
-            text=official.display_name(language),
-            callback_data=AssignTo(case_id=case.id, official_id=official.id),
-        )
-    builder.adjust(2)
-    return builder.as_markup()
+    return inline([
+        button(official.display_name(language), AssignTo(case_id=case.id, official_id=official.id))
+        for official in people
+    ], 2)
 
 
 def _deadline_label(hours: int) -> str:
@@ -159,14 +155,13 @@ def _deadline_label(hours: int) -> str:
 
 
 def _deadlines_keyboard(case: Case, official: Official) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    for hours in DEADLINE_HOURS:
-        builder.button(
-            text=_deadline_label(hours),
-            callback_data=AssignTo(case_id=case.id, official_id=official.id, hours=hours),
+    return inline([
+        button(
+            _deadline_label(hours),
+            AssignTo(case_id=case.id, official_id=official.id, hours=hours),
         )
-    builder.adjust(2)
-    return builder.as_markup()
+        for hours in DEADLINE_HOURS
+    ], 2)
 
 
 @routes.callback_query(CaseAction.filter(F.action == "assign"))
@@ -256,11 +251,9 @@ async def _reporters_case(
 
 
 def _stars_keyboard(case: Case) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    for stars in range(1, 6):
-        builder.button(text="⭐" * stars, callback_data=RateCase(case_id=case.id, stars=stars))
-    builder.adjust(1)
-    return builder.as_markup()
+    return inline(
+        [button("⭐" * stars, RateCase(case_id=case.id, stars=stars)) for stars in range(1, 6)], 1
+    )
 
 
 async def _strip_buttons(query: CallbackQuery) -> None:
