@@ -34,7 +34,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from aiogram import Bot, Dispatcher, Router
@@ -42,7 +42,15 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Message
 
-from bench.common import arguments, fresh_database, machine, median, percentile, table
+from bench.common import (
+    UNPACED,
+    arguments,
+    fresh_database,
+    machine,
+    median,
+    percentile,
+    table,
+)
 from bot.emulator import BotAPIEmulator, UserHandle, buttons
 from bot.models import Account, Grid, Official, Villager
 from bot.sandbox import Sandbox
@@ -56,8 +64,6 @@ TIMEOUT = 120.0
 LATENCY_GRIDS = [("zhengda", "g1"), ("zhengda", "g2"), ("banli", "g1"), ("gaoceng", "g1"),
                  ("houfang", "g1")]
 SUBMIT_EVERY = 0.75
-#: MESSAGES_PER_SECOND for a Bot API server without limits: villagebot never holds a reply back.
-UNPACED = 100_000
 
 
 def _words(message: dict) -> str:
@@ -161,13 +167,53 @@ class Rate:
     updates_per_second: float
     #: CPU time of this process (both bot and emulator) per update: 1 / rate when CPU-bound.
     cpu_per_update: float
+    #: Bot API calls other than getUpdates (answers, edits, button answers, cards) per update.
+    calls_per_update: float
+    #: Database statements per update (the conversation, the person, the case, the outbox).
+    queries_per_update: float
 
 
-async def _measure(people: int, work: Awaitable[object]) -> Rate:
-    wall, cpu = time.perf_counter(), time.process_time()
-    await work
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return Rate(people * STEPS / wall, cpu / (people * STEPS))
+class _Queries(logging.Handler):
+    """Counts the statements tortoise logs (at DEBUG, one record each; nothing formatted)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+@contextlib.contextmanager
+def _counting_queries() -> Iterator[_Queries]:
+    logger = logging.getLogger("tortoise.db_client")
+    counter, level, propagate = _Queries(), logger.level, logger.propagate
+    logger.addHandler(counter)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _calls(emulator: BotAPIEmulator) -> int:
+    return emulator.stats.total_requests - emulator.stats.requests["getUpdates"]
+
+
+async def _measure(people: int, emulator: BotAPIEmulator, work: Awaitable[object]) -> Rate:
+    updates = people * STEPS
+    calls = _calls(emulator)
+    with _counting_queries() as queries:
+        wall, cpu = time.perf_counter(), time.process_time()
+        await work
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return Rate(
+        updates / wall, cpu / updates, (_calls(emulator) - calls) / updates,
+        queries.count / updates,
+    )
 
 
 async def echo_throughput(people: int) -> Rate:
@@ -180,7 +226,9 @@ async def echo_throughput(people: int) -> Rate:
                 await step(inbox, user, user.send_text(f"hello {n}"), says(f"hello {n}"))
 
         await asyncio.gather(*(step(inbox, u, u.send_text("warm"), says("warm")) for u in users))
-        return await _measure(people, asyncio.gather(*(talk(user) for user in users)))
+        return await _measure(
+            people, echo.emulator, asyncio.gather(*(talk(user) for user in users))
+        )
 
 
 async def echo_round_trips(samples: int) -> list[float]:
@@ -278,7 +326,9 @@ async def villagebot_figures(
         async def report(user: UserHandle) -> None:
             await submit(inbox, user, await to_summary(inbox, user))
 
-        rate = await _measure(people, asyncio.gather(*(report(user) for user in users)))
+        rate = await _measure(
+            people, sandbox.emulator, asyncio.gather(*(report(user) for user in users))
+        )
         return rate, [t[0] for t in timings], [t[1] for t in timings]
 
 
@@ -314,12 +364,17 @@ async def main() -> None:
     print(f"database: {options.database}; {options.villagers} people at once, {STEPS} updates "
           f"each; {options.samples} latency samples\n")
     print(table(
-        "Conversation throughput", ["bot", "updates/s", "share of echo", "CPU per update"], [
+        "Conversation throughput",
+        ["bot", "updates/s", "share of echo", "CPU per update", "Bot API calls per update",
+         "queries per update"],
+        [
             ["echo bot (aiogram, nothing else)", f"{echo_rate.updates_per_second:.0f}", "100%",
-             _ms(echo_rate.cpu_per_update, 2)],
+             _ms(echo_rate.cpu_per_update, 2), f"{echo_rate.calls_per_update:.2f}",
+             f"{echo_rate.queries_per_update:.1f}"],
             ["villagebot, whole report flow", f"{rate.updates_per_second:.0f}",
              f"{rate.updates_per_second / echo_rate.updates_per_second:.0%}",
-             _ms(rate.cpu_per_update, 2)],
+             _ms(rate.cpu_per_update, 2), f"{rate.calls_per_update:.2f}",
+             f"{rate.queries_per_update:.1f}"],
         ],
     ))
     print()

@@ -96,13 +96,28 @@ class DatabaseStorage(BaseStorage):
         """The connection belongs to the database module, which closes it."""
 
 
+#: Redis connections of one process. More updates than this at once wait for a free one.
+REDIS_CONNECTIONS = 50
+#: How long an update waits for a Redis connection before it fails.
+REDIS_WAIT_SECONDS = 30
+
+
 def make_storage(redis_url: str | None) -> tuple[BaseStorage, BaseEventIsolation]:
-    """Storage and per-user lock: Redis for both when given, else database and in-process."""
+    """Storage and per-user lock: Redis for both when given, else database and in-process.
+
+    With Redis, a blocking connection pool: redis-py's default pool refuses a command when its
+    100 connections are in use, and the update that asked fails (a burst of 100 people writing
+    at once, each update holding a connection for its lock, reaches that).
+    """
     if redis_url:
         from aiogram.fsm.storage.redis import RedisStorage
+        from redis.asyncio import BlockingConnectionPool, Redis
 
-        storage = RedisStorage.from_url(
-            redis_url, key_builder=DefaultKeyBuilder(with_bot_id=True)
+        pool = BlockingConnectionPool.from_url(
+            redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS
+        )
+        storage = RedisStorage(
+            redis=Redis(connection_pool=pool), key_builder=DefaultKeyBuilder(with_bot_id=True)
         )
         return storage, storage.create_isolation()
     return DatabaseStorage(), SimpleEventIsolation()

@@ -3,6 +3,9 @@
 matplotlib draws it without a screen (the Agg canvas, no pyplot state, safe in a thread).
 Its own fonts have no Chinese, so the labels use Noto Sans CJK SC from the `mplfonts`
 package, which also covers Traditional characters and Latin.
+
+matplotlib (and numpy under it) is imported when the first chart is drawn, not with the bot:
+it is about 40 MiB of a process that draws one picture a week.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ import io
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mplfonts
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.font_manager import FontProperties
+if TYPE_CHECKING:
+    from matplotlib.font_manager import FontProperties
 
-FONT_FILE = Path(mplfonts.__file__).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
+_MPLFONTS = find_spec("mplfonts")
+assert _MPLFONTS is not None and _MPLFONTS.origin is not None, "mplfonts is a dependency"
+FONT_FILE = Path(_MPLFONTS.origin).parent / "fonts" / "NotoSansCJKsc-Regular.otf"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -33,11 +38,16 @@ class ChartText:
 
 @lru_cache(maxsize=1)
 def _font() -> FontProperties:
+    from matplotlib.font_manager import FontProperties
+
     return FontProperties(fname=FONT_FILE)
 
 
 def week_chart(days: list[tuple[date, int, int]], words: ChartText) -> bytes:
     """Bars per day (received, resolved); returns the PNG's bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     font = _font()
     figure = Figure(figsize=(8, 4.2), dpi=100)
     FigureCanvasAgg(figure)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.models import Account, Villager
 from bot.sandbox import Sandbox
 
@@ -183,3 +185,11 @@ async def _registered(sandbox: Sandbox):  # type: ignore[no-untyped-def]
     await li.press("跳过")
     await li.expect("您已登记")
     return li
+
+
+async def test_many_people_writing_at_once_are_all_answered(sandbox: Sandbox) -> None:
+    """A burst larger than a connection pool: every update waits its turn, none fails (with
+    REDIS_URL each update holds a Redis connection for its per-person lock)."""
+    phones = [sandbox.phone(7000 + n, f"村民{n}") for n in range(160)]
+    await asyncio.gather(*(phone.send("/start") for phone in phones))
+    await asyncio.gather(*(phone.expect("您住在哪个村？", timeout=30) for phone in phones))
