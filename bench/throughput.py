@@ -1,6 +1,7 @@
 """Conversation throughput and submit-to-card latency, beside a bare aiogram echo bot.
 
-`python -m bench.throughput [--database sqlite|postgres] [--villagers 200] [--samples 100]`
+`python -m bench.throughput [--database sqlite|postgres] [--villagers 200] [--samples 100]
+[--profile FILE.html]`
 
 Both bots poll their own instance of the same Bot API emulator, in this process, over a real
 aiohttp session on loopback, so each pays the same emulator and HTTP costs.
@@ -36,6 +37,8 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -346,19 +349,36 @@ def _ms(seconds: float, decimals: int = 0) -> str:
     return f"{seconds * 1000:.{decimals}f} ms"
 
 
+def _profiler() -> Any:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(async_mode="disabled")  # every task's time, the emulator's too
+    profiler.start()
+    return profiler
+
+
 async def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--villagers", type=int, default=200)
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument(
+        "--profile", metavar="FILE.html",
+        help="profile villagebot's part with pyinstrument (pip install -e '.[bench]') into FILE",
+    )
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("aiogram", "bot", "tortoise", "scheduler"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
     echo_rate = await echo_throughput(options.villagers)
+    profiler = _profiler() if options.profile else None
     rate, first_parts, whole_cards = await villagebot_figures(
         options.database, options.villagers, options.samples
     )
+    if profiler is not None:
+        profiler.stop()
+        Path(options.profile).write_text(profiler.output_html())
+        print(f"profile of villagebot's part (the figures are slower for it): {options.profile}")
     round_trips = await echo_round_trips(options.samples)
     print(machine())
     print(f"database: {options.database}; {options.villagers} people at once, {STEPS} updates "
