@@ -1,4 +1,5 @@
-"""What every benchmark needs: a fresh database, the machine's description, and figures.
+"""What every benchmark needs: a fresh database, the machine's description, figures, and the
+statements tortoise sends.
 
 A benchmark takes `--database sqlite` (a temporary file, the default) or `--database postgres`
 (a fresh database on `BENCH_POSTGRES_URL`, default the local server), and drops it afterwards.
@@ -7,6 +8,7 @@ A benchmark takes `--database sqlite` (a temporary file, the default) or `--data
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import platform
@@ -16,12 +18,23 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 #: MESSAGES_PER_SECOND for the emulator with its limits off: the bot never holds a reply back,
 #: so a benchmark measures the bot, not Telegram's 30 a second (`bench.delivery` measures that).
 UNPACED = 100_000
+
+
+#: Loggers that would print every retry and refusal a benchmark provokes on purpose.
+NOISY = ("aiogram", "bot", "tortoise", "scheduler")
+
+
+def quiet() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def arguments(description: str) -> argparse.ArgumentParser:
@@ -97,3 +110,29 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
              "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class QueryLog(logging.Handler):
+    """The statements tortoise sends, with their parameters, while attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[tuple[str, list[Any]]] = []
+        self.logger = logging.getLogger("tortoise.db_client")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "%s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
+            sql, values = record.args
+            self.statements.append((str(sql), list(values or [])))
+
+    def __enter__(self) -> QueryLog:
+        self.level, self.propagate = self.logger.level, self.logger.propagate
+        self.logger.addHandler(self)
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+        self.logger.propagate = self.propagate

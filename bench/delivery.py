@@ -24,14 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 
 from tortoise.transactions import in_transaction
 
-from bench.common import arguments, fresh_database, machine, table
+from bench.common import arguments, fresh_database, machine, quiet, table
 from bot import delivery
 from bot.emulator import BotAPIEmulator
 from bot.models import Delivery
@@ -146,9 +145,7 @@ async def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument("--chats", type=int, default=3000)
     options = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    for noisy in ("aiogram", "bot", "tortoise", "scheduler"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet()
 
     rows = await measure(options.database, options.chats)
     print(machine())

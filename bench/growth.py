@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import random
 import re
 import statistics
@@ -54,7 +53,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import fresh_database, machine, table
+from bench.common import QueryLog, fresh_database, machine, table
 from bot import db
 from bot.directory import import_file
 from bot.models import Account, Category, Grid, Official, Role, Township, Unit, Villager
@@ -586,32 +585,6 @@ async def measure(operation: Operation, restore: Restorer | None) -> Measured:
         if run:
             result.seconds.append(elapsed)
     return result
-
-
-class QueryLog(logging.Handler):
-    """The statements tortoise sends, with their parameters, while attached."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.statements: list[tuple[str, list[Any]]] = []
-        self.logger = logging.getLogger("tortoise.db_client")
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg == "%s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
-            sql, values = record.args
-            self.statements.append((str(sql), list(values or [])))
-
-    def __enter__(self) -> QueryLog:
-        self.level, self.propagate = self.logger.level, self.logger.propagate
-        self.logger.addHandler(self)
-        self.logger.setLevel(logging.DEBUG)
-        self.logger.propagate = False
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.logger.removeHandler(self)
-        self.logger.setLevel(self.level)
-        self.logger.propagate = self.propagate
 
 
 def shape(sql: str) -> str:

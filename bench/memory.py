@@ -31,23 +31,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import resource
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import UNPACED, arguments, fresh_database, machine, table
+from bench.common import UNPACED, arguments, fresh_database, machine, quiet, table
 from bot import db
 from bot.models import Account, Grid, Villager
 
 if TYPE_CHECKING:
-    from bot.emulator import BotAPIEmulator, UserHandle
+    from bot.emulator import UserHandle
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,13 +54,6 @@ FIRST_VILLAGER = 100_000
 TIMEOUT = 120.0
 #: Time for answers still in flight (callback answers, edits) before memory is read.
 SETTLE = 1.0
-NOISY = ("aiogram", "bot", "tortoise", "scheduler")
-
-
-def _quiet() -> None:
-    logging.basicConfig(level=logging.WARNING)
-    for name in NOISY:
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # ---- the bot process ----------------------------------------------------------------------
@@ -80,7 +71,7 @@ async def _serve(overrides: dict[str, Any]) -> None:
     from bot.app import Villagebot
     from bot.config import load_settings
 
-    _quiet()
+    quiet()
     app = await Villagebot.start(load_settings(**overrides))
     polling = asyncio.create_task(app.poll())
     commands = asyncio.StreamReader()
@@ -156,56 +147,6 @@ class BotProcess:
 # ---- the villagers ------------------------------------------------------------------------
 
 
-def _words(message: dict) -> str:
-    return message.get("text") or message.get("caption") or ""
-
-
-def _buttons(message: dict) -> list[str]:
-    rows = (message.get("reply_markup") or {}).get("inline_keyboard", [])
-    return [button.get("text", "") for row in rows for button in row]
-
-
-def says(text: str) -> Callable[[dict], bool]:
-    return lambda message: text in _words(message)
-
-
-def offers(label: str) -> Callable[[dict], bool]:
-    return lambda message: label in _buttons(message)
-
-
-class Inbox:
-    """What the bot sent each chat, in order, with per-chat waiting (thousands wait at once)."""
-
-    def __init__(self, emulator: BotAPIEmulator) -> None:
-        self.arrived: dict[int, list[dict]] = defaultdict(list)
-        self._waiting: dict[int, asyncio.Event] = {}
-        emulator.on_bot_message(self._hook)
-
-    def _hook(self, chat_id: int, message: dict, edited: bool) -> None:
-        self.arrived[chat_id].append(message)
-        event = self._waiting.pop(chat_id, None)
-        if event is not None:
-            event.set()
-
-    async def step(
-        self, user: UserHandle, act: Awaitable[object], expected: Callable[[dict], bool]
-    ) -> dict:
-        """Do `act`, then wait for the first message (or edit) after it that matches."""
-        since = len(self.arrived[user.id])
-        await act
-        deadline = time.perf_counter() + TIMEOUT
-        while True:
-            for message in self.arrived[user.id][since:]:
-                if expected(message):
-                    return message
-            since = len(self.arrived[user.id])
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise TimeoutError(f"chat {user.id}: no expected answer in {TIMEOUT:g} s")
-            event = self._waiting.setdefault(user.id, asyncio.Event())
-            await asyncio.wait_for(event.wait(), left)
-
-
 async def register(database_url: str, count: int) -> None:
     """Villagers straight into the database, round-robin over the township's grids."""
     await db.start(database_url, migrate=False)
@@ -226,17 +167,6 @@ async def register(database_url: str, count: int) -> None:
         await Villager.bulk_create(villagers, batch_size=500)
     finally:
         await db.stop()
-
-
-async def open_draft(inbox: Inbox, user: UserHandle) -> None:
-    """The report flow up to the photos step: category chosen, description typed."""
-    menu = await inbox.step(user, user.send_text("/report"), offers("环境卫生"))
-    heading = await inbox.step(user, user.tap(menu, "环境卫生"), offers("卫生清理"))
-    await inbox.step(user, user.tap(heading, "卫生清理"), says("请描述问题"))
-    await inbox.step(
-        user, user.send_text(f"村口垃圾桶满了，垃圾散了一地，三天没人清理（{user.id}）"),
-        says("最多"),
-    )
 
 
 async def each(
@@ -275,6 +205,7 @@ class Figures:
 
 
 async def run(database: str, drafts: int, at_once: int, redis_url: str | None) -> Figures:
+    from bench.conversation import Inbox, open_draft
     from bot.emulator import BotAPIEmulator
 
     async with fresh_database(database) as url, BotAPIEmulator() as emulator:
@@ -345,7 +276,7 @@ async def main() -> None:
         help=f"again with the conversations in Redis ({REDIS_URL}; doubles the time)",
     )
     options = parser.parse_args()
-    _quiet()
+    quiet()
 
     runs = [(f"database ({options.database})", await run(
         options.database, options.drafts, options.at_once, None

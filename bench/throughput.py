@@ -31,11 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,84 +45,28 @@ from aiogram.types import Message
 
 from bench.common import (
     UNPACED,
+    QueryLog,
     arguments,
     fresh_database,
     machine,
     median,
     percentile,
+    quiet,
     table,
 )
-from bot.emulator import BotAPIEmulator, UserHandle, buttons
+from bench.conversation import Inbox, says, to_summary, words
+from bot.emulator import BotAPIEmulator, UserHandle
 from bot.models import Account, Grid, Official, Villager
 from bot.sandbox import Sandbox
 
 STEPS = 8
 NUMBER = re.compile(r"[A-Z]+-\d{4}-\d{6}")
-TIMEOUT = 120.0
 #: One grid of each grid official (several grids share an official): cards to distinct chats.
 #: A card is three messages (photo, pin, text) at one a second per chat: a Submit every 0.75 s
 #: over five chats gives each chat a card every 3.75 s, so no card waits behind another.
 LATENCY_GRIDS = [("zhengda", "g1"), ("zhengda", "g2"), ("banli", "g1"), ("gaoceng", "g1"),
                  ("houfang", "g1")]
 SUBMIT_EVERY = 0.75
-
-
-def _words(message: dict) -> str:
-    return message.get("text") or message.get("caption") or ""
-
-
-class Inbox:
-    """What the bot sent each chat, in order, with per-chat waiting.
-
-    The emulator calls the hook on every send and edit; a waiter wakes only for its own chat,
-    so a thousand people waiting cost nothing while someone else gets an answer.
-    """
-
-    def __init__(self, emulator: BotAPIEmulator) -> None:
-        self.arrived: dict[int, list[tuple[float, dict]]] = defaultdict(list)
-        self._waiting: dict[int, asyncio.Event] = {}
-        emulator.on_bot_message(self._hook)
-
-    def _hook(self, chat_id: int, message: dict, edited: bool) -> None:
-        self.arrived[chat_id].append((time.perf_counter(), message))
-        event = self._waiting.pop(chat_id, None)
-        if event is not None:
-            event.set()
-
-    def mark(self, chat_id: int) -> int:
-        return len(self.arrived[chat_id])
-
-    async def wait(
-        self, chat_id: int, since: int, matches: Callable[[dict], bool]
-    ) -> tuple[float, dict]:
-        """The first message (or edit) after `since` that matches, and when it arrived."""
-        deadline = time.perf_counter() + TIMEOUT
-        while True:
-            for moment, message in self.arrived[chat_id][since:]:
-                if matches(message):
-                    return moment, message
-            since = len(self.arrived[chat_id])
-            event = self._waiting.setdefault(chat_id, asyncio.Event())
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise TimeoutError(f"chat {chat_id}: no answer in {TIMEOUT:g}s")
-            await asyncio.wait_for(event.wait(), left)
-
-
-def says(text: str) -> Callable[[dict], bool]:
-    return lambda message: text in _words(message)
-
-
-def offers(label: str) -> Callable[[dict], bool]:
-    return lambda message: label in buttons(message)
-
-
-async def step(
-    inbox: Inbox, user: UserHandle, act: Awaitable[object], expected: Callable[[dict], bool]
-) -> dict:
-    since = inbox.mark(user.id)
-    await act
-    return (await inbox.wait(user.id, since, expected))[1]
 
 
 # ---- the echo bot --------------------------------------------------------------------------
@@ -176,32 +118,6 @@ class Rate:
     queries_per_update: float
 
 
-class _Queries(logging.Handler):
-    """Counts the statements tortoise logs (at DEBUG, one record each; nothing formatted)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-
-
-@contextlib.contextmanager
-def _counting_queries() -> Iterator[_Queries]:
-    logger = logging.getLogger("tortoise.db_client")
-    counter, level, propagate = _Queries(), logger.level, logger.propagate
-    logger.addHandler(counter)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        yield counter
-    finally:
-        logger.removeHandler(counter)
-        logger.setLevel(level)
-        logger.propagate = propagate
-
-
 def _calls(emulator: BotAPIEmulator) -> int:
     return emulator.stats.total_requests - emulator.stats.requests["getUpdates"]
 
@@ -209,13 +125,13 @@ def _calls(emulator: BotAPIEmulator) -> int:
 async def _measure(people: int, emulator: BotAPIEmulator, work: Awaitable[object]) -> Rate:
     updates = people * STEPS
     calls = _calls(emulator)
-    with _counting_queries() as queries:
+    with QueryLog() as queries:
         wall, cpu = time.perf_counter(), time.process_time()
         await work
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return Rate(
         updates / wall, cpu / updates, (_calls(emulator) - calls) / updates,
-        queries.count / updates,
+        len(queries.statements) / updates,
     )
 
 
@@ -226,9 +142,9 @@ async def echo_throughput(people: int) -> Rate:
 
         async def talk(user: UserHandle) -> None:
             for n in range(STEPS):
-                await step(inbox, user, user.send_text(f"hello {n}"), says(f"hello {n}"))
+                await inbox.step(user, user.send_text(f"hello {n}"), says(f"hello {n}"))
 
-        await asyncio.gather(*(step(inbox, u, u.send_text("warm"), says("warm")) for u in users))
+        await asyncio.gather(*(inbox.step(u, u.send_text("warm"), says("warm")) for u in users))
         return await _measure(
             people, echo.emulator, asyncio.gather(*(talk(user) for user in users))
         )
@@ -279,24 +195,13 @@ async def _officials_on_telegram(sandbox: Sandbox, inbox: Inbox) -> None:
         official.account = account
         await official.save()
         user = sandbox.emulator.user(account.id, official.name, language_code="zh-hans")
-        await step(inbox, user, user.send_text("/start"), lambda message: True)
-
-
-async def to_summary(inbox: Inbox, user: UserHandle) -> dict:
-    """The report flow up to the summary: seven updates."""
-    menu = await step(inbox, user, user.send_text("/report"), offers("环境卫生"))
-    heading = await step(inbox, user, user.tap(menu, "环境卫生"), offers("卫生清理"))
-    await step(inbox, user, user.tap(heading, "卫生清理"), says("请描述问题"))
-    await step(inbox, user, user.send_text("村口垃圾桶满了，垃圾散了一地"), says("最多"))
-    photos = await step(inbox, user, user.send_photo(), says("已收到照片 1 张"))
-    await step(inbox, user, user.tap(photos, "✅ 完成"), says("问题在什么位置"))
-    return await step(inbox, user, user.send_location(27.7431, 118.9961), says("请核对"))
+        await inbox.step(user, user.send_text("/start"), lambda message: True)
 
 
 async def submit(inbox: Inbox, user: UserHandle, summary: dict) -> str:
-    answer = await step(inbox, user, user.tap(summary, "✅ 提交"), says("事项编号"))
-    found = NUMBER.search(_words(answer))
-    assert found is not None, _words(answer)
+    answer = await inbox.step(user, user.tap(summary, "✅ 提交"), says("事项编号"))
+    found = NUMBER.search(words(answer))
+    assert found is not None, words(answer)
     return found.group(0)
 
 
@@ -366,9 +271,7 @@ async def main() -> None:
         help="profile villagebot's part with pyinstrument (pip install -e '.[bench]') into FILE",
     )
     options = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    for noisy in ("aiogram", "bot", "tortoise", "scheduler"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    quiet()
 
     echo_rate = await echo_throughput(options.villagers)
     profiler = _profiler() if options.profile else None

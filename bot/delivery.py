@@ -15,10 +15,9 @@ the process dies a moment later. The `Courier` of each running process sends the
   replies go through the same Bot, so `ReplyPacing` (a session middleware) counts them in the
   same overall window and lets them go first: a person gets the answer during a broadcast.
   A 429 is waited out (`retry_after`, for that chat, and the whole courier slows down for a
-  while); network errors and 5xx are retried with capped exponential
-  backoff and given up after `MAX_ATTEMPTS`; a 403 (blocked, deactivated, never started) marks
-  the account blocked and fails that chat's pending rows; any other refusal fails the row with
-  Telegram's text.
+  while); network errors and 5xx are retried with capped exponential backoff and given up after
+  `MAX_ATTEMPTS`; a 403 (blocked, deactivated, never started) marks the account blocked and
+  fails that chat's pending rows; any other refusal fails the row with Telegram's text.
 - No database transaction is open during a call to Telegram.
 
 Exactly once, honestly: Telegram has no idempotency key, so "sent" is written right after
@@ -326,6 +325,8 @@ class _Pacer:
         self.paused_until = 0.0
         #: Direct replies waiting for room: the courier starts nothing while there are any.
         self.replies_waiting = 0
+        #: The courier held back for waiting replies: the last of them to finish wakes it.
+        self.courier_gave_way = False
         #: Set whenever a send finishes, so a waiting reply looks again.
         self.finishing = asyncio.Event()
 
@@ -348,7 +349,8 @@ class _Pacer:
     def overall_ready_in(self, cost: int, now: float) -> float:
         """0 when a courier send of `cost` messages may start now; else roughly how long to wait."""
         if self.replies_waiting:
-            return POLL_SECONDS  # replies go first; the reply taking its place wakes the courier
+            self.courier_gave_way = True
+            return POLL_SECONDS  # replies go first; the last of them wakes the courier
         cap = self.per_second // 2 if now < self.slow_until else self.per_second
         return max(self.paused_until - now, self._room_in(cost, now, cap))
 
@@ -395,6 +397,15 @@ class _Pacer:
         if chat_id is not None:
             self._chat(chat_id).take(now, cost)
         self.finishing.set()
+
+    def reply_finished(self, cost: int, now: float) -> bool:
+        """A direct reply is answered; True when the courier gave way to replies and none is
+        waiting any more, so it should look again now rather than at its next poll."""
+        self.finished(None, cost, now)  # per chat the courier's windows stay its own
+        if not self.courier_gave_way or self.replies_waiting:
+            return False
+        self.courier_gave_way = False
+        return True
 
     def slow_down(self, now: float, retry_after: float) -> None:
         self.slow_until = max(self.slow_until, now + SLOW_SECONDS)
@@ -786,6 +797,5 @@ class ReplyPacing(BaseRequestMiddleware):
         try:
             return await make_request(bot, method)
         finally:
-            # Per chat the courier's windows stay its own: a reply there is the person's pace.
-            pacer.finished(None, cost, time.monotonic())
-            self.courier.wake()
+            if pacer.reply_finished(cost, time.monotonic()):
+                self.courier.wake()
