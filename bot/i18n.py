@@ -118,10 +118,17 @@ def update_catalogs() -> None:
                 catalog = read_po(po_file, locale=LOCALE_DIRS[language], domain=DOMAIN)
         else:
             catalog = Catalog(locale=LOCALE_DIRS[language], domain=DOMAIN, project="villagebot")
+        # The header's date stays as it was, so a run that changes no message changes no file.
+        template.creation_date = catalog.creation_date
         catalog.update(template, no_fuzzy_matching=True)
         catalog.obsolete.clear()
         with path.open("wb") as po_file:
-            write_po(po_file, catalog, width=100, omit_header=False, sort_output=True)
+            # No source locations: an entry changes only when its words do, so a change to the
+            # code does not touch every catalog, and two changes merge cleanly.
+            write_po(
+                po_file, catalog, width=100, omit_header=False, sort_output=True,
+                no_location=True,
+            )
 
 
 if __name__ == "__main__":
