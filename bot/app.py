@@ -20,13 +20,13 @@ from aiogram.methods.base import Response, TelegramMethod, TelegramType
 
 from bot import db
 from bot.config import Settings
-from bot.delivery import Courier, ReplyPacing
+from bot.delivery import Courier, DirectReplies
 from bot.flows import casework as casework_flow
 from bot.flows import registration, report
-from bot.handlers import admin, casework, common, fallback, lists, start, villager
+from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
-from bot.middlewares import PersonMiddleware
+from bot.middlewares import OnceOnly, PersonMiddleware
 from bot.storage import make_storage
 from scheduler.policy import Policy
 from scheduler.service import Clock, Supervisor, wall_clock
@@ -70,12 +70,17 @@ class KeepResponseModels(BaseRequestMiddleware):
 
 def build_dispatcher(settings: Settings) -> Dispatcher:
     """One dispatcher with every router, in the order a message should be tried."""
-    storage, isolation = make_storage(settings.redis_url)
+    bot_id = int(settings.bot_token.split(":", 1)[0]) if settings.bot_token else 0
+    storage, isolation, handled = make_storage(settings.redis_url, bot_id)
     dispatcher = Dispatcher(storage=storage, events_isolation=isolation)
     dispatcher["settings"] = settings
     dispatcher["invite_ttl_days"] = settings.invite_ttl_days
+    # Inside aiogram's per-person lock (its FSM middleware comes first): a redelivered update
+    # waits for its first delivery and is then dropped.
+    dispatcher.update.outer_middleware(OnceOnly(handled))
     dispatcher.update.outer_middleware(PersonMiddleware(settings.default_language))
     dispatcher.include_routers(
+        errors.routes.router(),
         report.drafts.router(),  # /start with a draft waiting: before start clears it
         start.routes.router(),
         common.routes.router(),
@@ -117,7 +122,8 @@ class Villagebot:
         dispatcher = build_dispatcher(settings)
         await set_default_menus(bot, settings.default_language)
         courier = Courier(bot, per_second=settings.messages_per_second)
-        bot.session.middleware(ReplyPacing(courier))  # replies share its overall window
+        # Replies paced with the courier, retried, never stopped by a cosmetic call.
+        bot.session.middleware(DirectReplies(courier))
         bot.session.middleware(KeepResponseModels())
         await courier.start()
         supervisor = None

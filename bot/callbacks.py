@@ -7,25 +7,33 @@ Telegram caps callback data at 64 bytes; `tests/test_callbacks.py` checks the wo
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aiogram.filters.callback_data import CallbackData
+from pydantic import Field
 
 from bot.languages import LANGUAGES
 
 MAX_CALLBACK_BYTES = 64
 
+#: A row id as the database stores it (a 32-bit integer on PostgreSQL). A forged payload with a
+#: larger or negative number does not parse, so it never reaches a query: the tap falls through
+#: to the stale-button answer.
+RowId = Annotated[int, Field(ge=0, le=2**31 - 1)]
+
 
 class ChooseTownship(CallbackData, prefix="t1"):
-    township_id: int
+    township_id: RowId
 
 
 class ChooseVillage(CallbackData, prefix="v1"):
-    village_id: int
+    village_id: RowId
 
 
 class ChooseGrid(CallbackData, prefix="g1"):
     """`grid_id` 0 means "I don't know my grid"."""
 
-    grid_id: int
+    grid_id: RowId
 
 
 class ChooseLanguage(CallbackData, prefix="l1"):
@@ -37,13 +45,13 @@ class EditProfile(CallbackData, prefix="p1"):
 
 
 class InviteOfficial(CallbackData, prefix="i1"):
-    official_id: int
+    official_id: RowId
 
 
 class ChooseCategory(CallbackData, prefix="k1"):
     """A category in the report flow: first level, then a leaf."""
 
-    category_id: int
+    category_id: RowId
 
 
 class ReportStep(CallbackData, prefix="r1"):
@@ -56,23 +64,23 @@ class ReportStep(CallbackData, prefix="r1"):
 class CaseAction(CallbackData, prefix="c1"):
     """A button on a case card or in a case's timeline: `action` is one of CASE_ACTIONS."""
 
-    case_id: int
+    case_id: RowId
     action: str
 
 
 class AssignTo(CallbackData, prefix="a1"):
     """Assign `case_id` to `official_id`, due in `hours` (0: still choosing the deadline)."""
 
-    case_id: int
-    official_id: int
-    hours: int = 0
+    case_id: RowId
+    official_id: RowId
+    hours: Annotated[int, Field(ge=0, le=24 * 366)] = 0
 
 
 class RateCase(CallbackData, prefix="s1"):
     """The villager's verdict: `stars` 1 to 5, or 0 for "not solved"."""
 
-    case_id: int
-    stars: int
+    case_id: RowId
+    stars: Annotated[int, Field(ge=0, le=5)]
 
 
 PROFILE_FIELDS = ("name", "village", "phone", "language")
@@ -95,7 +103,7 @@ WORST_CASES: tuple[CallbackData, ...] = (
     InviteOfficial(official_id=2**31 - 1),
     ChooseCategory(category_id=2**31 - 1),
     ReportStep(action=max(REPORT_ACTIONS, key=len), step=max(REPORT_STEPS, key=len)),
-    CaseAction(case_id=2**63 - 1, action=max(CASE_ACTIONS, key=len)),
-    AssignTo(case_id=2**63 - 1, official_id=2**31 - 1, hours=10**6),
-    RateCase(case_id=2**63 - 1, stars=5),
+    CaseAction(case_id=2**31 - 1, action=max(CASE_ACTIONS, key=len)),
+    AssignTo(case_id=2**31 - 1, official_id=2**31 - 1, hours=24 * 366),
+    RateCase(case_id=2**31 - 1, stars=5),
 )

@@ -12,8 +12,8 @@ the process dies a moment later. The `Courier` of each running process sends the
   chat is sent or has failed. An edit therefore waits for its original.
 - Telegram's limits are kept in memory: 30 messages a second overall, one a second per private
   chat, 20 a minute per group; an album counts as its number of photos. The handlers' direct
-  replies go through the same Bot, so `ReplyPacing` (a session middleware) counts them in the
-  same overall window and lets them go first: a person gets the answer during a broadcast.
+  replies go through the same Bot, so `DirectReplies` (a session middleware) counts them in the
+  same windows and lets them go first: a person gets the answer during a broadcast.
   A 429 is waited out (`retry_after`, for that chat, and the whole courier slows down for a
   while); network errors and 5xx are retried with capped exponential backoff and given up after
   `MAX_ATTEMPTS`; a 403 (blocked, deactivated, never started) marks the account blocked and
@@ -58,6 +58,7 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.methods import (
+    AnswerCallbackQuery,
     CopyMessage,
     CopyMessages,
     EditMessageCaption,
@@ -66,8 +67,10 @@ from aiogram.methods import (
     EditMessageText,
     ForwardMessage,
     ForwardMessages,
+    GetUpdates,
     SendAnimation,
     SendAudio,
+    SendChatAction,
     SendContact,
     SendDice,
     SendDocument,
@@ -94,7 +97,7 @@ from tortoise.transactions import in_transaction
 
 from bot.models import Account, Delivery, DeliveryKind
 
-__all__ = ["Courier", "ReplyPacing", "edit", "post", "wake"]
+__all__ = ["Courier", "DirectReplies", "edit", "post", "wake"]
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +122,10 @@ PRIVATE_PER_SECOND = 1
 GROUP_PER_MINUTE = 20
 #: After a 429 the overall budget is halved for this long.
 SLOW_SECONDS = 30.0
-#: Longest a direct reply waits for room in the overall window: one window and a round trip.
-REPLY_WAIT = 1.5
+#: Longest a direct reply waits for room in the windows: a burst of people writing at once
+#: (forty villagers registering, two replies each) is answered within Telegram's 30 a second
+#: rather than refused.
+REPLY_WAIT = 10.0
 #: A direct reply refused with 429 is sent again after `retry_after` up to this long...
 REPLY_RETRY_MAX = 5
 #: ...and this many times; a longer wait is raised to the handler as before.
@@ -130,7 +135,7 @@ ERROR_MAX = 255
 UPLOAD_NAME = "chart.png"
 
 _couriers: set[Courier] = set()
-#: True in the courier's sending tasks: `ReplyPacing` leaves those requests to the courier.
+#: True in the courier's sending tasks: `DirectReplies` leaves those requests to the courier.
 _courier_sending: ContextVar[bool] = ContextVar("courier_sending", default=False)
 
 
@@ -360,18 +365,22 @@ class _Pacer:
             return POLL_SECONDS  # a finishing send tells sooner
         return self.overall.ready_in(now, min(cost + self.in_flight, cap), cap)
 
-    async def reserve_for_reply(self, cost: int) -> None:
+    async def reserve_for_reply(self, cost: int, chat_id: int | None) -> None:
         """Hold room for a direct reply: the next free place, ahead of the courier.
 
-        Waits at most `REPLY_WAIT`, then goes anyway: a person's answer is not held back for
-        long, and a 429 it might meet is retried by `ReplyPacing`. The full 30 apply, even
-        while the courier slows itself down after a 429.
+        The reply waits for room overall and in its chat (a welcome and the question after it
+        are two messages to one chat, which Telegram allows one a second). It waits at most
+        `REPLY_WAIT`, then goes anyway: a person's answer is not held back for long, and a 429
+        it might meet is retried by `DirectReplies`. The full 30 apply, even while the courier
+        slows itself down after a 429.
         """
         deadline = time.monotonic() + REPLY_WAIT
         self.replies_waiting += 1
         try:
             while (now := time.monotonic()) < deadline:
                 wait = self._room_in(cost, now, self.per_second)
+                if chat_id is not None:
+                    wait = max(wait, self.chat_ready_in(chat_id, cost, now))
                 if wait <= 0:
                     break
                 self.finishing.clear()
@@ -391,17 +400,17 @@ class _Pacer:
 
     def finished(self, chat_id: int | None, cost: int, now: float) -> None:
         """A send is answered: from now it counts in the overall window, and in its chat's
-        when `chat_id` is given (direct replies leave the chat windows to the courier)."""
+        when `chat_id` is given."""
         self.in_flight -= cost
         self.overall.take(now, cost)
         if chat_id is not None:
             self._chat(chat_id).take(now, cost)
         self.finishing.set()
 
-    def reply_finished(self, cost: int, now: float) -> bool:
+    def reply_finished(self, cost: int, now: float, chat_id: int | None) -> bool:
         """A direct reply is answered; True when the courier gave way to replies and none is
         waiting any more, so it should look again now rather than at its next poll."""
-        self.finished(None, cost, now)  # per chat the courier's windows stay its own
+        self.finished(chat_id, cost, now)
         if not self.courier_gave_way or self.replies_waiting:
             return False
         self.courier_gave_way = False
@@ -564,7 +573,7 @@ class Courier:
         return bool(claimed)
 
     async def _deliver(self, row: Delivery, cost: int) -> None:
-        _courier_sending.set(True)  # in this task's own context: counted here, not by ReplyPacing
+        _courier_sending.set(True)  # in this task's own context: counted here, not by DirectReplies
         try:
             await self._attempt(row)
         except Exception:
@@ -737,6 +746,9 @@ _MESSAGE_METHODS: tuple[type[TelegramMethod[Any]], ...] = (
     SendDice, CopyMessage, CopyMessages, ForwardMessage, ForwardMessages, EditMessageText,
     EditMessageCaption, EditMessageReplyMarkup, EditMessageMedia,
 )
+_EDITS = (EditMessageText, EditMessageCaption, EditMessageReplyMarkup, EditMessageMedia)
+#: A direct reply that meets a 5xx or a network error is sent again after these pauses.
+REPLY_BACKOFF = (0.2, 0.5, 1.0)
 
 
 def _messages_in(method: TelegramMethod[Any]) -> int:
@@ -748,14 +760,31 @@ def _messages_in(method: TelegramMethod[Any]) -> int:
     return 1 if isinstance(method, _MESSAGE_METHODS) else 0
 
 
-class ReplyPacing(BaseRequestMiddleware):
-    """Counts the handlers' direct replies in the courier's overall window, replies first.
+def _chat_of(method: TelegramMethod[Any]) -> int | None:
+    chat_id = getattr(method, "chat_id", None)
+    return chat_id if isinstance(chat_id, int) else None
 
-    Register it on the courier's Bot (`bot.session.middleware(ReplyPacing(courier))`). Without
-    it the courier fills Telegram's 30 a second during a broadcast and a reply sent meanwhile
-    is refused (429) and lost, while the courier meets a 429 and slows down. A reply that is
-    refused anyway (another process on the same token) is sent again after a short
-    `retry_after`. The courier's own requests pass straight through: it counts them itself.
+
+def _cosmetic(method: TelegramMethod[Any]) -> bool:
+    """Calls whose failure must not stop a step: answering a tap, taking used buttons away,
+    showing "typing". The step's real answer comes after them."""
+    if isinstance(method, AnswerCallbackQuery | SendChatAction):
+        return True
+    return isinstance(method, EditMessageReplyMarkup) and method.reply_markup is None
+
+
+class DirectReplies(BaseRequestMiddleware):
+    """What the handlers send themselves survives what the courier survives.
+
+    Register it on the courier's Bot (`bot.session.middleware(DirectReplies(courier))`):
+    - Replies are counted in the courier's overall window and go first, so a person gets the
+      answer during a broadcast; and they keep to their chat's window, so two replies in a row
+      to one person do not meet Telegram's one-a-second limit.
+    - A 429 with a short `retry_after`, a 5xx or a network error is sent again (`REPLY_BACKOFF`).
+    - A cosmetic call (`_cosmetic`) that still fails is logged and passed over, and an edit
+      Telegram refuses as "not modified" already shows what it asked for: neither stops the
+      step, so the next question is always asked.
+    The courier's own requests pass straight through: it counts and retries them itself.
     """
 
     def __init__(self, courier: Courier) -> None:
@@ -767,21 +796,48 @@ class ReplyPacing(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        if _courier_sending.get():
-            return await make_request(bot, method)
-        retries = 0
+        if _courier_sending.get() or isinstance(method, GetUpdates):
+            return await make_request(bot, method)  # polling has its own backoff
+        limited = failed = 0
         while True:
             try:
                 return await self._paced(make_request, bot, method)
             except TelegramRetryAfter as error:
-                if retries >= REPLY_RETRIES or error.retry_after > REPLY_RETRY_MAX:
+                if limited >= REPLY_RETRIES or error.retry_after > REPLY_RETRY_MAX:
+                    if _cosmetic(method):
+                        return self._passed_over(method, error)
                     raise
-                retries += 1
+                limited += 1
                 log.warning(
                     "%s refused: retry after %ss; sending again",
                     method.__api_method__, error.retry_after,
                 )
                 await asyncio.sleep(error.retry_after)
+            except (TelegramServerError, TelegramNetworkError) as error:
+                if failed >= len(REPLY_BACKOFF):
+                    if _cosmetic(method):
+                        return self._passed_over(method, error)
+                    raise
+                log.warning(
+                    "%s failed (%s); sending again", method.__api_method__, _describe(error)
+                )
+                await asyncio.sleep(REPLY_BACKOFF[failed])
+                failed += 1
+            except TelegramBadRequest as error:
+                if isinstance(method, _EDITS) and NOT_MODIFIED in error.message:
+                    return True  # type: ignore[return-value]
+                if _cosmetic(method):
+                    return self._passed_over(method, error)
+                raise
+            except TelegramAPIError as error:
+                if _cosmetic(method):
+                    return self._passed_over(method, error)
+                raise
+
+    @staticmethod
+    def _passed_over(method: TelegramMethod[Any], error: Exception) -> Any:
+        log.warning("%s failed, going on without it: %s", method.__api_method__, _describe(error))
+        return True
 
     async def _paced(
         self,
@@ -792,10 +848,10 @@ class ReplyPacing(BaseRequestMiddleware):
         cost = _messages_in(method)
         if not cost:
             return await make_request(bot, method)
-        pacer = self.courier._pacer
-        await pacer.reserve_for_reply(cost)
+        pacer, chat_id = self.courier._pacer, _chat_of(method)
+        await pacer.reserve_for_reply(cost, chat_id)
         try:
             return await make_request(bot, method)
         finally:
-            if pacer.reply_finished(cost, time.monotonic()):
+            if pacer.reply_finished(cost, time.monotonic(), chat_id):
                 self.courier.wake()

@@ -47,6 +47,8 @@ MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 MAX_CALLBACK_DATA_BYTES = 64
 MAX_ALBUM_SIZE = 10
+#: Updates the emulator keeps to send again (`redeliver`).
+RECENT_UPDATES = 10_000
 MAX_INLINE_BUTTONS = 100
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
@@ -1463,6 +1465,8 @@ class BotAPIEmulator:
         self._chats: dict[int, _Chat] = {}
         self._groups: dict[int, GroupHandle] = {}
         self._updates: deque[_Queued] = deque()
+        #: The latest updates by id, for `redeliver`.
+        self._recent_updates: dict[int, dict] = {}
         self._update_ids = itertools.count(1)
         self._last_update_id = 0
         self._allowed_updates: frozenset[str] | None = None
@@ -1653,10 +1657,17 @@ class BotAPIEmulator:
         if "update_id" not in update:
             update["update_id"] = next(self._update_ids)
         self._last_update_id = max(self._last_update_id, int(update["update_id"]))
+        self._recent_updates[int(update["update_id"])] = update
+        while len(self._recent_updates) > RECENT_UPDATES:
+            del self._recent_updates[next(iter(self._recent_updates))]
         self._updates.append(_Queued(update))
         self.stats.updates_enqueued += 1
         self._updates_signal.notify()
         return int(update["update_id"])
+
+    def redeliver(self, update_id: int) -> None:
+        """Send an update again, as Telegram does when the bot's answer to it never came."""
+        self.inject_update(self._recent_updates[update_id])
 
     @property
     def last_update_id(self) -> int:

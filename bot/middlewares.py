@@ -1,15 +1,20 @@
-"""Who is talking, and in which language: resolved once per update, before any handler."""
+"""Before any handler: each update once, who is talking, and in which language."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import TelegramObject, Update, User
 
 from bot.i18n import catalogs
 from bot.people import identify
+from bot.storage import HandledUpdates
+
+log = logging.getLogger(__name__)
 
 
 class PersonMiddleware(BaseMiddleware):
@@ -31,3 +36,30 @@ class PersonMiddleware(BaseMiddleware):
         data["person"] = person
         with catalogs().speaking(person.language):
             return await handler(event, data)
+
+
+class OnceOnly(BaseMiddleware):
+    """Handles each update once, however often Telegram delivers it.
+
+    Runs inside the person's lock (after aiogram's FSM middleware), so a second delivery of an
+    update waits for the first and then finds it remembered. An update whose handling failed
+    is not remembered: delivered again, it is tried again.
+    """
+
+    def __init__(self, handled: HandledUpdates) -> None:
+        self.handled = handled
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        if await self.handled.seen(event.update_id):
+            log.info("update %s arrived again; handled already", event.update_id)
+            return UNHANDLED
+        result = await handler(event, data)
+        await self.handled.remember(event.update_id)
+        return result

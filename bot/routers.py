@@ -34,6 +34,9 @@ class Routes:
     def callback_query(self, *filters: Any) -> Callable[[Handler], Handler]:
         return self._register("callback_query", filters)
 
+    def errors(self, *filters: Any) -> Callable[[Handler], Handler]:
+        return self._register("errors", filters)
+
     def router(self) -> Router:
         router = Router(name=self.name)
         if self.private_only:

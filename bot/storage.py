@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -96,14 +96,57 @@ class DatabaseStorage(BaseStorage):
         """The connection belongs to the database module, which closes it."""
 
 
+#: How long a handled update is remembered. Telegram redelivers an update it has no answer
+#: for within minutes; a day is ample and keeps the store small.
+HANDLED_FOR = timedelta(days=1)
+#: Forgetting old handled updates runs once in this many remembered ones.
+FORGET_EVERY = 1000
+HANDLED_PREFIX = "handled:"
+
+
+class HandledUpdates:
+    """The update ids this bot has handled lately, in the conversation store.
+
+    Telegram sends an update again when it saw no answer (a timeout, a process that died before
+    confirming it); handling it twice would, say, count a photo twice. An update is remembered
+    once handled, inside the person's lock, so its second arrival finds it and does nothing.
+    """
+
+    def __init__(self, redis: Any | None = None, bot_id: int = 0) -> None:
+        self._redis = redis
+        self._prefix = f"{HANDLED_PREFIX}{bot_id}:"
+        self._remembered = 0
+
+    async def seen(self, update_id: int) -> bool:
+        key = self._prefix + str(update_id)
+        if self._redis is not None:
+            return bool(await self._redis.exists(key))
+        return await Conversation.filter(key=key).exists()
+
+    async def remember(self, update_id: int) -> None:
+        key = self._prefix + str(update_id)
+        if self._redis is not None:
+            await self._redis.set(key, b"1", ex=int(HANDLED_FOR.total_seconds()))
+            return
+        now = datetime.now(UTC)
+        await Conversation.update_or_create(key=key, defaults={"state": None, "updated_at": now})
+        self._remembered += 1
+        if self._remembered % FORGET_EVERY == 0:
+            await Conversation.filter(
+                key__startswith=HANDLED_PREFIX, updated_at__lt=now - HANDLED_FOR
+            ).delete()
+
+
 #: Redis connections of one process. More updates than this at once wait for a free one.
 REDIS_CONNECTIONS = 50
 #: How long an update waits for a Redis connection before it fails.
 REDIS_WAIT_SECONDS = 30
 
 
-def make_storage(redis_url: str | None) -> tuple[BaseStorage, BaseEventIsolation]:
-    """Storage and per-user lock: Redis for both when given, else database and in-process.
+def make_storage(
+    redis_url: str | None, bot_id: int = 0
+) -> tuple[BaseStorage, BaseEventIsolation, HandledUpdates]:
+    """Storage, per-user lock and handled updates: Redis when given, else database and process.
 
     With Redis, a blocking connection pool: redis-py's default pool refuses a command when its
     100 connections are in use, and the update that asked fails (a burst of 100 people writing
@@ -119,5 +162,5 @@ def make_storage(redis_url: str | None) -> tuple[BaseStorage, BaseEventIsolation
         storage = RedisStorage(
             redis=Redis(connection_pool=pool), key_builder=DefaultKeyBuilder(with_bot_id=True)
         )
-        return storage, storage.create_isolation()
-    return DatabaseStorage(), SimpleEventIsolation()
+        return storage, storage.create_isolation(), HandledUpdates(storage.redis, bot_id)
+    return DatabaseStorage(), SimpleEventIsolation(), HandledUpdates(None, bot_id)

@@ -6,10 +6,12 @@ at one, in which case the schema is migrated once and every table is emptied bef
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tortoise import connections
@@ -20,8 +22,58 @@ if TYPE_CHECKING:
     from bot.models import Villager
     from bot.sandbox import Sandbox
 
-TEST_DATABASE_URL = os.environ.get("VILLAGEBOT_TEST_DATABASE_URL", "")
-TEST_REDIS_URL = os.environ.get("VILLAGEBOT_TEST_REDIS_URL", "")
+#: Under pytest-xdist each worker is a process of its own: its own PostgreSQL database (the
+#: given one's name with the worker's suffix, created here and dropped at the end) and its own
+#: Redis database number (counting down from the given one), so workers never empty each
+#: other's tables.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _worker_database_url(url: str) -> str:
+    if not url or not WORKER:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}_{WORKER}"))
+
+
+def _worker_redis_url(url: str) -> str:
+    if not url or not WORKER:
+        return url
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0) - int(WORKER.removeprefix("gw"))
+    return urlunsplit(parts._replace(path=f"/{number % 16}"))
+
+
+TEST_DATABASE_URL = _worker_database_url(os.environ.get("VILLAGEBOT_TEST_DATABASE_URL", ""))
+TEST_REDIS_URL = _worker_redis_url(os.environ.get("VILLAGEBOT_TEST_REDIS_URL", ""))
+
+
+async def _postgres_admin(statement: str) -> None:
+    import asyncpg
+
+    parts = urlsplit(TEST_DATABASE_URL)
+    connection = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def _worker_database_name() -> str:
+    return urlsplit(TEST_DATABASE_URL).path.strip("/")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if TEST_DATABASE_URL and WORKER:
+        name = _worker_database_name()
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(_postgres_admin(f'CREATE DATABASE "{name}"'))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if TEST_DATABASE_URL and WORKER:
+        name = _worker_database_name()
+        asyncio.run(_postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _empty_postgres_tables() -> None:
