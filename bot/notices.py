@@ -203,17 +203,21 @@ def status_line(scene: Scene, language: str) -> str:
     name = _name(scene.assignee, language)
     if case.status == CaseStatus.ACCEPTED:
         return text(
-            N_("✅ Taken by {name}, to be resolved by {deadline}"), language,
+            N_("✅ Being handled by {name}, to be resolved by {deadline}"), language,
             name=name, deadline=local_time(case.resolve_by, tz),
         )
     if case.status == CaseStatus.RESOLVED:
-        return text(N_("✔️ Resolved by {name}; waiting for the villager's word"), language,
-                    name=name)
+        return text(N_("✔️ Resolved by {name}, waiting for the villager's confirmation"),
+                    language, name=name)
     if case.status == CaseStatus.CLOSED:
         if case.rating is not None:
             return text(N_("🔒 Closed, rated {stars} of 5"), language, stars=case.rating)
         return text(N_("🔒 Closed without a rating"), language)
-    return text(N_("➡️ Now with {unit}"), language, unit=scene.unit.display_name(language))
+    unit = scene.unit.display_name(language)
+    if scene.event.action in ("decline", "escalate"):
+        # Old copies of the card: the case went on to another unit, which has yet to accept it.
+        return text(N_("➡️ Passed on to {unit}, waiting to be accepted"), language, unit=unit)
+    return text(N_("➡️ Waiting to be accepted by {unit}"), language, unit=unit)
 
 
 def arrival_line(scene: Scene, language: str, previous: Unit | None) -> str | None:
@@ -621,7 +625,7 @@ async def _unaccepted(scene: Scene) -> None:
         await _tell_readers(
             scene, [reader],
             N_("⏰ Supervision: case {number} at {unit} was to be accepted by {deadline} and "
-               "nobody has taken it."),
+               "nobody has accepted it."),
             unit=scene.unit.display_name(reader.language),
             deadline=local_time(scene.case.accept_by, scene.timezone),
         )

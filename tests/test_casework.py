@@ -88,20 +88,20 @@ async def _photo_file_id(handset: Phone) -> str:
 
 LOOP_TEXTS = {
     "zh-hans": {
-        "accept": "✅ 接单", "decline": "↩️ 退回", "escalate": "⬆️ 上报", "assign": "👤 指派",
-        "note": "💬 进展", "resolve": "✔️ 办结", "taken": "已由林秀英受理",
-        "villager_accepted": "已由林秀英（正达村第一网格）受理", "note_prompt": "请写案件",
+        "accept": "✅ 受理", "decline": "↩️ 退回", "escalate": "⬆️ 上报", "assign": "👤 指派",
+        "note": "💬 反馈进展", "resolve": "✔️ 办结", "taken": "办理中：林秀英已受理",
+        "villager_accepted": "已由林秀英（正达村第一网格）受理", "note_prompt": "请写事项",
         "note_text": "明天一早安排保洁车", "note_done": "村民会收到通知",
-        "evidence_prompt": "请至少发送一张完工照片", "photos": "照片：1 张",
-        "evidence_note": "垃圾已清运，垃圾桶已清洗", "resolved": "已办结。村民会收到您的凭证",
+        "evidence_prompt": "请至少发送一张处理后的现场照片", "photos": "照片：1 张",
+        "evidence_note": "垃圾已清运，垃圾桶已清洗", "resolved": "已办结。村民会收到您的现场照片",
         "question": "问题解决了吗？", "solved": "👍 已解决", "stars_prompt": "打几颗星",
-        "comment_prompt": "写几句评价", "comment": "很及时，谢谢", "closed": "已办结归档",
-        "rated": "评分：4 星", "card_closed": "🔒 已归档，评分 4 星", "reporter": "反映人：李明",
+        "comment_prompt": "写几句评价", "comment": "很及时，谢谢", "closed": "已结案",
+        "rated": "评价：4 星", "card_closed": "🔒 已结案，评价 4 星", "reporter": "反映人：李明",
     },
     "en": {
         "accept": "✅ Accept", "decline": "↩️ Decline", "escalate": "⬆️ Escalate",
         "assign": "👤 Assign", "note": "💬 Progress note", "resolve": "✔️ Resolve",
-        "taken": "Taken by Lin Xiuying",
+        "taken": "Being handled by Lin Xiuying",
         "villager_accepted": "accepted by Lin Xiuying (Zhengda Grid 1)",
         "note_prompt": "Write the progress note", "note_text": "The cleaning truck comes tomorrow",
         "note_done": "the villager is told", "evidence_prompt": "send at least one photo",
@@ -180,7 +180,7 @@ async def test_two_officials_tap_accept_at_once_and_one_wins(sandbox: Sandbox) -
     card_lin = await lin.expect(case.number)
     assert "👤 指派" in buttons(card_zheng) and "👤 指派" not in buttons(card_lin)
 
-    first, second = await asyncio.gather(zheng.tap("✅ 接单"), lin.tap("✅ 接单"))
+    first, second = await asyncio.gather(zheng.tap("✅ 受理"), lin.tap("✅ 受理"))
     answers = [
         await sandbox.emulator.wait_answer(first),
         await sandbox.emulator.wait_answer(second),
@@ -191,16 +191,16 @@ async def test_two_officials_tap_accept_at_once_and_one_wins(sandbox: Sandbox) -
         zheng_official.id, lin_official.id,
     )
     texts = sorted(a.get("text", "") for a in answers)
-    assert texts == sorted([f"您已受理案件 {case.number}。", f"已被{winner.name}受理。"])
+    assert texts == sorted([f"您已受理事项 {case.number}。", f"已被{winner.name}受理。"])
     loser_answer = next(a for a in answers if a.get("text", "").startswith("已被"))
     assert loser_answer["show_alert"]
     assert await CaseEvent.filter(case_id=case.id, action="accept").count() == 1
     for chat in (9201, 9101):
-        shown = await sandbox.emulator.wait_for(chat, _has(f"已由{winner.name}受理"), newest=True)
+        shown = await sandbox.emulator.wait_for(chat, _has(f"{winner.name}已受理"), newest=True)
         assert shown["message_id"] == (card_zheng if chat == 9201 else card_lin)["message_id"]
         winner_chat = winner.account_id  # type: ignore[attr-defined]
         assert ("✔️ 办结" in buttons(shown)) == (chat == winner_chat)
-        assert "✅ 接单" not in buttons(shown)
+        assert "✅ 受理" not in buttons(shown)
 
 
 async def test_forged_and_foreign_taps_change_nothing(sandbox: Sandbox) -> None:
@@ -225,22 +225,22 @@ async def test_forged_and_foreign_taps_change_nothing(sandbox: Sandbox) -> None:
 
     assert await alert(li, f"c1:{case.id}:accept") == "这个按钮是给工作人员用的。"
     assert await alert(wu, f"c1:{case.id}:accept") == (
-        "这个案件现在由正达村第一网格办理，您不能操作。"
+        "这个事项现在由正达村第一网格办理，您不能操作。"
     )
     assert await alert(lin, f"c1:{other.id}:accept", card) == (
-        "这个案件现在由坂里村第一网格办理，您不能操作。"
+        "这个事项现在由坂里村第一网格办理，您不能操作。"
     )
     assert await alert(lin, "c1:999999:accept", card) == "这个按钮已失效。"
     assert await alert(lin, f"a1:{case.id}:{(await Official.get(code='lin-xiuying')).id}:24",
-                       card) == "只有调度员或案件所在单位的负责人可以指派。"
+                       card) == "只有调度员或事项所在单位的单位负责人可以指派。"
     assert await alert(lin, f"c1:{case.id}:resolve", card) == (
-        "只有承办这个案件的工作人员可以这样做。"
+        "只有承办这个事项的工作人员可以这样做。"
     )
     assert await alert(lin, f"c1:{case.id}:solved", card) == (
-        "只有反映这个案件的村民可以这样做。"
+        "只有反映这个事项的村民可以这样做。"
     )
-    assert await alert(li, f"c1:{case.id}:solved") == "这个按钮已不适用：案件已有新进展。"
-    assert await alert(li, f"s1:{case.id}:5") == "这个按钮已不适用：案件已有新进展。"
+    assert await alert(li, f"c1:{case.id}:solved") == "事项已有新变化，这个按钮不能再用了。"
+    assert await alert(li, f"s1:{case.id}:5") == "事项已有新变化，这个按钮不能再用了。"
     for unchanged in (case, other):
         fresh = await Case.get(id=unchanged.id)
         assert fresh.status == CaseStatus.NEW and fresh.version == 0
@@ -256,20 +256,20 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
     lin_official, lin = await _official(sandbox, "lin-xiuying", 9101)
     case = await _report(villager, "村道塌了一块", category="roads")
     card = await sandbox.emulator.wait_for(group.chat_id, case.number)
-    assert buttons(card) == ["✅ 接单", "↩️ 退回", "⬆️ 上报", "👤 指派"]
+    assert buttons(card) == ["✅ 受理", "↩️ 退回", "⬆️ 上报", "👤 指派"]
     assert not [m for m in sandbox.emulator.bot_messages(9101) if case.number in m["text"]]
 
     query = await zheng.user.tap(card, "↩️ 退回", chat=group.chat_id)
     assert (await sandbox.emulator.wait_answer(query))["text"] == "我在私聊里问您了。"
-    await zheng.expect(f"为什么退回案件 {case.number}")
+    await zheng.expect(f"为什么退回事项 {case.number}")
     await zheng.send("路面塌陷要乡里安排工程队")
-    await zheng.expect(f"已退回。案件 {case.number} 已转到正达村组团联村。")
+    await zheng.expect(f"已退回。事项 {case.number} 已转到正达村组团联村。")
     moved = await Case.get(id=case.id)
     team = await Unit.get(code="zhengda-team")
     assert moved.unit_id == team.id and moved.status == CaseStatus.NEW  # type: ignore[attr-defined]
     assert moved.escalation_level == 1
 
-    old = await sandbox.emulator.wait_for(group.chat_id, "➡️ 已转交正达村组团联村")
+    old = await sandbox.emulator.wait_for(group.chat_id, "➡️ 已转交正达村组团联村，待受理")
     assert old["message_id"] == card["message_id"] and buttons(old) == []
     await li.expect("已转交正达村组团联村办理")
     new_card = await su.expect(case.number)
@@ -278,11 +278,11 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
 
     stale = await zheng.user.tap_data(old, f"c1:{case.id}:accept", chat=group.chat_id)
     stale_answer = await sandbox.emulator.wait_answer(stale)
-    assert stale_answer["text"] == "这个案件现在由正达村组团联村办理，您不能操作。"
+    assert stale_answer["text"] == "这个事项现在由正达村组团联村办理，您不能操作。"
     assert (await Case.get(id=case.id)).version == moved.version
 
     await su.tap("👤 指派")
-    await su.expect(f"案件 {case.number} 指派给谁？")
+    await su.expect(f"事项 {case.number} 指派给谁？")
     await su.tap("林秀英")
     await sandbox.emulator.wait_for(9002, "指派给林秀英：限期多久？", newest=True)
     before = cases.now()
@@ -293,10 +293,10 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
     assert assigned.assignee_id == lin_official.id  # type: ignore[attr-defined]
     assert assigned.resolve_by is not None
     assert before + timedelta(hours=23) < assigned.resolve_by < cases.now() + timedelta(hours=25)
-    await lin.expect("苏进侨将这个案件指派给您")
+    await lin.expect("苏进侨将这个事项指派给您")
     assert "✔️ 办结" in buttons(lin.last())
     await li.expect("现由林秀英办理")
-    await sandbox.emulator.wait_for(9002, _has("已由林秀英受理"), newest=True)
+    await sandbox.emulator.wait_for(9002, _has("林秀英已受理"), newest=True)
     assert zheng_official.id != lin_official.id
 
 
@@ -307,11 +307,11 @@ async def test_escalate_with_an_optional_note(sandbox: Sandbox) -> None:
     case = await _report(villager, "河边堆了很多垃圾")
     await lin.expect(case.number)
     await lin.tap("⬆️ 上报")
-    await lin.expect("上报上一级")
+    await lin.expect("上报上级单位")
     await lin.tap("跳过")
-    await lin.expect(f"已上报。案件 {case.number} 已转到正达村两委。")
+    await lin.expect(f"已上报上级。事项 {case.number} 已转到正达村两委。")
     card = await sandbox.emulator.wait_for(group.chat_id, case.number)
-    assert "⬆️ 正达村第一网格上报" in card["text"] and "✅ 接单" in buttons(card)
+    assert "⬆️ 正达村第一网格上报上级" in card["text"] and "✅ 受理" in buttons(card)
     await li.expect("已转交正达村两委办理")
     event = await CaseEvent.filter(case_id=case.id, action="escalate").first()
     assert event is not None and event.note is None
@@ -330,7 +330,7 @@ async def test_not_solved_reopens_with_the_same_assignee(sandbox: Sandbox) -> No
     await li.tap("👎 没解决")
     await li.expect("还有什么问题")
     await li.send("第二天又满了")
-    await li.expect("已重新打开")
+    await li.expect("已重办")
     reopened = await Case.get(id=case.id)
     assert reopened.status == CaseStatus.ACCEPTED and reopened.reopen_count == 1
     assert reopened.assignee_id == lin_official.id  # type: ignore[attr-defined]
@@ -345,11 +345,11 @@ async def test_resolve_without_a_photo_is_refused(sandbox: Sandbox) -> None:
     await lin.expect(case.number)
     await cases.accept(case.id, lin_official)
     delivery.wake()
-    await sandbox.emulator.wait_for(9101, _has("已由林秀英受理", "✔️ 办结"))
+    await sandbox.emulator.wait_for(9101, _has("林秀英已受理", "✔️ 办结"))
     await lin.tap("✔️ 办结")
-    await lin.expect("办结案件")
+    await lin.expect("办结事项")
     await lin.send("已经处理好了")
-    await lin.expect("办结需要凭证：至少一张照片和一段说明。")
+    await lin.expect("办结需要现场照片和说明：至少一张处理后的现场照片和一段说明。")
     unchanged = await Case.get(id=case.id)
     assert unchanged.status == CaseStatus.ACCEPTED and unchanged.resolved_at is None
     assert not await CaseEvent.filter(case_id=case.id, action="resolve").exists()
@@ -380,7 +380,7 @@ async def test_a_misconduct_report_reaches_only_the_discipline_office(
     else:
         assert "反映人：李明，+8613800000001" in card["text"]
     # The discipline office has no unit above it: nothing to decline or escalate to.
-    assert buttons(card) == ["✅ 接单", "👤 指派"]
+    assert buttons(card) == ["✅ 受理", "👤 指派"]
     chats = set(await Delivery.filter(case_id=case.id).values_list("chat_id", flat=True))
     assert chats == {jiwei.chat_id}
     assert not [m for m in committee.messages() if case.number in (m.get("text") or "")]

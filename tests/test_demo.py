@@ -19,10 +19,10 @@ def test_the_demo_plays_the_case_loop(tmp_path: Path) -> None:
     steps = [
         "\n李明: [📝 我要反映问题]",
         "✅ 已提交。您的事项编号：BL-",
-        "\n林秀英: [✅ 接单]",
+        "\n林秀英: [✅ 受理]",
         "\n林秀英: [photo]",
         "问题解决了吗？",
-        "已办结归档，评分 5 星",
+        "已结案，评价 5 星",
         "The demo is over.",
     ]
     positions = [out.find(step) for step in steps]

@@ -242,7 +242,7 @@ async def test_the_running_bot_sends_the_digest_to_telegram_once(database_url: s
         chart = await sandbox.emulator.wait_for(CHANNEL, lambda m: "photo" in m, timeout=10)
         words = await sandbox.emulator.wait_for(CHANNEL, "2026-W47", timeout=10)
         assert chart["message_id"] < words["message_id"]
-        assert "收到 1 件" in words["text"] and PHONE not in words["text"]
+        assert "新收 1 件" in words["text"] and PHONE not in words["text"]
         await sandbox.restart_bot()
         supervisor = sandbox.app.supervisor  # type: ignore[union-attr]
         assert supervisor is not None

@@ -39,14 +39,14 @@ async def test_a_villager_lists_their_cases_and_opens_one(sandbox: Sandbox) -> N
     await _report(await _villager(1002, "王芳"), "别人的案件")
     li = sandbox.phone(1001, "李明")
     await li.send("/mycases")
-    listing = await li.expect("您的案件")
+    listing = await li.expect("我反映的问题")
     assert listing["text"].index(second.number) < listing["text"].index(first.number)
     assert "BL-2026-000003" not in listing["text"]
     assert "待受理" in listing["text"]
     await li.tap(first.number)
-    timeline = await li.expect(f"案件 {first.number}")
+    timeline = await li.expect(f"事项 {first.number}")
     assert "正达溪水葫芦长满水面" in timeline["text"]
-    assert "上报" in timeline["text"]
+    assert "村民反映" in timeline["text"]
 
 
 async def test_the_timeline_shows_a_villager_only_public_notes(sandbox: Sandbox) -> None:
@@ -66,7 +66,7 @@ async def test_the_timeline_shows_a_villager_only_public_notes(sandbox: Sandbox)
     official = sandbox.phone(9101, "林秀英")
     await official.send("/tasks")
     await official.tap(case.number)
-    full = await official.expect(f"案件 {case.number}")
+    full = await official.expect(f"事项 {case.number}")
     assert "second boat" in full["text"] and "（内部）" in full["text"]
 
 
@@ -76,16 +76,16 @@ async def test_pool_and_tasks_follow_the_case(sandbox: Sandbox) -> None:
     lin = await _official("lin-xiuying", 9101)
     phone = sandbox.phone(9101, "林秀英")
     await phone.send("/tasks")
-    await phone.expect("您没有待办的案件。")
+    await phone.expect("您没有待办的事项。")
     await phone.send("/pool")
-    pool = await phone.expect("等待受理的案件")
+    pool = await phone.expect("待受理的事项")
     assert case.number in pool["text"]
     await cases.accept(case.id, lin)
     await phone.send("/pool")
-    await phone.expect("没有等待受理的案件。")
+    await phone.expect("没有待受理的事项。")
     await phone.send("/tasks")
-    tasks = await phone.expect("您待办的案件")
-    assert case.number in tasks["text"] and "处理中" in tasks["text"]
+    tasks = await phone.expect("您待办的事项")
+    assert case.number in tasks["text"] and "办理中" in tasks["text"]
 
 
 async def test_the_pool_of_another_village_does_not_show_the_case(sandbox: Sandbox) -> None:
@@ -93,7 +93,7 @@ async def test_the_pool_of_another_village_does_not_show_the_case(sandbox: Sandb
     await _official("wu-lijuan", 9102)
     phone = sandbox.phone(9102, "吴丽娟")
     await phone.send("/pool")
-    await phone.expect("没有等待受理的案件。")
+    await phone.expect("没有待受理的事项。")
 
 
 async def test_someone_elses_case_cannot_be_opened(sandbox: Sandbox) -> None:
@@ -126,7 +126,7 @@ async def test_a_dispatcher_sees_the_township_pool_but_not_confidential_cases(
     su = await _official("su-jinqiao", 9103)
     phone = sandbox.phone(9103, "苏进侨")
     await phone.send("/pool")
-    pool = await phone.expect("等待受理的案件")
+    pool = await phone.expect("待受理的事项")
     assert litter.number in pool["text"] and misconduct.number not in pool["text"]
     assert await cases.may_handle(su, litter)
     assert not await cases.may_handle(su, misconduct)

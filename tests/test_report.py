@@ -36,7 +36,7 @@ async def _anna(sandbox: Sandbox) -> Phone:
 
 async def _to_description(li: Phone) -> None:
     await li.press("📝 我要反映问题")
-    await li.expect("您要反映哪方面的问题？请选择类别。")
+    await li.expect("您要反映哪方面的问题？请点一个类别。")
     await li.tap("环境卫生")
     await li.expect("环境卫生：具体是哪一类？")
     await li.tap("卫生清理")
@@ -48,7 +48,7 @@ async def _to_summary(li: Phone, description: str = "村口垃圾桶满了") -> 
     await li.send(description)
     await li.expect("照片能帮助工作人员了解情况")
     await li.tap("✅ 完成")
-    await li.expect("不需要位置？点击“跳过”。")
+    await li.expect("不需要位置？点“跳过”。")
     await li.tap("跳过")
     return await li.expect("请核对您的反映内容")
 
@@ -89,15 +89,15 @@ async def test_a_report_with_text_two_photos_and_a_pin_makes_one_case(sandbox: S
     second = await li.user.send_photo()
     await li.expect("已收到照片 2 张（最多 5 张）")
     await li.tap("✅ 完成")
-    await li.expect("不需要位置？点击“跳过”。")
+    await li.expect("不需要位置？点“跳过”。")
     assert "📍 发送我的位置" in sandbox.emulator.reply_keyboard(LI)
     await li.user.send_location(28.912341, 118.876539)
-    summary = await li.expect("请核对您的反映内容，无误后点击“提交”。")
+    summary = await li.expect("请核对您的反映内容，无误后点“提交”。")
     for line in (
         "类别：环境卫生 › 卫生清理",
         "描述：村口垃圾桶满了，三天没人清理",
         "照片：2 张",
-        "位置：定位 28.91234, 118.87654",
+        "位置：定位（28.91234，118.87654）",
         "匿名：否",
     ):
         assert line in summary["text"], line
@@ -108,7 +108,7 @@ async def test_a_report_with_text_two_photos_and_a_pin_makes_one_case(sandbox: S
     case = await Case.get().prefetch_related("category", "unit", "reporter")
     assert case.number in done["text"]
     assert case.number.startswith("BL-") and case.number.endswith("-000001")
-    assert "将由正达村第一网格处理，应在" in done["text"]
+    assert "将由正达村第一网格办理，应在" in done["text"]
     assert (case.category.code, case.description) == ("litter", "村口垃圾桶满了，三天没人清理")
     assert case.photos == [_photo_id(first), _photo_id(second)]
     assert (round(case.latitude, 6), round(case.longitude, 6)) == (28.912341, 118.876539)  # type: ignore[arg-type]
@@ -187,9 +187,9 @@ async def test_a_sixth_photo_and_what_is_not_a_photo_are_refused(sandbox: Sandbo
     assert "已收到照片 5 张" in sandbox.emulator.bot_messages(LI)[-1]["text"]
     li.seen = sandbox.emulator.bot_messages(LI)[-1]["message_id"]
     await li.user.send_photo()
-    await li.expect("已经有 5 张照片了，这是每条反映的上限。请点击“完成”继续。")
+    await li.expect("已经有 5 张照片了，这是每条反映的上限。请点“完成”继续。")
     await li.tap("✅ 完成")
-    await li.expect("不需要位置？点击“跳过”。")
+    await li.expect("不需要位置？点“跳过”。")
     await li.tap("跳过")
     await li.expect("照片：5 张")
     await li.tap("✅ 提交")
@@ -220,7 +220,7 @@ async def test_back_works_at_every_step(sandbox: Sandbox) -> None:
     await li.tap("⬅️ 返回")  # description → the categories under 环境卫生
     await li.expect("环境卫生：具体是哪一类？")
     await li.tap("⬅️ 返回")  # → the headings, edited in place
-    await li.expect("您要反映哪方面的问题？请选择类别。")
+    await li.expect("您要反映哪方面的问题？请点一个类别。")
     await li.tap("基础设施")
     await li.tap("道路维修")
     await li.expect("请描述问题")
@@ -231,14 +231,14 @@ async def test_back_works_at_every_step(sandbox: Sandbox) -> None:
     await li.send("路面塌了一个坑")
     await li.expect("照片能帮助")
     await li.tap("✅ 完成")
-    await li.expect("不需要位置？点击“跳过”。")
+    await li.expect("不需要位置？点“跳过”。")
     await li.tap("⬅️ 返回")  # location → photos
     await li.expect("照片能帮助")
     await li.tap("✅ 完成")
     await li.tap("跳过")
     await li.expect("请核对您的反映内容")
     await li.tap("⬅️ 返回")  # summary → location
-    await li.expect("不需要位置？点击“跳过”。")
+    await li.expect("不需要位置？点“跳过”。")
     await li.send("村委会门口")
     summary = await li.expect("请核对您的反映内容")
     assert "类别：基础设施 › 道路维修" in summary["text"]
@@ -307,7 +307,7 @@ async def test_cancel_drops_the_draft(sandbox: Sandbox) -> None:
     assert sandbox.emulator.reply_keyboard(LI)[0] == "📝 我要反映问题"
     assert not await Case.exists()
     await li.user.send_photo()
-    await li.expect("这里用不到这个内容")  # no draft waits for photos any more
+    await li.expect("这里处理不了这类消息")  # no draft waits for photos any more
     await li.send("/report")
     await li.expect("您要反映哪方面的问题？")  # a fresh start, no offer to continue
 
@@ -408,7 +408,7 @@ async def test_an_emergency_shows_the_numbers_and_skips_to_the_summary(sandbox: 
     assert not any("照片能帮助" in t or "问题在什么位置" in t for t in asked)
     assert "位置：未提供" in summary["text"]
     await li.user.send_location(28.95, 118.85)  # a pin is still welcome
-    summary = await li.expect("位置：定位 28.95000, 118.85000")
+    summary = await li.expect("位置：定位（28.95000，118.85000）")
     await li.tap("⬅️ 返回")
     await li.expect("请说明发生了什么、在哪里")  # back from the summary: the description
     await li.send("后山起火了，火势在变大")
@@ -447,13 +447,13 @@ async def test_text_where_a_button_is_expected_is_reprompted(sandbox: Sandbox) -
     await li.send("/report")
     await li.expect("您要反映哪方面的问题？")
     await li.send("垃圾")
-    await li.expect("请点击上面的按钮进行选择。")
+    await li.expect("请点上面的一个按钮。")
     await li.tap("环境卫生")
     await li.tap("卫生清理")
     await li.send("垃圾")
     await li.tap("✅ 完成")
     await li.user.send_sticker()
-    await li.expect("请用下方按钮发送定位、输入地址，或点击“跳过”。")
+    await li.expect("请用下方按钮发送定位、输入地址，或点“跳过”。")
     await li.tap("跳过")
     await li.expect("请核对您的反映内容")
     await li.send("好了")

@@ -77,7 +77,7 @@ async def refusal_text(refused: CaseRefused, person: Person, check: Check = "han
     reason = refused.reason
     if reason == Refusal.TAKEN and case is not None and case.assignee_id is not None:  # type: ignore[attr-defined]
         taker = await Official.get(id=case.assignee_id)  # type: ignore[attr-defined]
-        return _("Already taken by {name}.").format(name=taker.display_name(person.language))
+        return _("Already accepted by {name}.").format(name=taker.display_name(person.language))
     if reason == Refusal.NOT_ALLOWED and case is not None:
         if check == "verdict":
             return _("Only the villager who reported this case can do this.")

@@ -733,8 +733,8 @@ async def _submit(
         await _answer(
             query,
             _(
-                "This category cannot be handled for your village yet. Please choose another "
-                "category with Edit, or ask your village committee."
+                "No unit handles this kind of problem in your village yet. Tap Edit to choose "
+                "another category, or contact your village committee."
             ),
             alert=True,
         )

@@ -95,7 +95,7 @@ async def accept(query: CallbackQuery, callback_data: CaseAction, person: Person
     except CaseRefused as refused:
         await _refuse(query, person, "accept", case.id, refused)
         return
-    await _answer(query, _("You took case {number}.").format(number=case.number))
+    await _answer(query, _("You accepted case {number}.").format(number=case.number))
 
 
 @routes.callback_query(

@@ -33,7 +33,7 @@ LIST_MAX = 20
 STATUS_NAMES: dict[CaseStatus, str] = {
     CaseStatus.NEW: N_("waiting to be accepted"),
     CaseStatus.ACCEPTED: N_("being handled"),
-    CaseStatus.RESOLVED: N_("resolved, waiting for your rating"),
+    CaseStatus.RESOLVED: N_("resolved, waiting for your confirmation"),
     CaseStatus.CLOSED: N_("closed"),
 }
 
