@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramForbiddenError
 from aiogram.types import ErrorEvent
 
 from bot.config import Settings
@@ -42,6 +43,13 @@ def _language(event: ErrorEvent, data: dict[str, Any]) -> str:
 @routes.errors()
 async def apologise(event: ErrorEvent, bot: Bot, **data: Any) -> bool:
     update = event.update
+    if isinstance(event.exception, TelegramForbiddenError):
+        # The person blocked the bot: nothing of ours failed, and no message can reach them.
+        log.info("update %s: the reply was refused: %s", update.update_id, event.exception)
+        if update.callback_query is not None:
+            with contextlib.suppress(Exception):
+                await update.callback_query.answer()
+        return True
     log.error(
         "update %s failed: %s", update.update_id, event.exception, exc_info=event.exception
     )
