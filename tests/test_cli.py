@@ -44,15 +44,26 @@ def villagebot(
     )
 
 
-async def start_villagebot(
-    *args: str, database_url: str, cwd: Path, **settings: str
-) -> asyncio.subprocess.Process:
-    """The command running beside this test's event loop (and the emulator on it)."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", *args,
-        env=_environment(database_url, settings), cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
+@pytest.fixture
+async def start_villagebot(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Starts the command beside this test's event loop (and the emulator on it); one that
+    outlives a failed test is killed."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(*args: str, **settings: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", *args,
+            env=_environment(database_url, settings), cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def finished(process: asyncio.subprocess.Process) -> tuple[int, str]:
@@ -148,12 +159,11 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
 TOKEN = "123456:TEST-TOKEN"
 
 
-async def test_a_refused_token_is_one_line(database_url: str, tmp_path: Path) -> None:
+async def test_a_refused_token_is_one_line(start_villagebot) -> None:  # type: ignore[no-untyped-def]
     async with BotAPIEmulator(token=TOKEN) as telegram:
         url = telegram.base_url
         bot = await start_villagebot(
-            "run", database_url=database_url, cwd=tmp_path,
-            BOT_TOKEN="123456:WRONG-TOKEN", TELEGRAM_API_URL=url,
+            "run", BOT_TOKEN="123456:WRONG-TOKEN", TELEGRAM_API_URL=url,
         )
         code, stderr = await finished(bot)
     assert code == 1
@@ -163,14 +173,11 @@ async def test_a_refused_token_is_one_line(database_url: str, tmp_path: Path) ->
     )
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_telegram_out_of_reach_is_waited_for_until_stopped(
-    database_url: str, tmp_path: Path, stop: signal.Signals
+    start_villagebot, stop: signal.Signals  # type: ignore[no-untyped-def]
 ) -> None:
-    bot = await start_villagebot(
-        "run", database_url=database_url, cwd=tmp_path,
-        BOT_TOKEN=TOKEN, TELEGRAM_API_URL="http://127.0.0.1:1",
-    )
+    bot = await start_villagebot("run", BOT_TOKEN=TOKEN, TELEGRAM_API_URL="http://127.0.0.1:1")
     assert bot.stderr is not None
     attempts = []
     for wait in ("1 s", "2 s"):
@@ -186,12 +193,9 @@ async def test_telegram_out_of_reach_is_waited_for_until_stopped(
     assert rest == "villagebot: stopped before the bot started\n", attempts
 
 
-async def test_sigterm_stops_a_running_bot_cleanly(database_url: str, tmp_path: Path) -> None:
+async def test_sigterm_stops_a_running_bot_cleanly(start_villagebot) -> None:  # type: ignore[no-untyped-def]
     async with BotAPIEmulator(token=TOKEN) as telegram:
-        bot = await start_villagebot(
-            "run", database_url=database_url, cwd=tmp_path,
-            BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.base_url,
-        )
+        bot = await start_villagebot("run", BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.base_url)
         assert bot.stderr is not None
         seen = []
         while not seen or "Run polling for bot @villagebot" not in seen[-1]:
