@@ -27,6 +27,7 @@ from bot.handlers import admin, casework, common, errors, fallback, lists, start
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.middlewares import OnceOnly, PersonMiddleware
+from bot.startup import import_directory_file, reach_telegram
 from bot.storage import make_storage
 from scheduler.policy import Policy
 from scheduler.service import Clock, Supervisor, wall_clock
@@ -111,27 +112,38 @@ class Villagebot:
     async def start(
         cls, settings: Settings, *, bot: Bot | None = None, clock: Clock = wall_clock
     ) -> Villagebot:
+        """Start it all, or, failing or cancelled at any step, undo the steps done and raise:
+        a half-started bot would keep the process alive (an open SQLite connection alone does).
+        Raises `CannotStart` for what the operator has to fix; waits while Telegram is out of
+        reach."""
         catalogs()  # fail now, not on the first message, if a catalog is broken
-        await db.start(settings.database_url)
-        if settings.directory_file is not None:
-            from bot.directory import import_file
-
-            report = await import_file(settings.directory_file)
-            log.info("directory %s: %s", settings.directory_file, report)
-        bot = bot or build_bot(settings)
-        dispatcher = build_dispatcher(settings)
-        await set_default_menus(bot, settings.default_language)
-        courier = Courier(bot, per_second=settings.messages_per_second)
-        # Replies paced with the courier, retried, never stopped by a cosmetic call.
-        bot.session.middleware(DirectReplies(courier))
-        bot.session.middleware(KeepResponseModels())
-        await courier.start()
-        supervisor = None
-        if settings.scheduler:
-            supervisor = Supervisor(
-                Policy.from_settings(settings), every_seconds=settings.sweep_seconds, clock=clock
-            )
-            await supervisor.start()
+        async with contextlib.AsyncExitStack() as undo:
+            await db.start(settings.database_url)
+            undo.push_async_callback(db.stop)
+            if settings.directory_file is not None:
+                report = await import_directory_file(settings)
+                log.info("directory %s: %s", settings.directory_file, report)
+            bot = bot or build_bot(settings)
+            undo.push_async_callback(bot.session.close)
+            await reach_telegram(bot, settings.telegram_api_url)
+            dispatcher = build_dispatcher(settings)
+            undo.push_async_callback(dispatcher.storage.close)
+            undo.push_async_callback(dispatcher.fsm.events_isolation.close)
+            await set_default_menus(bot, settings.default_language)
+            courier = Courier(bot, per_second=settings.messages_per_second)
+            # Replies paced with the courier, retried, never stopped by a cosmetic call.
+            bot.session.middleware(DirectReplies(courier))
+            bot.session.middleware(KeepResponseModels())
+            await courier.start()
+            undo.push_async_callback(courier.stop)
+            supervisor = None
+            if settings.scheduler:
+                supervisor = Supervisor(
+                    Policy.from_settings(settings), every_seconds=settings.sweep_seconds,
+                    clock=clock,
+                )
+                await supervisor.start()
+            undo.pop_all()  # started: from now on `stop` undoes it
         # What start-up made lives as long as the process: aiogram alone is some 200,000
         # objects (the whole Bot API as pydantic models). Frozen, the collector stops walking
         # them on every full collection, about 0.2 s each on a busy bot. (No collection first:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from tortoise.exceptions import BaseORMException
 
@@ -24,17 +28,48 @@ def _fail(line: str, code: int = 2) -> int:
     return code
 
 
-async def _run(settings: Settings, _args: argparse.Namespace) -> int:
-    from bot.app import Villagebot
+class Refused(Exception):
+    """A command that cannot do what was asked: the one line to fail with."""
 
+
+async def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    """Start, poll until Ctrl-C or SIGTERM, stop. A start that cannot succeed says why."""
     if not settings.bot_token:
         return _fail("setting BOT_TOKEN: required to run the bot (try `villagebot demo`)")
-    app = await Villagebot.start(settings)
+    stopping = asyncio.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signal_number, stopping.set)
+    from bot.app import Villagebot
+    from bot.startup import CannotStart
+
+    starting = asyncio.ensure_future(Villagebot.start(settings))
+    if not await _unless_stopped(starting, stopping):
+        return _fail("stopped before the bot started", 1)
     try:
-        await app.poll()
-    finally:
-        await app.stop()
+        app = starting.result()
+    except CannotStart as error:
+        return _fail(str(error), 1)
+    polling = asyncio.ensure_future(app.poll())
+    await _unless_stopped(polling, stopping, cancel=False)
+    await app.stop()  # ends the polling as aiogram means it to end
+    await polling
     return 0
+
+
+async def _unless_stopped(
+    work: asyncio.Future[Any], stopping: asyncio.Event, *, cancel: bool = True
+) -> bool:
+    """Wait for `work` or for `stopping`; True if the work is done, else it was cancelled."""
+    stop = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if work.done():
+        return True
+    if cancel:
+        work.cancel()  # a half-done start undoes itself
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+    return False
 
 
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -61,7 +96,11 @@ async def _directory_import(settings: Settings, args: argparse.Namespace) -> int
 
     await db.start(settings.database_url)
     try:
-        report = await import_file(Path(args.file), default_language=settings.default_language)
+        report = await import_file(
+            Path(args.file),
+            default_language=settings.default_language,
+            default_timezone=settings.timezone,
+        )
     except DirectoryError as error:
         print(f"villagebot: {args.file} is not valid; nothing was changed:", file=sys.stderr)
         print(str(error), file=sys.stderr)
@@ -79,9 +118,7 @@ async def _directory_export(settings: Settings, args: argparse.Namespace) -> int
 
     await db.start(settings.database_url)
     try:
-        code = args.township or await _only_township_code()
-        if code is None:
-            return _fail("name the township with --township (there is more than one, or none)")
+        code = await _township_code(args.township)
         if not await Township.exists(code=code):
             return _fail(f"no township with the code {code}")
         text = dump_yaml(await export_directory(code))
@@ -94,11 +131,20 @@ async def _directory_export(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
-async def _only_township_code() -> str | None:
+async def _township_code(code: str | None) -> str:
+    """The township named with --township, or else the only one there is."""
     from bot.models import Township
 
-    codes = await Township.filter(active=True).values_list("code", flat=True)
-    return codes[0] if len(codes) == 1 else None
+    if code is not None:
+        return code
+    codes = await Township.filter(active=True).order_by("code").values_list("code", flat=True)
+    if not codes:
+        raise Refused(
+            "no township yet: import a directory first (villagebot directory import FILE)"
+        )
+    if len(codes) > 1:
+        raise Refused(f"several townships ({', '.join(codes)}): add --township with one of them")
+    return codes[0]
 
 
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
@@ -111,16 +157,21 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
         if not settings.bot_token:
             return _fail("setting BOT_TOKEN: required to look up the bot's username "
                          "(or pass --bot-username)")
+        from aiogram.exceptions import AiogramError
+
         from bot.app import build_bot
 
         bot = build_bot(settings)
         try:
             username = (await bot.me()).username
+        except AiogramError as error:
+            return _fail(f"cannot ask {settings.telegram_api_url} for the bot's username: "
+                         f"{error} (or pass --bot-username)")
         finally:
             await bot.session.close()
     await db.start(settings.database_url)
     try:
-        query = Official.filter(code=args.official, active=True)
+        query = Official.filter(code=args.official, active=True).select_related("township")
         if args.township:
             query = query.filter(township__code=args.township)
         officials = await query
@@ -132,23 +183,25 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await db.stop()
     print(invitation.link(username or ""))
-    expires = f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC"
+    expires = _township_time(invitation.expires_at, officials[0].township.timezone)
     print(f"for {officials[0].name}; single use; expires {expires}", file=sys.stderr)
     return 0
 
 
-async def _township(code: str | None) -> Township | str:
-    """The township named, or the only one; else the line to fail with."""
+def _township_time(moment: datetime, zone: str) -> str:
+    """`2026-12-08 13:30 Asia/Shanghai (UTC+08:00)`: as the township's clocks read it."""
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {zone} (UTC{local.isoformat()[-6:]})"
+
+
+async def _township(code: str | None) -> Township:
+    """The active township named, or the only one there is."""
     from bot.models import Township
 
-    code = code or await _only_township_code()
-    if code is None:
-        return "several townships: add --township"
+    code = await _township_code(code)
     township = await Township.get_or_none(code=code, active=True)
     if township is None:
-        return f"no active township with the code {code}"
-    if township.digest_chat_id is None:
-        return f"township {code} has no digest_chat_id in its directory"
+        raise Refused(f"no active township with the code {code}")
     return township
 
 
@@ -163,8 +216,6 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     await db.start(settings.database_url)
     try:
         township = await _township(args.township)
-        if isinstance(township, str):
-            return _fail(township)
         tz = township.timezone
         try:
             if args.command == "digest":
@@ -184,12 +235,14 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             if args.command == "digest":
                 figures = await digest.figures(township, period, now, policy, language)
                 print(digest.render(figures, language))
-                chart = Path(args.chart or f"digest-{township.code}-{period.label}.png")
-                chart.write_bytes(digest.chart(figures, language))
-                print(f"\n(chart: {chart})")
+                if args.chart:
+                    Path(args.chart).write_bytes(digest.chart(figures, language))
+                    print(f"\n(chart: {args.chart})")
             else:
                 print(ranking.render(await ranking.rank(township, period, language), language))
             return 0
+        if township.digest_chat_id is None:
+            return _fail(f"township {township.code} has no digest_chat_id in its directory")
         if args.command == "digest":
             row = await digest.queue(township, period, now, policy)  # type: ignore[arg-type]
         else:
@@ -226,7 +279,9 @@ def parser() -> argparse.ArgumentParser:
     digesting.add_argument("--township", help="township code (needed when there are several)")
     digesting.add_argument("--week", help="ISO week like 2026-W47 (default: last week)")
     digesting.add_argument("--dry-run", action="store_true", help="print it; send nothing")
-    digesting.add_argument("--chart", help="with --dry-run: where to write the chart PNG")
+    digesting.add_argument(
+        "--chart", metavar="FILE", help="with --dry-run: also write the chart to FILE (PNG)"
+    )
     ranking = commands.add_parser("ranking", help="queue a red/grey list now, or print it")
     ranking.add_argument("--township", help="township code (needed when there are several)")
     ranking.add_argument("--month", help="month like 2026-10 (default: last month)")
@@ -247,7 +302,10 @@ _ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    commands = parser()
+    args = commands.parse_args(argv)
+    if getattr(args, "chart", None) and not args.dry_run:
+        commands.error("--chart works with --dry-run only (without it the digest is queued)")
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -260,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     key = f"{args.command} {args.action}" if args.command == "directory" else args.command
     try:
         return asyncio.run(_ACTIONS[key](settings, args))
+    except Refused as error:
+        return _fail(str(error))
     except KeyboardInterrupt:
         return 130
     except TimeoutError as error:  # an OSError too, but not the database's

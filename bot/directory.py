@@ -204,7 +204,8 @@ class TownshipSpec(_Spec):
     code: Annotated[StrictStr, AfterValidator(_township_code)]
     name: Name
     names: Names = Field(default_factory=dict)
-    timezone: Annotated[StrictStr, AfterValidator(_timezone)] = DEFAULT_TIMEZONE
+    #: None: the zone the import is given (the TIMEZONE setting).
+    timezone: Annotated[StrictStr, AfterValidator(_timezone)] | None = None
     digest_chat_id: GroupChatId | None = None
     emergency_numbers: dict[Annotated[StrictStr, AfterValidator(_number_key)], PhoneNumber] = (
         Field(default_factory=dict)
@@ -783,11 +784,16 @@ class _Importer:
     """One import, inside one transaction: every query goes through `self.db`."""
 
     def __init__(
-        self, directory: DirectoryFile, db: BaseDBAsyncClient, default_language: str
+        self,
+        directory: DirectoryFile,
+        db: BaseDBAsyncClient,
+        default_language: str,
+        default_timezone: str,
     ) -> None:
         self.file = directory
         self.db = db
         self.default_language = default_language
+        self.default_timezone = default_timezone
         self.report = ImportReport(township=directory.township.code)
         self.touched: set[tuple[str, int]] = set()
 
@@ -832,7 +838,7 @@ class _Importer:
             "code": spec.code,
             "name": spec.name,
             "names": spec.names,
-            "timezone": spec.timezone,
+            "timezone": spec.timezone or self.default_timezone,
             "digest_chat_id": spec.digest_chat_id,
             "emergency_numbers": spec.emergency_numbers,
             "days_off": [day.isoformat() for day in spec.calendar.days_off],
@@ -1058,18 +1064,31 @@ class _Importer:
 
 
 async def import_directory(
-    directory: DirectoryFile, *, default_language: str = ZH_HANS
+    directory: DirectoryFile,
+    *,
+    default_language: str = ZH_HANS,
+    default_timezone: str = DEFAULT_TIMEZONE,
 ) -> ImportReport:
-    """Make the database say what the file says, all or nothing."""
+    """Make the database say what the file says, all or nothing.
+
+    `default_language` is for accounts the file creates, `default_timezone` for a township
+    that names no zone: the DEFAULT_LANGUAGE and TIMEZONE settings.
+    """
     # A DirectoryFile can be built in code as well as loaded: check the rules between entries.
     directory = validate_directory(directory.model_dump())
     async with in_transaction() as connection:
-        return await _Importer(directory, connection, default_language).run()
+        return await _Importer(directory, connection, default_language, default_timezone).run()
 
 
-async def import_file(path: str | Path, *, default_language: str = ZH_HANS) -> ImportReport:
+async def import_file(
+    path: str | Path, *, default_language: str = ZH_HANS, default_timezone: str = DEFAULT_TIMEZONE
+) -> ImportReport:
     """Load, check and import a directory file; raises `DirectoryError` and changes nothing."""
-    return await import_directory(load_directory(Path(path)), default_language=default_language)
+    return await import_directory(
+        load_directory(Path(path)),
+        default_language=default_language,
+        default_timezone=default_timezone,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1086,8 +1105,8 @@ def _named(row: Any) -> dict[str, Any]:
 
 def _township_dict(row: Township) -> dict[str, Any]:
     out = _named(row)
-    if row.timezone != DEFAULT_TIMEZONE:
-        out["timezone"] = row.timezone
+    # Always written: the file then means the same whatever TIMEZONE is where it is imported.
+    out["timezone"] = row.timezone
     if row.digest_chat_id is not None:
         out["digest_chat_id"] = row.digest_chat_id
     if row.emergency_numbers:

@@ -99,7 +99,8 @@ class Supervisor:
     async def stop(self) -> None:
         if self._scheduler is None:
             return
-        self._scheduler.shutdown(wait=False)
-        self._scheduler = None
-        async with self._lock:  # a tick in progress finishes first
-            pass
+        scheduler, self._scheduler = self._scheduler, None
+        scheduler.pause()
+        # A tick in progress finishes first: shut down under it, APScheduler would cancel it.
+        async with self._lock:
+            scheduler.shutdown(wait=False)

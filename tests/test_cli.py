@@ -2,32 +2,81 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
+from bot.emulator import BotAPIEmulator
 from bot.sandbox import EXAMPLE_DIRECTORY
 
-SETTINGS = {"BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "REDIS_URL", "DIRECTORY_FILE"}
+SETTINGS = {
+    "BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "REDIS_URL", "DIRECTORY_FILE", "TIMEZONE",
+    "LOG_LEVEL",
+}
+#: Starting the command imports aiogram, seconds on a busy machine: a hang is what this catches.
+STARTED_WITHIN = 90.0
 
 
-def villagebot(*args: str, database_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _environment(database_url: str, settings: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS}
     env["DATABASE_URL"] = database_url
+    env.update(settings)
+    return env
+
+
+def villagebot(
+    *args: str, database_url: str, cwd: Path, **settings: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot.cli", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=120,
+        env=_environment(database_url, settings), cwd=cwd, capture_output=True, text=True,
+        timeout=STARTED_WITHIN,
     )
 
 
 @pytest.fixture
+async def start_villagebot(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Starts the command beside this test's event loop (and the emulator on it); one that
+    outlives a failed test is killed."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(*args: str, **settings: str) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", *args,
+            env=_environment(database_url, settings), cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def finished(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    """Its exit code and what it wrote on stderr, once it has ended by itself."""
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=STARTED_WITHIN)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+@pytest.fixture
 def run(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    def call(*args: str) -> subprocess.CompletedProcess[str]:
-        return villagebot(*args, database_url=database_url, cwd=tmp_path)
+    def call(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+        return villagebot(*args, database_url=database_url, cwd=tmp_path, **settings)
 
     return call
 
@@ -103,3 +152,192 @@ def test_a_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "villagebot: setting DATABASE_URL: cannot use the database: file is not a database"
     )
+
+
+# ---- `villagebot run`: a start that cannot succeed says why and ends --------------------------
+
+TOKEN = "123456:TEST-TOKEN"
+
+
+async def test_a_refused_token_is_one_line(start_villagebot) -> None:  # type: ignore[no-untyped-def]
+    async with BotAPIEmulator(token=TOKEN) as telegram:
+        url = telegram.base_url
+        bot = await start_villagebot(
+            "run", BOT_TOKEN="123456:WRONG-TOKEN", TELEGRAM_API_URL=url,
+        )
+        code, stderr = await finished(bot)
+    assert code == 1
+    assert stderr == (
+        f"villagebot: setting BOT_TOKEN: {url} refused it (401 Unauthorized); "
+        "copy the token again from @BotFather\n"
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+async def test_telegram_out_of_reach_is_waited_for_until_stopped(
+    start_villagebot, stop: signal.Signals  # type: ignore[no-untyped-def]
+) -> None:
+    bot = await start_villagebot("run", BOT_TOKEN=TOKEN, TELEGRAM_API_URL="http://127.0.0.1:1")
+    assert bot.stderr is not None
+    attempts = []
+    for wait in ("1 s", "2 s"):
+        line = await asyncio.wait_for(bot.stderr.readline(), timeout=STARTED_WITHIN)
+        attempts.append(line.decode())
+        assert "WARNING bot.startup: cannot reach Telegram at http://127.0.0.1:1: " in line.decode()
+        assert line.decode().endswith(f"; trying again in {wait}\n")
+    asked = time.monotonic()
+    bot.send_signal(stop)
+    code, rest = await finished(bot)
+    assert time.monotonic() - asked < 10
+    assert code == 1
+    assert rest == "villagebot: stopped before the bot started\n", attempts
+
+
+async def test_sigterm_stops_a_running_bot_cleanly(start_villagebot) -> None:  # type: ignore[no-untyped-def]
+    async with BotAPIEmulator(token=TOKEN) as telegram:
+        bot = await start_villagebot("run", BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.base_url)
+        assert bot.stderr is not None
+        seen = []
+        while not seen or "Run polling for bot @villagebot" not in seen[-1]:
+            line = await asyncio.wait_for(bot.stderr.readline(), timeout=STARTED_WITHIN)
+            assert line, seen
+            seen.append(line.decode())
+        bot.send_signal(signal.SIGTERM)
+        code, rest = await finished(bot)
+    assert code == 0, rest
+    assert "Traceback" not in rest and "ERROR" not in rest, rest
+
+
+@pytest.mark.parametrize(
+    ("content", "problems"),
+    [
+        ("township: [\n", ["line 2: expected the node content, but found '<stream end>'"]),
+        (
+            "township: {code: bl, name: 坂里乡}\nvillages: [{code: A}]\n",
+            [
+                "township.code: must be 1-8 capital letters",
+                "villages[0].code: must be 1-32 characters of a-z, 0-9, '_' and '-'",
+                "villages[0].name: missing",
+            ],
+        ),
+    ],
+    ids=["not YAML", "not a directory"],
+)
+def test_an_invalid_directory_file_stops_the_start(
+    run, tmp_path: Path, content: str, problems: list[str]  # type: ignore[no-untyped-def]
+) -> None:
+    path = tmp_path / "directory.yaml"
+    path.write_text(content, encoding="utf-8")
+    result = run("run", BOT_TOKEN=TOKEN, TELEGRAM_API_URL="http://127.0.0.1:1",
+                 DIRECTORY_FILE=str(path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert lines[0] == (
+        f"villagebot: setting DIRECTORY_FILE: {path} is not valid; nothing was changed:"
+    )
+    assert lines[1:] == problems
+
+
+def test_a_missing_directory_file_is_one_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("run", BOT_TOKEN=TOKEN, DIRECTORY_FILE=str(tmp_path / "nowhere.yaml"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"villagebot: setting DIRECTORY_FILE: file {tmp_path / 'nowhere.yaml'} does not exist\n"
+    )
+
+
+def test_run_with_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    result = villagebot(
+        "run", database_url="postgres://postgres@127.0.0.1:1/none", cwd=tmp_path,
+        BOT_TOKEN=TOKEN, TELEGRAM_API_URL="http://127.0.0.1:1",
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "villagebot: setting DATABASE_URL: cannot use the database:"
+    )
+    assert len(result.stderr.splitlines()) == 1
+
+
+# ---- TIMEZONE, township time ------------------------------------------------------------------
+
+
+def _directory_without_a_zone(tmp_path: Path) -> Path:
+    data = yaml.safe_load(EXAMPLE_DIRECTORY.read_text(encoding="utf-8"))
+    del data["township"]["timezone"]
+    path = tmp_path / "no-zone.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_a_township_that_names_no_zone_keeps_township_time_in_timezone(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path
+) -> None:
+    imported = run("directory", "import", str(_directory_without_a_zone(tmp_path)),
+                   TIMEZONE="Europe/Berlin")
+    assert imported.returncode == 0, imported.stderr
+    exported = run("directory", "export", TIMEZONE="Asia/Shanghai")
+    assert yaml.safe_load(exported.stdout)["township"]["timezone"] == "Europe/Berlin"
+
+    invited = run("invite", "su-jinqiao", "--bot-username", "banli_bot")
+    assert invited.returncode == 0, invited.stderr
+    expires = re.search(r"expires (\S+ \S+) Europe/Berlin \(UTC\+0[12]:00\)$", invited.stderr)
+    assert expires, invited.stderr
+    berlin = datetime.now(UTC).astimezone(ZoneInfo("Europe/Berlin")) + timedelta(days=7)
+    shown = datetime.strptime(expires[1], "%Y-%m-%d %H:%M")
+    assert abs(shown - berlin.replace(tzinfo=None)) < timedelta(minutes=5)
+
+    # A file that names its zone keeps it, whatever TIMEZONE says.
+    again = run("directory", "import", str(EXAMPLE_DIRECTORY), TIMEZONE="Europe/Berlin")
+    assert again.returncode == 0, again.stderr
+    exported = run("directory", "export")
+    assert yaml.safe_load(exported.stdout)["township"]["timezone"] == "Asia/Shanghai"
+    invited = run("invite", "su-jinqiao", "--bot-username", "banli_bot")
+    assert re.search(r"expires \S+ \S+ Asia/Shanghai \(UTC\+08:00\)$", invited.stderr)
+
+
+# ---- digest and ranking -------------------------------------------------------------------------
+
+
+def test_a_dry_run_writes_a_chart_only_when_asked(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("directory", "import", str(EXAMPLE_DIRECTORY)).returncode == 0
+    shown = run("digest", "--dry-run")
+    assert shown.returncode == 0, shown.stderr
+    assert "chart" not in shown.stdout
+    assert list(tmp_path.glob("*.png")) == []
+    charted = run("digest", "--dry-run", "--chart", "week.png")
+    assert charted.returncode == 0, charted.stderr
+    assert (tmp_path / "week.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_chart_without_dry_run_is_refused(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert run("directory", "import", str(EXAMPLE_DIRECTORY)).returncode == 0
+    refused = run("digest", "--chart", "week.png")
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == (
+        "villagebot: error: --chart works with --dry-run only (without it the digest is queued)"
+    )
+    assert not (tmp_path / "week.png").exists()
+    assert "queued for chat" in run("digest").stdout  # not "already queued"
+
+
+@pytest.mark.parametrize("command", ["digest", "ranking"])
+def test_the_township_must_be_named_among_several_or_imported_first(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path, command: str
+) -> None:
+    none = run(command, "--dry-run")
+    assert none.returncode == 2
+    assert none.stderr == (
+        "villagebot: no township yet: import a directory first "
+        "(villagebot directory import FILE)\n"
+    )
+    assert run("directory", "import", str(EXAMPLE_DIRECTORY)).returncode == 0
+    second = yaml.safe_load(EXAMPLE_DIRECTORY.read_text(encoding="utf-8"))
+    second["township"]["code"] = "XY"
+    (tmp_path / "xy.yaml").write_text(yaml.safe_dump(second, allow_unicode=True), "utf-8")
+    assert run("directory", "import", str(tmp_path / "xy.yaml")).returncode == 0
+    several = run(command, "--dry-run")
+    assert several.returncode == 2
+    assert several.stderr == (
+        "villagebot: several townships (BL, XY): add --township with one of them\n"
+    )
+    assert run(command, "--dry-run", "--township", "XY").returncode == 0
