@@ -116,7 +116,9 @@ class Villagebot:
         bot = bot or build_bot(settings)
         dispatcher = build_dispatcher(settings)
         await set_default_menus(bot, settings.default_language)
-        courier = Courier(bot, per_second=settings.messages_per_second)
+        courier = Courier(
+            bot, per_second=settings.messages_per_second, owner=settings.instance
+        )
         bot.session.middleware(ReplyPacing(courier))  # replies share its overall window
         bot.session.middleware(KeepResponseModels())
         await courier.start()
