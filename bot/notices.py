@@ -796,8 +796,13 @@ async def undelivered(row_ids: list[int], *, forbidden: bool) -> None:
     the cases; of any other failure once per notice. A card that now reaches nobody of the
     case's unit goes to the unit above, or, without one, to the township's dispatchers.
     """
+    # A refused chat fails every part of a notice with its text: the text stands for it. An
+    # edit that failed leaves the message it changes as it was, which was told already.
+    kinds = [DeliveryKind.TEXT]
+    if not forbidden:
+        kinds = [kind for kind in DeliveryKind if kind != DeliveryKind.EDIT]
     rows = await Delivery.filter(
-        id__in=row_ids, kind=DeliveryKind.TEXT, case_id__isnull=False, failed_at__isnull=False
+        id__in=row_ids, kind__in=kinds, case_id__isnull=False, failed_at__isnull=False
     ).order_by("id")
     if not rows:
         return

@@ -9,10 +9,12 @@ its timeline, so it can be played.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
 from aiogram import F
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from tortoise.expressions import Q
@@ -219,7 +221,8 @@ async def open_case(query: CallbackQuery, callback_data: CaseAction, person: Per
         return
     await query.answer()
     if case.voice_file_id:
-        await query.message.answer_voice(case.voice_file_id)
+        with contextlib.suppress(TelegramBadRequest):  # a voice Telegram lost: the text still
+            await query.message.answer_voice(case.voice_file_id)
     await query.message.answer(
         await timeline_text(case, person.language, everything=everything),
         reply_markup=await _buttons(person, case) if everything else None,
