@@ -841,17 +841,21 @@ async def _tell_unreached(rows: list[Delivery], found: dict[int, Case]) -> None:
     else:
         since = int(delivery._now().timestamp()) // 86400  # a group: once a day
     numbers = ", ".join(sorted({c.number for c in found.values()}))
+    message = (
+        N_("⚠️ {who} refuses the bot's messages: the bot may have been removed from the "
+           "group. Not delivered: {numbers}.")
+        if chat_id < 0
+        else N_("⚠️ {who} cannot get messages from the bot: they have not started it, or "
+                "have blocked it. Not delivered: {numbers}. Officials get their cards "
+                "when they send /start to the bot.")
+    )
     for admin in await _admins(case.township_id):  # type: ignore[attr-defined]
         if admin.id == chat_id:
             continue
         await delivery.post(
             admin.id,
-            text(
-                N_("⚠️ {who} cannot get messages from the bot: they have not started it, or "
-                   "have blocked it. Not delivered: {numbers}. Officials get their cards "
-                   "when they send /start to the bot."),
-                admin.language, who=await _who(chat_id, case, admin.language), numbers=numbers,
-            ),
+            text(message, admin.language, who=await _who(chat_id, case, admin.language),
+                 numbers=numbers),
             key=f"unreached:{chat_id}:{since}:{admin.id}",
         )
 
