@@ -130,7 +130,9 @@ class Villagebot:
             undo.push_async_callback(dispatcher.storage.close)
             undo.push_async_callback(dispatcher.fsm.events_isolation.close)
             await set_default_menus(bot, settings.default_language)
-            courier = Courier(bot, per_second=settings.messages_per_second)
+            courier = Courier(
+                bot, per_second=settings.messages_per_second, owner=settings.instance
+            )
             # Replies paced with the courier, retried, never stopped by a cosmetic call.
             bot.session.middleware(DirectReplies(courier))
             bot.session.middleware(KeepResponseModels())

@@ -6,6 +6,7 @@ run a township's bot are rarely Python programmers: `SettingsError` carries that
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: What the Bot API server allows overall: Telegram's 30; a local test server may allow more.
     messages_per_second: int = Field(default=30, ge=1, le=100_000)
+    #: This process's name for the outbox's leases: a restart under the same name takes back
+    #: at once what the last run had claimed. One per process; the host name by default.
+    instance: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
     # Supervision (scheduler/): see the README's "Supervision" section.
     scheduler: bool = True
     quiet_hours: str = "22:00-07:00"

@@ -5,11 +5,14 @@ through here and nowhere else. `post` and `edit` write `Delivery` rows in the ca
 transaction, so a change that rolls back tells nobody and a change that commits is told even if
 the process dies a moment later. The `Courier` of each running process sends the rows:
 
-- It claims a row with one conditional UPDATE that sets `lease_until`; two processes on one
-  database never both claim a row, and the rows of a courier that died are taken over when
-  its lease runs out.
+- It claims a row with one conditional UPDATE that sets `lease_until` and `lease_owner`; two
+  processes on one database never both claim a row, and the rows of a courier that died are
+  taken over when its lease runs out. A courier restarted under the same owner (the INSTANCE
+  setting) takes its own unfinished rows back at start instead of waiting for the lease.
 - Per chat, rows go out in id order: a chat's row is sent only when every earlier row of that
-  chat is sent or has failed. An edit therefore waits for its original.
+  chat is sent or has failed. An edit therefore waits for its original. Across chats, rows of
+  an emergency case (`priority`) go before the others, and so do the rows queued before them
+  in their chat.
 - Telegram's limits are kept in memory: 30 messages a second overall, one a second per private
   chat, 20 a minute per group; an album counts as its number of photos. The handlers' direct
   replies go through the same Bot, so `DirectReplies` (a session middleware) counts them in the
@@ -18,6 +21,8 @@ the process dies a moment later. The `Courier` of each running process sends the
   while); network errors and 5xx are retried with capped exponential backoff and given up after
   `MAX_ATTEMPTS`; a 403 (blocked, deactivated, never started) marks the account blocked and
   fails that chat's pending rows; any other refusal fails the row with Telegram's text.
+- A row that fails for good is not only logged: `bot.notices.undelivered` tells whom it
+  concerns (the case's timeline, the township's administrators, another reader for a card).
 - No database transaction is open during a call to Telegram.
 
 Exactly once, honestly: Telegram has no idempotency key, so "sent" is written right after
@@ -33,6 +38,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -87,7 +93,12 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.methods.base import Response, TelegramType
-from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, InputMediaPhoto
+from aiogram.types import (
+    BufferedInputFile,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    ReplyKeyboardMarkup,
+)
 from tortoise import connections
 from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.exceptions import IntegrityError
@@ -95,7 +106,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
-from bot.models import Account, Delivery, DeliveryKind
+from bot.models import Account, Case, Delivery, DeliveryKind
 
 __all__ = ["Courier", "DirectReplies", "edit", "post", "wake"]
 
@@ -132,7 +143,10 @@ REPLY_RETRY_MAX = 5
 REPLY_RETRIES = 2
 NOT_MODIFIED = "message is not modified"
 ERROR_MAX = 255
+#: `Delivery.priority` of an emergency case's rows.
+EMERGENCY = 1
 UPLOAD_NAME = "chart.png"
+OWNER_MAX = 64
 
 _couriers: set[Courier] = set()
 #: True in the courier's sending tasks: `DirectReplies` leaves those requests to the courier.
@@ -162,23 +176,33 @@ def _chunks(photos: Sequence[str]) -> list[list[str]]:
     return [items[start : start + ALBUM_MAX] for start in range(0, len(items), ALBUM_MAX)]
 
 
+async def _priority(case_id: int | None) -> int:
+    """An emergency case's rows go first: the one rule, kept here so no notice forgets it."""
+    if case_id is None:
+        return 0
+    emergency = await Case.filter(id=case_id, category__emergency=True).exists()
+    return EMERGENCY if emergency else 0
+
+
 async def post(
     chat_id: int,
     text: str,
     *,
+    voice: str | None = None,
     photos: Sequence[str] = (),
     image: bytes | None = None,
     location: tuple[float, float] | None = None,
-    keyboard: InlineKeyboardMarkup | None = None,
+    keyboard: InlineKeyboardMarkup | ReplyKeyboardMarkup | None = None,
     case_id: int | None = None,
     card: bool = False,
     key: str | None = None,
 ) -> Delivery:
-    """Queue one notification (photos, then the pin, then the text); returns the text row.
+    """Queue one notification (voice, photos, the pin, then the text); returns the text row.
 
-    `photos` are Telegram file ids; `image` is a picture of our own (a PNG chart), uploaded.
-    Joins the caller's transaction when there is one. With `key`, a notification already
-    queued under that key is returned instead and nothing new is queued.
+    `voice` and `photos` are Telegram file ids; `image` is a picture of our own (a PNG chart),
+    uploaded. `keyboard` is the text's buttons, or a menu under the typing field. Joins the
+    caller's transaction when there is one. With `key`, a notification already queued under
+    that key is returned instead and nothing new is queued.
     """
     if key is not None:
         existing = await Delivery.get_or_none(key=key)
@@ -194,7 +218,15 @@ async def post(
                 "case_id": case_id,
                 "created_at": now,
                 "not_before": now,
+                "priority": await _priority(case_id),
             }
+            if common["priority"]:
+                # The chat's earlier rows stand between it and this one: they go first too.
+                await _pending().filter(chat_id=chat_id, priority__lt=common["priority"]).update(
+                    priority=common["priority"]
+                )
+            if voice is not None:
+                await Delivery.create(kind=DeliveryKind.VOICE, payload={"voice": voice}, **common)
             if image is not None:
                 await Delivery.create(
                     kind=DeliveryKind.PHOTO,
@@ -247,22 +279,29 @@ async def edit(
         case_id=original.case_id,  # type: ignore[attr-defined]
         created_at=now,
         not_before=now,
+        priority=original.priority,
     )
     if not _in_callers_transaction():
         wake()
     return row
 
 
-def _text_payload(text: str, keyboard: InlineKeyboardMarkup | None) -> dict[str, Any]:
+def _text_payload(
+    text: str, keyboard: InlineKeyboardMarkup | ReplyKeyboardMarkup | None
+) -> dict[str, Any]:
     payload: dict[str, Any] = {"text": text}
     if keyboard is not None:
         payload["reply_markup"] = keyboard.model_dump(mode="json", exclude_none=True)
     return payload
 
 
-def _keyboard(payload: dict[str, Any]) -> InlineKeyboardMarkup | None:
+def _keyboard(payload: dict[str, Any]) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
     markup = payload.get("reply_markup")
-    return InlineKeyboardMarkup.model_validate(markup) if markup else None
+    if not markup:
+        return None
+    if "keyboard" in markup:
+        return ReplyKeyboardMarkup.model_validate(markup)
+    return InlineKeyboardMarkup.model_validate(markup)
 
 
 def _cost(row: Delivery) -> int:
@@ -444,7 +483,18 @@ async def _heads(now: datetime, *, limit: int, free_only: bool = True) -> list[D
     query = Delivery.filter(id__in=Subquery(firsts), not_before__lte=now)
     if free_only:
         query = query.filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
-    return await query.order_by("id").limit(limit)
+    return await query.order_by("-priority", "id").limit(limit)
+
+
+async def _undelivered(row_ids: list[int], *, forbidden: bool) -> None:
+    """Rows failed for good: the domain decides who must hear of it (never only a log line)."""
+    from bot import notices  # the domain queues through this module: imported when needed
+
+    try:
+        await notices.undelivered(row_ids, forbidden=forbidden)
+    except Exception:
+        log.exception("courier: telling about undelivered rows %s failed", row_ids)
+    wake()
 
 
 def _describe(error: BaseException) -> str:
@@ -453,10 +503,18 @@ def _describe(error: BaseException) -> str:
 
 
 class Courier:
-    """Sends the outbox through one Bot; start one per process, any number per database."""
+    """Sends the outbox through one Bot; start one per process, any number per database.
 
-    def __init__(self, bot: Bot, *, per_second: int = GLOBAL_PER_SECOND) -> None:
+    `owner` names the process slot (the INSTANCE setting): the same name after a restart
+    takes back the rows the previous run had claimed. Without one the courier is a stranger
+    to every earlier run, and their rows wait for their leases to run out.
+    """
+
+    def __init__(
+        self, bot: Bot, *, per_second: int = GLOBAL_PER_SECOND, owner: str | None = None
+    ) -> None:
         self.bot = bot
+        self.owner = (owner or f"courier-{secrets.token_hex(6)}")[:OWNER_MAX]
         self._pacer = _Pacer(per_second)
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()
@@ -472,6 +530,7 @@ class Courier:
     async def start(self) -> None:
         if self._loop_task is not None:
             return
+        await self._take_back()
         self._stopping = False
         self._loop_task = asyncio.create_task(self._run(), name="courier")
         _couriers.add(self)
@@ -492,6 +551,18 @@ class Courier:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
+
+    async def _take_back(self) -> None:
+        """The rows this owner claimed before a restart are free again: sent now, not in a
+        minute. (Each may have reached Telegram just before the process stopped: the one
+        resend the module's docstring owns up to.)"""
+        released = await (
+            _pending()
+            .filter(lease_owner=self.owner, lease_until__isnull=False)
+            .update(lease_until=None)
+        )
+        if released:
+            log.info("courier %s: took back %s unfinished rows", self.owner, released)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -561,14 +632,13 @@ class Courier:
             task.add_done_callback(self._tasks.discard)
         return delay
 
-    @staticmethod
-    async def _claim(row: Delivery) -> bool:
+    async def _claim(self, row: Delivery) -> bool:
         """Take the row if nobody holds it: one conditional UPDATE, safe across processes."""
         now = _now()
         claimed = await (
             _pending()
             .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now), id=row.id)
-            .update(lease_until=now + LEASE)
+            .update(lease_until=now + LEASE, lease_owner=self.owner)
         )
         return bool(claimed)
 
@@ -641,6 +711,9 @@ class Courier:
             media = [InputMediaPhoto(media=photo) for photo in payload["photos"]]
             messages = await bot.send_media_group(chat_id, media, request_timeout=timeout)
             return [message.message_id for message in messages]
+        if row.kind == DeliveryKind.VOICE:
+            message = await bot.send_voice(chat_id, payload["voice"], request_timeout=timeout)
+            return [message.message_id]
         if row.kind == DeliveryKind.LOCATION:
             message = await bot.send_location(
                 chat_id, payload["latitude"], payload["longitude"], request_timeout=timeout
@@ -693,6 +766,7 @@ class Courier:
         await Delivery.filter(id=row.id).update(
             failed_at=_now(), lease_until=None, error=error[:ERROR_MAX]
         )
+        await _undelivered([row.id], forbidden=False)
 
     @staticmethod
     async def _release(row: Delivery, *, delay: float, count: bool, error: str | None) -> None:
@@ -723,9 +797,11 @@ class Courier:
         log.warning("courier: chat %s refuses messages: %s", row.chat_id, error)
         if row.chat_id > 0:
             await Account.filter(id=row.chat_id, blocked_at__isnull=True).update(blocked_at=now)
-        await _pending().filter(chat_id=row.chat_id).update(
+        failing = await _pending().filter(chat_id=row.chat_id).values_list("id", flat=True)
+        await Delivery.filter(id__in=list(failing), sent_at__isnull=True).update(
             failed_at=now, lease_until=None, error=error[:ERROR_MAX]
         )
+        await _undelivered(list(failing), forbidden=True)
 
     @staticmethod
     async def _migrated(row: Delivery, new_chat_id: int) -> None:

@@ -1498,6 +1498,7 @@ class BotAPIEmulator:
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
             "sendDocument": self._send_document,
+            "sendVoice": self._send_voice,
             "sendMediaGroup": self._send_media_group,
             "sendLocation": self._send_location,
             "sendChatAction": self._send_chat_action,
@@ -2464,6 +2465,22 @@ class BotAPIEmulator:
             content_type = None
         return self._new_document(source.data, source.filename, content_type)
 
+    async def _voice(self, value: Any, p: _Params) -> dict:
+        """A voice note: one Telegram knows by its file_id, or an upload (Ogg, as sent)."""
+        source = await self._input_file(value, p)
+        if isinstance(source, str):
+            return dict(self._known_media(source, "voice"))
+        stored = self._store_file("voice", source.data, ".oga")
+        voice = {
+            "duration": max(p.integer("duration") or 0, 0),
+            "mime_type": "audio/ogg",
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": len(source.data),
+        }
+        self._media[stored.file_id] = ("voice", voice)
+        return voice
+
     # ---- Bot API methods -------------------------------------------------------------------
 
     async def _get_me(self, p: _Params) -> dict:
@@ -2513,6 +2530,17 @@ class BotAPIEmulator:
         reply = self._reply_target(chat, p)
         document = await self._document(value, p)
         content = self._with_caption({"document": document}, caption, entities)
+        return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
+
+    async def _send_voice(self, p: _Params) -> dict:
+        chat = self._send_target(p)
+        value = p.get("voice")
+        if value is None:
+            raise _bad("there is no voice in the request")
+        caption, entities = self._caption(p)
+        markup = self._markup(p)
+        reply = self._reply_target(chat, p)
+        content = self._with_caption({"voice": await self._voice(value, p)}, caption, entities)
         return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
 
     async def _send_media_group(self, p: _Params) -> list[dict]:

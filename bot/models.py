@@ -372,6 +372,7 @@ class DeliveryKind(StrEnum):
     PHOTO = "photo"
     ALBUM = "album"
     LOCATION = "location"
+    VOICE = "voice"
     EDIT = "edit"
 
 
@@ -404,6 +405,10 @@ class Delivery(Model):
     attempts = fields.IntField(default=0)
     # A courier owns the row until `lease_until`; a crashed courier's rows are taken over.
     lease_until = fields.DatetimeField(null=True)
+    # Which courier (the INSTANCE setting) holds the lease: restarted, it takes its rows back.
+    lease_owner = fields.CharField(max_length=64, null=True)
+    # Higher goes first across chats (an emergency case's rows); each chat keeps its order.
+    priority = fields.SmallIntField(default=0)
     sent_at = fields.DatetimeField(null=True)
     failed_at = fields.DatetimeField(null=True)
     error = fields.CharField(max_length=255, null=True)

@@ -9,8 +9,14 @@ Case cards: the message that offers a case to a unit (in its group chat, or to e
 privately). Every copy is a `Delivery` row with `card=True`; when the case moves, every copy
 is edited to show where it stands, and only the assignee's own copy keeps buttons to work on.
 
-The villager is not told about REPORT here: the report flow's own confirmation already gives
-the case number, the unit and the accept deadline, and a second message would repeat it.
+The villager's confirmation of a report (the case number, the unit, the accept deadline) is
+queued here with the case, not answered by the report flow: a process stopped right after
+Submit still tells it once it runs again.
+
+Nothing fails quietly: `undelivered` is called by the courier for rows it gave up on, and
+puts the failure in the case's timeline, tells the township's administrators, and sends a
+card that reached nobody of its unit to the unit above (or the dispatchers). `resend_cards`
+sends an official who starts the bot the cards that could not reach them before.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
+from tortoise.transactions import in_transaction
 
 from bot import delivery
 from bot.callbacks import CaseAction
 from bot.i18n import N_, catalogs
-from bot.keyboards import button, inline
+from bot.keyboards import button, inline, villager_menu
 from bot.languages import LANGUAGES
 from bot.models import (
     Account,
@@ -40,7 +47,7 @@ from bot.models import (
     Unit,
     Villager,
 )
-from bot.routing import supervisors
+from bot.routing import supervisor_of, supervisors
 
 if TYPE_CHECKING:
     from bot.cases import Change
@@ -151,6 +158,14 @@ async def _scene(change: Change) -> Scene:
         case, change.event, case.unit, upward, reporter, reporter_account, assignee,
         assignee_account, actor,
     )
+
+
+async def _scene_of(case: Case) -> Scene:
+    """The case as it stands, outside a change (reminders, failures, a late /start)."""
+    event = await CaseEvent.filter(case_id=case.id).order_by("-id").first()
+    from bot.cases import Change
+
+    return await _scene(Change(case, event))  # type: ignore[arg-type]
 
 
 def _name(official: Official | None, language: str) -> str:
@@ -290,27 +305,47 @@ async def _language_of(chat_id: int) -> str:
 # ---- cards ------------------------------------------------------------------------------------
 
 
-async def _post_cards(scene: Scene, previous: Unit | None, *, dispatchers_too: bool) -> None:
+async def _post_card(
+    scene: Scene,
+    reader: Reader,
+    *,
+    previous: Unit | None = None,
+    headline: str | None = None,
+    buttons: bool = True,
+    key: str | None = None,
+) -> None:
+    """One copy of a new case's card: its voice, photos and pin, then the text and buttons."""
     case = scene.case
     location = None
     if case.latitude is not None and case.longitude is not None:
         location = (case.latitude, case.longitude)
-    for reader in await _card_readers(scene.unit, dispatchers_too=dispatchers_too):
-        lines = [card_body(scene, reader.language)]
-        arrival = arrival_line(scene, reader.language, previous)
-        if arrival:
-            lines += ["", arrival]
-        await delivery.post(
-            reader.chat_id,
-            "\n".join(lines),
-            photos=case.photos,
-            location=location,
-            keyboard=card_keyboard(
-                case, reader.language, assign=reader.may_assign, upward=scene.upward
-            ),
-            case_id=case.id,
-            card=True,
+    lines = [card_body(scene, reader.language)]
+    arrival = arrival_line(scene, reader.language, previous)
+    if arrival:
+        lines += ["", arrival]
+    if headline:
+        lines = [headline, "", *lines]
+    keyboard = None
+    if buttons:
+        keyboard = card_keyboard(
+            case, reader.language, assign=reader.may_assign, upward=scene.upward
         )
+    await delivery.post(
+        reader.chat_id,
+        "\n".join(lines),
+        voice=case.voice_file_id,
+        photos=case.photos,
+        location=location,
+        keyboard=keyboard,
+        case_id=case.id,
+        card=True,
+        key=key,
+    )
+
+
+async def _post_cards(scene: Scene, previous: Unit | None, *, dispatchers_too: bool) -> None:
+    for reader in await _card_readers(scene.unit, dispatchers_too=dispatchers_too):
+        await _post_card(scene, reader, previous=previous)
 
 
 async def _card_rows(case: Case) -> list[Delivery]:
@@ -404,6 +439,34 @@ async def _officials_on_case(scene: Scene) -> list[Account]:
 
 async def _reported(scene: Scene) -> None:
     await _post_cards(scene, None, dispatchers_too=False)
+    await _confirm_report(scene)
+
+
+async def _confirm_report(scene: Scene) -> None:
+    """The villager's case number, who handles it, and by when they are to accept it.
+
+    Queued with the case: the Submit button is gone once the case exists, so a confirmation
+    lost with the process would leave the villager to report the problem again.
+    """
+    account = scene.reporter_account
+    if account is None:
+        return
+    case, language = scene.case, account.language
+    lines = [
+        text(N_("✅ Your report is submitted. Case number: {number}"), language,
+             number=case.number),
+        "",
+        text(N_("{unit} will handle it and is to accept it by {deadline}."), language,
+             unit=scene.unit.display_name(language),
+             deadline=local_time(case.accept_by, scene.timezone)),
+        text(N_("I will tell you when it is accepted and when it is resolved. /mycases shows it."),
+             language),
+    ]
+    if case.anonymous:
+        lines.append(text(N_("Officials will not see your name or phone."), language))
+    with catalogs().speaking(language):
+        menu = villager_menu()
+    await delivery.post(account.id, "\n".join(lines), keyboard=menu, case_id=case.id)
 
 
 async def _accepted(scene: Scene) -> None:
@@ -637,10 +700,7 @@ async def remind(case: Case, key: str) -> int:
     The reminder is a copy of the case's card (its buttons, edited when the case moves), with
     the reminder on top. Returns how many chats it was queued for.
     """
-    event = await CaseEvent.filter(case_id=case.id).order_by("-id").first()
-    from bot.cases import Change
-
-    scene = await _scene(Change(case, event))  # type: ignore[arg-type]
+    scene = await _scene_of(case)
     if scene.case.status == CaseStatus.NEW:
         readers = await _card_readers(scene.unit, dispatchers_too=False)
         message = N_("⏰ Reminder: case {number} is waiting to be accepted, by {deadline}.")
@@ -695,3 +755,189 @@ async def announce(change: Change) -> None:
         log.warning("no notices for case action %r", change.event.action)
         return
     await handler(await _scene(change))
+
+
+# ---- what could not be delivered ------------------------------------------------------------
+
+#: The case event that records a notice the courier gave up on (internal, never public).
+UNDELIVERED = "undelivered"
+
+
+async def _admins(township_id: int) -> list[Account]:
+    """The township's administrators whose Telegram account is bound."""
+    officials = await Official.filter(
+        township_id=township_id, role=Role.ADMIN, active=True, account_id__isnull=False
+    ).order_by("id")
+    ids = [o.account_id for o in officials]  # type: ignore[attr-defined]
+    return list(await Account.filter(id__in=ids).order_by("id"))
+
+
+async def _who(chat_id: int, case: Case, language: str) -> str:
+    """The chat a notice was for, as an administrator knows it: an official with their units,
+    a unit's group; a villager only as the reporter, without their name or phone."""
+    if chat_id < 0:
+        unit = await Unit.filter(group_chat_id=chat_id).order_by("id").first()
+        if unit is None:
+            return text(N_("a group chat"), language)
+        return text(N_("the group chat of {unit}"), language, unit=unit.display_name(language))
+    official = await Official.filter(
+        account_id=chat_id, township_id=case.township_id  # type: ignore[attr-defined]
+    ).order_by("id").first()
+    if official is None:
+        return text(N_("the reporter"), language)
+    units = await official.units.filter(active=True).order_by("id")
+    return text(
+        N_("{name} ({units})"), language, name=official.display_name(language),
+        units=", ".join(unit.display_name(language) for unit in units) or "-",
+    )
+
+
+async def undelivered(row_ids: list[int], *, forbidden: bool) -> None:
+    """Notices on cases that the courier gave up on: said, not only logged.
+
+    Each goes into its case's timeline as an internal event. The township's administrators
+    are told: of a chat that refuses the bot (`forbidden`, a 403) once while it does, naming
+    the cases; of any other failure once per notice. A card that now reaches nobody of the
+    case's unit goes to the unit above, or, without one, to the township's dispatchers.
+    """
+    # A refused chat fails every part of a notice with its text: the text stands for it. An
+    # edit that failed leaves the message it changes as it was, which was told already.
+    kinds = [DeliveryKind.TEXT]
+    if not forbidden:
+        kinds = [kind for kind in DeliveryKind if kind != DeliveryKind.EDIT]
+    rows = await Delivery.filter(
+        id__in=row_ids, kind__in=kinds, case_id__isnull=False, failed_at__isnull=False
+    ).order_by("id")
+    if not rows:
+        return
+    case_ids = {row.case_id for row in rows}  # type: ignore[attr-defined]
+    found = {case.id: case for case in await Case.filter(id__in=case_ids)}
+    async with in_transaction():
+        for row in rows:
+            await _record_undelivered(row, found[row.case_id])  # type: ignore[attr-defined]
+        if forbidden:
+            await _tell_unreached(rows, found)
+        else:
+            for row in rows:
+                await _tell_undelivered(row, found[row.case_id])  # type: ignore[attr-defined]
+        for case_id in sorted({row.case_id for row in rows if row.card}):  # type: ignore[attr-defined]
+            await _card_fallback(found[case_id])
+
+
+async def _record_undelivered(row: Delivery, case: Case) -> None:
+    """An internal event in the case's history (appended, like every event)."""
+    who = await _who(row.chat_id, case, GROUP_LANGUAGE)
+    await CaseEvent.create(
+        case_id=case.id, at=delivery._now(), action=UNDELIVERED, actor_id=None,
+        from_status=case.status, to_status=case.status,
+        unit_id=case.unit_id,  # type: ignore[attr-defined]
+        note=f"{who}: {row.error or '-'}", public=False,
+    )
+
+
+async def _tell_unreached(rows: list[Delivery], found: dict[int, Case]) -> None:
+    """A chat refuses the bot: the administrators hear it once while it does."""
+    chat_id = rows[0].chat_id
+    case = found[rows[0].case_id]  # type: ignore[attr-defined]
+    account = await Account.get_or_none(id=chat_id) if chat_id > 0 else None
+    if account is not None and account.blocked_at is not None:
+        since = int(account.blocked_at.timestamp())  # until the person starts the bot again
+    else:
+        since = int(delivery._now().timestamp()) // 86400  # a group: once a day
+    numbers = ", ".join(sorted({c.number for c in found.values()}))
+    message = (
+        N_("⚠️ {who} refuses the bot's messages: the bot may have been removed from the "
+           "group. Not delivered: {numbers}.")
+        if chat_id < 0
+        else N_("⚠️ {who} cannot get messages from the bot: they have not started it, or "
+                "have blocked it. Not delivered: {numbers}. Officials get their cards "
+                "when they send /start to the bot.")
+    )
+    for admin in await _admins(case.township_id):  # type: ignore[attr-defined]
+        if admin.id == chat_id:
+            continue
+        await delivery.post(
+            admin.id,
+            text(message, admin.language, who=await _who(chat_id, case, admin.language),
+                 numbers=numbers),
+            key=f"unreached:{chat_id}:{since}:{admin.id}",
+        )
+
+
+async def _tell_undelivered(row: Delivery, case: Case) -> None:
+    for admin in await _admins(case.township_id):  # type: ignore[attr-defined]
+        if admin.id == row.chat_id:
+            continue
+        await delivery.post(
+            admin.id,
+            text(
+                N_("⚠️ A message on case {number} could not be delivered to {who}: {error}"),
+                admin.language, number=case.number,
+                who=await _who(row.chat_id, case, admin.language), error=row.error or "-",
+            ),
+            key=f"undelivered:{row.id}:{admin.id}",
+        )
+
+
+async def _card_fallback(case: Case) -> None:
+    """A new case's card reached nobody of its unit: the unit above sees it, or the
+    township's dispatchers get it with the buttons. Once per unit the case reaches."""
+    if case.status != CaseStatus.NEW:
+        return
+    scene = await _scene_of(case)
+    readers = await _card_readers(scene.unit, dispatchers_too=False)
+    if not readers:
+        return
+    reached = await Delivery.filter(
+        case_id=case.id, card=True, kind=DeliveryKind.TEXT, failed_at__isnull=True,
+        chat_id__in=[reader.chat_id for reader in readers],
+    ).exists()
+    if reached:
+        return
+    upper = await supervisor_of(scene.unit)
+    others = await _card_readers(upper, dispatchers_too=False) if upper is not None else []
+    buttons = False  # the unit above may not act on the case: it sees that someone does
+    if not others:
+        others, buttons = await _dispatchers(scene), True
+    if not others:
+        log.warning("case %s reaches nobody of %s, nor anyone else", case.number, scene.unit.code)
+        return
+    for reader in others:
+        headline = text(
+            N_("⚠️ Case {number} could not be delivered to anyone of {unit}. Please see that "
+               "it is taken."),
+            reader.language, number=case.number, unit=scene.unit.display_name(reader.language),
+        )
+        await _post_card(
+            scene, reader, headline=headline, buttons=buttons,
+            key=f"card-fallback:{case.id}:{case.escalation_level}:{reader.chat_id}",
+        )
+
+
+async def resend_cards(account: Account) -> int:
+    """An official starts the bot: the cards that could not reach them before, again.
+
+    The cards of their units' cases still waiting to be accepted whose copy to this chat
+    failed (they had not started the bot, or had blocked it). Returns how many.
+    """
+    queued = 0
+    officials = await Official.filter(account_id=account.id, active=True).order_by("id")
+    async with in_transaction():
+        for official in officials:
+            units = await official.units.filter(active=True).values_list("id", flat=True)
+            failed = await Delivery.filter(
+                chat_id=account.id, card=True, kind=DeliveryKind.TEXT,
+                failed_at__isnull=False, case__status=CaseStatus.NEW,
+                case__unit__id__in=list(units),
+            ).values_list("case_id", flat=True)
+            for case_id in sorted(set(failed)):
+                if await Delivery.filter(
+                    chat_id=account.id, case_id=case_id, card=True, kind=DeliveryKind.TEXT,
+                    failed_at__isnull=True,
+                ).exists():
+                    continue  # a copy reached them, or is on its way
+                scene = await _scene_of(await Case.get(id=case_id))
+                may_assign = official.role in (Role.DISPATCHER, Role.LEADER)
+                await _post_card(scene, Reader(account.id, account.language, may_assign))
+                queued += 1
+    return queued

@@ -382,7 +382,7 @@ async def test_a_misconduct_report_reaches_only_the_discipline_office(
     # The discipline office has no unit above it: nothing to decline or escalate to.
     assert buttons(card) == ["✅ 受理", "👤 指派"]
     chats = set(await Delivery.filter(case_id=case.id).values_list("chat_id", flat=True))
-    assert chats == {jiwei.chat_id}
+    assert chats == {jiwei.chat_id, 1001}, "the office, and the reporter's confirmation"
     assert not [m for m in committee.messages() if case.number in (m.get("text") or "")]
     for private in (9101, 9201, 9301):
         assert not [

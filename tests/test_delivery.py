@@ -32,10 +32,20 @@ from aiogram.types import (
 )
 from tortoise.transactions import in_transaction
 
-from bot import delivery
+from bot import cases, delivery, notices
 from bot.delivery import Courier, edit, post
 from bot.emulator import BotAPIEmulator, SendingLimits, buttons
-from bot.models import Account, Delivery, DeliveryKind, Grid, Villager
+from bot.i18n import catalogs
+from bot.models import (
+    Account,
+    CaseEvent,
+    Category,
+    Delivery,
+    DeliveryKind,
+    Grid,
+    Official,
+    Villager,
+)
 from bot.sandbox import Phone, Sandbox
 
 
@@ -431,3 +441,183 @@ async def test_two_couriers_on_one_database_send_each_row_once(sandbox: Sandbox)
         assert mine == [f"{phone.name}-{n}" for n in range(8)], "each once, in order"
     assert first.sent + second.sent == 32
     assert await Delivery.filter(sent_at__isnull=True).count() == 0
+
+
+async def test_a_restarted_process_takes_back_its_own_rows_at_once(sandbox: Sandbox) -> None:
+    """The rows this process slot had claimed when it stopped are sent right after the restart,
+    not when their lease runs out a minute later; another process's rows stay its own."""
+    li = await _open_chat(sandbox, 1001, "李明")
+    wang = await _open_chat(sandbox, 1002, "王芳")
+    await sandbox.app.courier.stop()
+    mine = await post(li.chat_id, "上次没发完的那条")
+    theirs = await post(wang.chat_id, "另一个进程正在发的那条")
+    leased = delivery._now() + delivery.LEASE
+    await Delivery.filter(id=mine.id).update(
+        lease_until=leased, lease_owner=sandbox.settings.instance
+    )
+    await Delivery.filter(id=theirs.id).update(lease_until=leased, lease_owner="another-host")
+
+    await sandbox.restart_bot()
+    await li.expect("上次没发完的那条", timeout=3)
+    assert (await Delivery.get(id=mine.id)).lease_owner == sandbox.settings.instance
+    theirs = await Delivery.get(id=theirs.id)
+    assert theirs.sent_at is None and theirs.lease_owner == "another-host"
+    assert "另一个进程正在发的那条" not in _texts(sandbox.emulator, wang.chat_id)
+
+
+async def test_an_emergency_case_goes_before_everything_queued(sandbox: Sandbox) -> None:
+    """A fire reported while the outbox holds many notices for other chats: its card and its
+    confirmation are sent first; each chat still gets its own rows in order."""
+    emulator = sandbox.emulator
+    arrived: list[tuple[int, str]] = []
+    emulator.on_bot_message(
+        lambda chat_id, message, edited: arrived.append((chat_id, message.get("text") or ""))
+    )
+    dispatch = emulator.group(-1001000000201, "坂里乡调度中心")
+    groups = [-1004000000000 - n for n in range(60)]
+    for n, group in enumerate(groups):
+        emulator.group(group, f"第{n}组")
+    villager = await _villager(sandbox, 3001, "李明")
+    await villager.send("/help")
+    await villager.expect("/report")
+    await sandbox.app.courier.stop()
+    async with in_transaction():
+        for group in groups:
+            await post(group, f"给{group}的周报")
+        await post(dispatch.chat_id, "调度中心的第一条")
+    reporter = await Villager.get(account_id=3001)
+    fire = await cases.report(
+        reporter, await Category.get(code="fire"), description="后山起火了"
+    )
+    arrived.clear()
+
+    await sandbox.app.courier.start()
+    await emulator.wait_for(dispatch.chat_id, fire.case.number, timeout=10)
+    await villager.expect(fire.case.number)
+    await emulator.wait_for(groups[-1], "的周报", timeout=20)
+    await sandbox.app.courier.drained()
+
+    order = [chat_id for chat_id, _ in arrived]
+    assert order.index(villager.chat_id) < 16, "the reporter is told among the first"
+    dispatch_texts = [text for chat_id, text in arrived if chat_id == dispatch.chat_id]
+    assert dispatch_texts[0] == "调度中心的第一条", "a chat's own order is kept"
+    assert fire.case.number in dispatch_texts[1]
+    assert order.index(dispatch.chat_id) < 16, "the dispatch centre's chat goes first"
+    card = await Delivery.get(case_id=fire.case.id, chat_id=dispatch.chat_id)
+    assert card.priority == delivery.EMERGENCY
+    assert all(row.priority == 0 for row in await Delivery.filter(chat_id__in=groups))
+
+
+def _label(message: str) -> str:
+    """A button's label as a zh-hans reader sees it."""
+    return catalogs().text(message, "zh-hans")
+
+
+async def _bound(sandbox: Sandbox, code: str, telegram_id: int, *, opened: bool) -> Phone:
+    """An official bound to a Telegram account by the directory; `opened`: they have written
+    to the bot, so it may write to them."""
+    official = await Official.get(code=code)
+    official.account = await Account.create(
+        id=telegram_id, first_name=official.name, language="zh-hans"
+    )
+    await official.save()
+    phone = sandbox.phone(telegram_id, official.name)
+    if opened:
+        await phone.send("/help")
+        await phone.expect("/start")
+    return phone
+
+
+async def _reporting_villager(sandbox: Sandbox) -> tuple[Villager, Phone]:
+    phone = await _villager(sandbox, 3001, "李明")
+    await phone.send("/help")
+    await phone.expect("/report")
+    return await Villager.get(account_id=3001), phone
+
+
+async def test_cards_for_an_official_who_never_opened_the_bot_are_not_lost(
+    sandbox: Sandbox,
+) -> None:
+    """Bound by the directory, 林秀英 never started the bot, so Telegram refuses every card:
+    the unit above sees each case, the administrator hears of her once, the timeline keeps
+    it, and her /start brings the cards still waiting."""
+    emulator = sandbox.emulator
+    committee = emulator.group(-1001000000101, "正达村两委")
+    admin = await _bound(sandbox, "admin", 9001, opened=True)
+    lin = await _bound(sandbox, "lin-xiuying", 9101, opened=False)
+    villager, li = await _reporting_villager(sandbox)
+    litter = await Category.get(code="litter")
+    first = (await cases.report(villager, litter, description="垃圾桶满了")).case
+
+    fallback = await emulator.wait_for(committee.chat_id, first.number, timeout=10)
+    assert "未能送达正达村第一网格的任何人" in fallback["text"]
+    assert "垃圾桶满了" in fallback["text"], "the card itself"
+    assert buttons(fallback) == [], "the unit above sees it; the buttons are the unit's"
+    told = await admin.expect("收不到机器人的消息")
+    assert "林秀英（正达村第一网格, 正达村两委）" in told["text"] and first.number in told["text"]
+    assert "李明" not in told["text"]
+    await li.expect(first.number)  # the villager's confirmation is not held up
+
+    second = (await cases.report(villager, litter, description="路边有垃圾")).case
+    await emulator.wait_for(committee.chat_id, second.number, timeout=10)
+    await sandbox.app.courier.drained()
+    assert len([t for t in _texts(emulator, admin.chat_id) if "收不到机器人的消息" in t]) == 1, (
+        "once per official, not per card"
+    )
+    committee_texts = [m.get("text") or "" for m in committee.messages()]
+    assert len([t for t in committee_texts if first.number in t]) == 1, "once per case"
+    for case in (first, second):
+        [event] = await CaseEvent.filter(case_id=case.id, action="undelivered")
+        assert not event.public and "林秀英" in (event.note or "")
+    assert emulator.bot_messages(lin.chat_id) == []
+
+    await cases.accept(second.id, await Official.get(code="lin-xiuying"))  # taken meanwhile
+    await lin.send("/start")
+    await lin.expect("林秀英")
+    card = await lin.expect(first.number)
+    assert _label(notices.ACCEPT) in buttons(card)
+    await sandbox.app.courier.drained()
+    assert not [m for m in emulator.bot_messages(lin.chat_id) if second.number in m["text"]], (
+        "a case no longer waiting is not sent again"
+    )
+    assert (await Account.get(id=lin.chat_id)).blocked_at is None
+    await lin.send("/start")
+    await lin.expect("林秀英")
+    await sandbox.app.courier.drained()
+    copies = [m for m in emulator.bot_messages(lin.chat_id) if first.number in m.get("text", "")]
+    assert len(copies) == 1, "a card that reached her is not sent again"
+    await lin.tap(_label(notices.ACCEPT))
+    await li.expect(f"{first.number} 已由林秀英")
+
+
+async def test_a_notice_given_up_is_told_and_kept_in_the_timeline(sandbox: Sandbox) -> None:
+    """After MAX_ATTEMPTS the courier gives a row up: the administrator is told (the case and
+    whom it was for, no villager's name), and the officials' timeline shows it."""
+    emulator = sandbox.emulator
+    admin = await _bound(sandbox, "admin", 9001, opened=True)
+    lin = await _bound(sandbox, "lin-xiuying", 9101, opened=True)
+    villager, li = await _reporting_villager(sandbox)
+    litter = await Category.get(code="litter")
+    case = (await cases.report(villager, litter, description="垃圾桶满了")).case
+    await lin.expect(case.number)
+    await li.expect(case.number)
+    await sandbox.app.courier.stop()
+    await cases.accept(case.id, await Official.get(code="lin-xiuying"))
+    accepted = await Delivery.get(chat_id=li.chat_id, case_id=case.id, sent_at__isnull=True)
+    await Delivery.filter(id=accepted.id).update(attempts=delivery.MAX_ATTEMPTS - 1)
+    emulator.fail_next("sendMessage", status=500)  # the twelfth attempt fails too
+    await sandbox.app.courier.start()
+
+    told = await admin.expect(case.number)
+    assert "的一条消息未能送达反映人" in told["text"] and "Internal Server Error" in told["text"]
+    assert "李明" not in told["text"] and "垃圾桶满了" not in told["text"]
+    [event] = await CaseEvent.filter(case_id=case.id, action="undelivered")
+    assert not event.public
+    await lin.send("/tasks")
+    await lin.tap(case.number)
+    timeline = await lin.expect(f"{case.number}")
+    assert "消息未能送达" in timeline["text"] and "反映人" in timeline["text"]
+    await li.send("/mycases")
+    await li.tap(case.number)
+    own = await li.expect(case.number)
+    assert "消息未能送达" not in own["text"], "internal: not the villager's"

@@ -388,6 +388,32 @@ async def test_documents_locations_actions_and_chats(bot: Bot, emulator: BotAPIE
         await bot.get_chat(-1)
 
 
+async def test_voice_messages_are_sent_by_file_id_or_upload(
+    bot: Bot, emulator: BotAPIEmulator
+) -> None:
+    li = emulator.user(LI, "李明")
+    heard = await li.send_voice(9)
+    await bot.get_updates(timeout=0)
+    file_id = heard["voice"]["file_id"]
+    again = await bot.send_voice(LI, file_id, caption="村民的语音")
+    assert again.voice is not None and again.voice.file_id == file_id
+    assert (again.voice.duration, again.caption) == (9, "村民的语音")
+    assert emulator.bot_messages(LI)[-1]["voice"]["file_id"] == file_id
+    ogg = b"OggS" + bytes(60)
+    uploaded = await bot.send_voice(LI, BufferedInputFile(ogg, "note.ogg"), duration=3)
+    assert uploaded.voice is not None and uploaded.voice.duration == 3
+    assert await _download(bot, uploaded.voice.file_id) == ogg
+    with pytest.raises(TelegramBadRequest, match="wrong file identifier/HTTP URL specified"):
+        await bot.send_voice(LI, "AwACAgUAAxkBAAInotknown")
+    photo = await li.send_photo()
+    with pytest.raises(TelegramBadRequest, match="type of file mismatch"):
+        await bot.send_voice(LI, photo["photo"][-1]["file_id"])
+    stranger = emulator.user(1002, "王芳")
+    with pytest.raises(TelegramForbiddenError, match="can't initiate conversation"):
+        await bot.send_voice(stranger.id, file_id)
+    assert len(emulator.bot_messages(LI)) == 2
+
+
 async def test_edits_and_deletes(bot: Bot, emulator: BotAPIEmulator) -> None:
     await _started(emulator)
     sent = await bot.send_message(LI, "您住在哪个村？", reply_markup=_keyboard("A", "B"))

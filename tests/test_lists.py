@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bot import cases
+from bot import cases, notices
+from bot.emulator import buttons
+from bot.i18n import catalogs
 from bot.models import Account, Case, Category, Grid, Official, Villager
 from bot.sandbox import Sandbox
 
@@ -131,3 +133,80 @@ async def test_a_dispatcher_sees_the_township_pool_but_not_confidential_cases(
     assert await cases.may_handle(su, litter)
     assert not await cases.may_handle(su, misconduct)
     assert not await cases.may_assign(su, misconduct)
+
+
+def _label(message: str) -> str:
+    return catalogs().text(message, "zh-hans")
+
+
+async def test_a_case_opened_from_a_list_has_the_buttons_its_reader_may_use(
+    sandbox: Sandbox,
+) -> None:
+    """The list is where an official finds a case whose card never reached them: opened
+    there, it offers what they may do now, and the buttons work."""
+    villager = await _villager(1001, "李明")
+    case = await _report(villager, "路灯坏了")
+    await _official("lin-xiuying", 9101)
+    await _official("su-jinqiao", 9103)
+    accept, decline, escalate, assign = (
+        _label(label)
+        for label in (notices.ACCEPT, notices.DECLINE, notices.ESCALATE, notices.ASSIGN)
+    )
+
+    su = sandbox.phone(9103, "苏进侨")
+    await su.send("/pool")
+    await su.tap(case.number)
+    opened = await su.expect(f"{case.number}")
+    assert buttons(opened) == [accept, decline, escalate, assign], "a dispatcher may assign"
+
+    lin = sandbox.phone(9101, "林秀英")
+    await lin.send("/pool")
+    await lin.tap(case.number)
+    opened = await lin.expect(f"{case.number}")
+    assert buttons(opened) == [accept, decline, escalate], "a member: no Assign"
+    await sandbox.emulator.wait_answer(await lin.tap(accept))
+    assert (await Case.get(id=case.id)).status == "accepted"
+
+    await lin.send("/tasks")
+    await lin.tap(case.number)
+    opened = await lin.expect(f"{case.number}")
+    assert buttons(opened) == [
+        _label(notices.PROGRESS_NOTE), _label(notices.INTERNAL_NOTE), _label(notices.RESOLVE),
+        escalate,
+    ]
+    li = sandbox.phone(1001, "李明")
+    await li.send("/mycases")
+    await li.tap(case.number)
+    assert buttons(await li.expect(f"{case.number}")) == [], "the villager's own view"
+
+
+async def test_a_voice_report_is_heard_with_the_card_and_in_the_timeline(
+    sandbox: Sandbox,
+) -> None:
+    villager = await _villager(1001, "李明")
+    spoken = await sandbox.phone(1001, "李明").user.send_voice(12)
+    voice = spoken["voice"]["file_id"]
+    await _official("lin-xiuying", 9101)
+    lin = sandbox.phone(9101, "林秀英")
+    await lin.send("/help")
+    await lin.expect("/start")
+    change = await cases.report(
+        villager, await Category.get(code="litter"), description="", voice_file_id=voice
+    )
+    case = change.case
+
+    heard = await sandbox.emulator.wait_for(9101, lambda m: "voice" in m)
+    assert heard["voice"]["file_id"] == voice and heard["voice"]["duration"] == 12
+    card = await sandbox.emulator.wait_for(9101, case.number)
+    assert card["message_id"] > heard["message_id"], "the voice, then the card it belongs to"
+
+    await lin.send("/pool")
+    listing = await lin.expect(case.number)
+    await lin.tap(case.number)
+    again = await sandbox.emulator.wait_for(
+        9101, lambda m: "voice" in m, after=listing["message_id"]
+    )
+    assert again["voice"]["file_id"] == voice
+    timeline = await lin.expect(f"{case.number}")
+    assert timeline["message_id"] > again["message_id"]
+    assert _label(notices.ACCEPT) in buttons(timeline)

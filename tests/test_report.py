@@ -361,6 +361,8 @@ async def test_a_double_tap_on_submit_makes_one_case(sandbox: Sandbox) -> None:
     case = await Case.get()
     assert answers == [f"已提交：{case.number}", f"这条反映已经提交过了：{case.number}"]
     assert await Case.all().count() == 1
+    await li.expect("已提交。您的事项编号")
+    await sandbox.app.courier.drained()
     confirmations = [t for t in _texts_after(sandbox, LI, 0) if "已提交。您的事项编号" in t]
     assert len(confirmations) == 1
 
@@ -391,6 +393,38 @@ async def test_the_same_submit_delivered_twice_makes_one_case(sandbox: Sandbox) 
     assert await Case.all().count() == 1
     confirmations = [t for t in _texts_after(sandbox, LI, 0) if "已提交。您的事项编号" in t]
     assert len(confirmations) == 1
+
+
+async def test_a_bot_stopped_right_after_submit_tells_the_number_after_restart(
+    sandbox: Sandbox,
+) -> None:
+    """The Submit button is gone once the case exists: the number must come, once, even when
+    the process stops between the case's commit and any message leaving it."""
+    li = await _li(sandbox)
+    summary = await _to_summary(li, "桥头路灯不亮")
+    submit = button_data(summary, "✅ 提交")
+    await sandbox.app.courier.stop()  # the process is going down: nothing more is sent...
+    sandbox.emulator.drop_connection_next("sendMessage")  # ...not even a direct reply
+    query = await li.user.tap_data(summary, submit)
+    await sandbox.emulator.wait_answer(query)
+    await sandbox.emulator.wait_for(
+        LI, lambda m: m["message_id"] == summary["message_id"] and not buttons(m)
+    )
+    case = await Case.get()
+    assert not [t for t in _texts_after(sandbox, LI, 0) if case.number in t]
+
+    await sandbox.restart_bot()
+    done = await li.expect(f"✅ 已提交。您的事项编号：{case.number}", timeout=10)
+    assert "将由正达村第一网格处理，应在" in done["text"]
+    assert sandbox.emulator.reply_keyboard(LI)[0] == "📝 我要反映问题", "with the menu"
+    await sandbox.app.courier.drained()
+    assert len([t for t in _texts_after(sandbox, LI, 0) if case.number in t]) == 1
+
+    late = await li.user.tap_data(summary, submit)
+    assert (await sandbox.emulator.wait_answer(late))["text"] == (
+        f"这条反映已经提交过了：{case.number}"
+    )
+    assert await Case.all().count() == 1
 
 
 async def test_an_emergency_shows_the_numbers_and_skips_to_the_summary(sandbox: Sandbox) -> None:

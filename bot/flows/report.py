@@ -4,6 +4,7 @@ The draft lives in the conversation data (`report`), so it survives a restart of
 carries a random key, handed to `cases.report` as `report_key`: a Submit delivered twice, or
 tapped twice, finds the case the first one made. After a submit the draft is gone and the
 case number stays behind (`last_report`), so a late second tap is told the number again.
+The confirmation itself is queued with the case (`bot.notices`), so it survives a restart.
 
 An emergency category shows the township's emergency numbers, asks only for the description
 and goes straight to the summary. Edit on the summary reopens one step and comes back.
@@ -27,8 +28,7 @@ from bot import cases, keyboards
 from bot.callbacks import REPORT_STEPS, ChooseCategory, ReportStep
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Case, Category, Township, Unit
-from bot.notices import local_time
+from bot.models import Category, Township
 from bot.people import Person
 from bot.routers import Routes
 from bot.routing import NoResponsibleUnit
@@ -739,31 +739,12 @@ async def _submit(
             alert=True,
         )
         return
+    # The confirmation (number, unit, deadline, the menu) was queued with the case and the
+    # courier is already on it: no direct reply, which a process stopped now would lose.
     case = change.case
     await _drop_draft(state, last_report={"key": draft["key"], "number": case.number})
     await _answer(query, _("Submitted: {number}").format(number=case.number))
     await _strip_buttons(message)
-    await message.answer(
-        await _confirmation(case, person), reply_markup=keyboards.villager_menu()
-    )
-
-
-async def _confirmation(case: Case, person: Person) -> str:
-    """The case number, who handles it, and by when they are to accept it."""
-    unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
-    township = person.villager.township  # type: ignore[union-attr]
-    lines = [
-        _("✅ Your report is submitted. Case number: {number}").format(number=case.number),
-        "",
-        _("{unit} will handle it and is to accept it by {deadline}.").format(
-            unit=unit.display_name(person.language),
-            deadline=local_time(case.accept_by, township.timezone),
-        ),
-        _("I will tell you when it is accepted and when it is resolved. /mycases shows it."),
-    ]
-    if case.anonymous:
-        lines.append(_("Officials will not see your name or phone."))
-    return "\n".join(lines)
 
 
 @routes.callback_query(ReportStep.filter(F.action == "submit"))

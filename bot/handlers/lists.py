@@ -2,26 +2,30 @@
 
 Each list shows at most `LIST_MAX` cases, the most urgent first, with a button per case that
 opens its timeline. Villagers see only the public part of the history of their own cases;
-officials see the whole history of cases they may act on.
+officials see the whole history of cases they may act on (notices that did not arrive too),
+with the buttons they may use on it now, as on the case's card. A voice report is sent with
+its timeline, so it can be played.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime
 
 from aiogram import F
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from tortoise.expressions import Q
 
 from bot import keyboards
 from bot.callbacks import CaseAction
-from bot.cases import history, is_assignee, may_handle
+from bot.cases import history, is_assignee, may_assign, may_handle
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Case, CaseEvent, CaseStatus, Official, Role
-from bot.notices import local_time
+from bot.models import Case, CaseEvent, CaseStatus, Official, Role, Unit
+from bot.notices import UNDELIVERED, card_keyboard, local_time, work_keyboard
 from bot.people import Person
 from bot.routers import Routes
 
@@ -50,6 +54,7 @@ ACTION_NAMES: dict[str, str] = {
     "close": N_("closed"),
     "overdue": N_("overdue: the supervising unit was told"),
     "unaccepted": N_("not accepted in time: the dispatchers were told"),
+    UNDELIVERED: N_("a message could not be delivered"),
 }
 
 
@@ -191,6 +196,19 @@ async def timeline_text(case: Case, language: str, *, everything: bool) -> str:
     return "\n".join(lines)
 
 
+async def _buttons(person: Person, case: Case) -> InlineKeyboardMarkup | None:
+    """What the reader may do on the case now: a new case's card buttons for its unit, the
+    work buttons for its assignee; the taps are checked again when made."""
+    upward = await Unit.filter(id=case.unit_id, supervisor_id__isnull=False).exists()  # type: ignore[attr-defined]
+    for official in person.officials:
+        if case.status == CaseStatus.NEW and await may_handle(official, case):
+            assign = await may_assign(official, case)
+            return card_keyboard(case, person.language, assign=assign, upward=upward)
+        if case.status == CaseStatus.ACCEPTED and is_assignee(official, case):
+            return work_keyboard(case, person.language, upward=upward)
+    return None
+
+
 @routes.callback_query(CaseAction.filter(F.action == "open"))
 async def open_case(query: CallbackQuery, callback_data: CaseAction, person: Person) -> None:
     case = await Case.get_or_none(id=callback_data.case_id)
@@ -202,4 +220,10 @@ async def open_case(query: CallbackQuery, callback_data: CaseAction, person: Per
         await query.answer(_("This button is no longer active."), show_alert=True)
         return
     await query.answer()
-    await query.message.answer(await timeline_text(case, person.language, everything=everything))
+    if case.voice_file_id:
+        with contextlib.suppress(TelegramBadRequest):  # a voice Telegram lost: the text still
+            await query.message.answer_voice(case.voice_file_id)
+    await query.message.answer(
+        await timeline_text(case, person.language, everything=everything),
+        reply_markup=await _buttons(person, case) if everything else None,
+    )

@@ -7,11 +7,12 @@ from aiogram.filters import CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
-from bot import keyboards
+from bot import delivery, keyboards
 from bot.flows import registration
 from bot.i18n import _
 from bot.invitations import InvitationRefused, Refusal, looks_like_invitation, redeem
 from bot.menus import set_menu_for
+from bot.notices import resend_cards
 from bot.people import Person
 from bot.roles import describe_official
 from bot.routers import Routes
@@ -79,6 +80,9 @@ async def start(message: Message, state: FSMContext, person: Person) -> None:
             ),
             reply_markup=keyboards.no_keyboard(),
         )
+        # Cards that could not reach this chat before (never started, or blocked): now.
+        if await resend_cards(person.account):
+            delivery.wake()
         return
     if person.villager is not None:
         await state.clear()
