@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import cases
+from bot import cases, scope
 from bot.models import Account, Case, Category, Grid, Official, Villager
 from bot.sandbox import Sandbox
 
@@ -128,6 +128,29 @@ async def test_a_dispatcher_sees_the_township_pool_but_not_confidential_cases(
     await phone.send("/pool")
     pool = await phone.expect("等待受理的案件")
     assert litter.number in pool["text"] and misconduct.number not in pool["text"]
-    assert await cases.may_handle(su, litter)
-    assert not await cases.may_handle(su, misconduct)
-    assert not await cases.may_assign(su, misconduct)
+    assert await scope.may_handle(su, litter) and await scope.may_see(su, litter)
+    assert not await scope.may_handle(su, misconduct)
+    assert not await scope.may_assign(su, misconduct)
+    assert not await scope.may_see(su, misconduct)
+
+
+async def test_the_timeline_shows_the_stars_of_the_rating(sandbox: Sandbox) -> None:
+    villager = await _villager(1001, "Li Ming", language="en")
+    case = await _report(villager, "Water hyacinth on the creek")
+    lin = await _official("lin-xiuying", 9101)
+    await cases.accept(case.id, lin)
+    await cases.resolve(case.id, lin, "Cleared", ["F2"])
+    await cases.rate(case.id, villager, 4, "Quick, thanks")
+    li = sandbox.phone(1001, "Li Ming", language="en")
+    await li.send("/mycases")
+    await li.expect("closed")
+    await li.tap(case.number)
+    timeline = await li.expect(f"Case {case.number}")
+    assert "rated 4 of 5\n    Quick, thanks" in timeline["text"]
+    official = sandbox.phone(9101, "林秀英")
+    await official.send("/help")
+    await official.expect("/start")
+    query = await official.user.tap_data(official.last(), f"c1:{case.id}:open")
+    await sandbox.emulator.wait_answer(query)
+    full = await official.expect(f"案件 {case.number}")
+    assert "评价 4 星" in full["text"]
