@@ -470,9 +470,9 @@ async def close(case_id: int, *, at: datetime | None = None) -> Change:
 async def flag_overdue(case_id: int, level: int, *, at: datetime | None = None) -> Change:
     """A deadline passed and supervising level `level` is told (the scheduler's call).
 
-    An accepted case stays with its assignee and `level` counts up its unit's supervisors,
-    once each. A new case nobody accepted at the top of the chain, where it cannot escalate,
-    is flagged to the township's dispatchers.
+    An accepted case stays with its assignee and `level` counts up the levels of its
+    supervision, once each; so does a new case nobody accepted at the top of its chain, where
+    it cannot escalate. Who each level tells is `bot.scope.supervision`'s to say.
     """
     case = await _load(case_id)
     if level != case.overdue_level + 1:

@@ -48,8 +48,9 @@ ACTION_NAMES: dict[str, str] = {
     "rate": N_("rated"),
     "reopen": N_("reopened"),
     "close": N_("closed"),
-    "overdue": N_("overdue: the supervising unit was told"),
-    "unaccepted": N_("not accepted in time: the dispatchers were told"),
+    # Who was told depends on the case (bot.scope.supervision): the card's notices name them.
+    "overdue": N_("overdue: its supervisors were told"),
+    "unaccepted": N_("not accepted in time: its supervisors were told"),
 }
 
 
