@@ -122,13 +122,33 @@ class AlterForeignKeyState(ops.AlterField):
         return None
 
 
+class AddLanguage(ops.AddField):
+    """Township.language, added with a default in the database too, so that the townships
+    already there get one (tortoise adds a NOT NULL column without one, which both databases
+    refuse on a table with rows); on SQLite the way back drops the column in place, where
+    tortoise would rebuild the table, which SQLite refuses while other rows point at it."""
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None):
+        if state_editor is not None:
+            await state_editor.client.execute_script(
+                'ALTER TABLE "township" ADD COLUMN "language" VARCHAR(8) NOT NULL '
+                "DEFAULT 'zh-hans'"
+            )
+
+    async def database_backward(self, app_label, old_state, new_state, state_editor=None):
+        if state_editor is not None:
+            await state_editor.client.execute_script(
+                'ALTER TABLE "township" DROP COLUMN "language"'
+            )
+
+
 class Migration(migrations.Migration):
     dependencies = [('models', '0003_history_indexes')]
 
     initial = False
 
     operations = [
-        ops.AddField(
+        AddLanguage(
             model_name='Township',
             name='language',
             field=fields.CharField(default='zh-hans', max_length=8),
