@@ -24,7 +24,7 @@ from enum import StrEnum
 from tortoise.expressions import Q
 
 from bot.models import Case, CaseEvent, Category, Official, Role, Township, Unit
-from bot.routing import supervisor_of, supervisors
+from bot.routing import supervisors
 
 #: The events that bring a case to a unit: the latest of them says how it came there.
 ARRIVALS = ("report", "decline", "escalate")
@@ -64,11 +64,7 @@ async def chain(case: Case) -> list[Unit]:
 
 
 async def escalation_target(case: Case) -> Unit | None:
-    """The unit a declined or escalated case goes to, if any."""
-    category = await _category(case)
-    if township_wide(category):
-        unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
-        return await supervisor_of(unit)
+    """The unit a declined or escalated case goes to, if any: the first of its chain."""
     units = await chain(case)
     return units[0] if units else None
 
