@@ -1,9 +1,10 @@
-"""The case state machine: transitions, who may make them, and the history they leave.
+"""The case state machine: transitions, and the history they leave.
 
 Every change is one conditional UPDATE (it names the status and version it expects) plus one
 history event, in one transaction. Two officials tapping Accept at once both send the UPDATE;
 the database lets exactly one match, on SQLite (which has no row locks) as on PostgreSQL.
-Handlers and the scheduler call these functions and never write a case themselves.
+Handlers and the scheduler call these functions and never write a case themselves; who may
+make a transition is `bot.scope`'s to say, and every transition asks it again.
 """
 
 from __future__ import annotations
@@ -26,13 +27,21 @@ from bot.models import (
     CaseStatus,
     Category,
     Official,
-    Role,
     Township,
     Unit,
     Villager,
 )
 from bot.notices import announce
-from bot.routing import responsible_unit, supervisor_of
+from bot.routing import responsible_unit
+from bot.scope import (
+    escalation_target,
+    may_assign,
+    may_be_assigned,
+    may_escalate,
+    may_handle,
+    may_note,
+    may_resolve,
+)
 from bot.worktime import calendar_of
 
 DESCRIPTION_MAX = 2000
@@ -240,39 +249,6 @@ async def _create(
     return change
 
 
-async def _member_of(official: Official, unit_id: int) -> bool:
-    return await official.units.filter(id=unit_id, active=True).exists()
-
-
-async def _dispatches(official: Official, case: Case) -> bool:
-    """A dispatcher acts township-wide, except on confidential cases: those stay in their unit."""
-    if official.role != Role.DISPATCHER:
-        return False
-    return not await Category.filter(id=case.category_id, confidential=True).exists()  # type: ignore[attr-defined]
-
-
-async def may_handle(official: Official, case: Case) -> bool:
-    """Accept, decline, escalate: members of the case's unit, and the township's dispatchers."""
-    if not official.active or official.township_id != case.township_id:  # type: ignore[attr-defined]
-        return False
-    if await _dispatches(official, case):
-        return True
-    return await _member_of(official, case.unit_id)  # type: ignore[attr-defined]
-
-
-async def may_assign(official: Official, case: Case) -> bool:
-    """Assign a named person: a dispatcher, or a leader of the case's unit."""
-    if not official.active or official.township_id != case.township_id:  # type: ignore[attr-defined]
-        return False
-    if await _dispatches(official, case):
-        return True
-    return official.role == Role.LEADER and await _member_of(official, case.unit_id)  # type: ignore[attr-defined]
-
-
-def is_assignee(official: Official, case: Case) -> bool:
-    return official.active and case.assignee_id == official.id  # type: ignore[attr-defined]
-
-
 async def _load(case_id: int) -> Case:
     case = await Case.get_or_none(id=case_id)
     if case is None:
@@ -335,8 +311,7 @@ async def _escalate(
     case: Case, action: Action, actor_id: int | None, note: str | None, at: datetime
 ) -> Change:
     """One level up, where the deadlines start again: the new unit gets its full time."""
-    unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
-    upper = await supervisor_of(unit)
+    upper = await escalation_target(case)
     if upper is None:
         raise CaseRefused(Refusal.NO_SUPERVISOR, case)
     category = await Category.get(id=case.category_id)  # type: ignore[attr-defined]
@@ -378,9 +353,7 @@ async def escalate(
 ) -> Change:
     """One level up; `official` None means the scheduler, when a deadline passed."""
     case = await _load(case_id)
-    if official is not None and not (
-        await may_handle(official, case) or is_assignee(official, case)
-    ):
+    if official is not None and not await may_escalate(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
     actor_id = official.account_id if official is not None else None  # type: ignore[attr-defined]
     return await _escalate(case, Action.ESCALATE, actor_id, note, at or now())
@@ -396,7 +369,7 @@ async def assign(
 ) -> Change:
     """指定专人限期: a named person, with a deadline."""
     case = await _load(case_id)
-    if not await may_assign(by, case) or not to.active or to.township_id != case.township_id:  # type: ignore[attr-defined]
+    if not await may_assign(by, case) or not await may_be_assigned(to, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
     at = at or now()
     return await _move(
@@ -411,7 +384,7 @@ async def add_note(
 ) -> Change:
     """Progress: a public note reaches the villager, an internal one only officials."""
     case = await _load(case_id)
-    if not (is_assignee(official, case) or await may_assign(official, case)):
+    if not await may_note(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
     note = _words(note, case)
     return await _move(
@@ -429,7 +402,7 @@ async def resolve(
 ) -> Change:
     """回单: only with evidence, at least one photo and a note."""
     case = await _load(case_id)
-    if not is_assignee(official, case):
+    if not may_resolve(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
     if not photos:
         raise CaseRefused(Refusal.NEEDS_EVIDENCE, case)
@@ -497,9 +470,9 @@ async def close(case_id: int, *, at: datetime | None = None) -> Change:
 async def flag_overdue(case_id: int, level: int, *, at: datetime | None = None) -> Change:
     """A deadline passed and supervising level `level` is told (the scheduler's call).
 
-    An accepted case stays with its assignee and `level` counts up its unit's supervisors,
-    once each. A new case nobody accepted at the top of the chain, where it cannot escalate,
-    is flagged to the township's dispatchers.
+    An accepted case stays with its assignee and `level` counts up the levels of its
+    supervision, once each; so does a new case nobody accepted at the top of its chain, where
+    it cannot escalate. Who each level tells is `bot.scope.supervision`'s to say.
     """
     case = await _load(case_id)
     if level != case.overdue_level + 1:

@@ -112,6 +112,12 @@ def _names(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _language(value: str) -> str:
+    if value not in LANGUAGES:
+        raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+    return value
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -206,6 +212,8 @@ class TownshipSpec(_Spec):
     names: Names = Field(default_factory=dict)
     #: None: the zone the import is given (the TIMEZONE setting).
     timezone: Annotated[StrictStr, AfterValidator(_timezone)] | None = None
+    #: Of its group chats and channel; the DEFAULT_LANGUAGE setting when not given.
+    language: Annotated[StrictStr, AfterValidator(_language)] | None = None
     digest_chat_id: GroupChatId | None = None
     emergency_numbers: dict[Annotated[StrictStr, AfterValidator(_number_key)], PhoneNumber] = (
         Field(default_factory=dict)
@@ -839,6 +847,7 @@ class _Importer:
             "name": spec.name,
             "names": spec.names,
             "timezone": spec.timezone or self.default_timezone,
+            "language": spec.language or self.default_language,
             "digest_chat_id": spec.digest_chat_id,
             "emergency_numbers": spec.emergency_numbers,
             "days_off": [day.isoformat() for day in spec.calendar.days_off],
@@ -1107,6 +1116,7 @@ def _township_dict(row: Township) -> dict[str, Any]:
     out = _named(row)
     # Always written: the file then means the same whatever TIMEZONE is where it is imported.
     out["timezone"] = row.timezone
+    out["language"] = row.language
     if row.digest_chat_id is not None:
         out["digest_chat_id"] = row.digest_chat_id
     if row.emergency_numbers:

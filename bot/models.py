@@ -61,6 +61,8 @@ class Township(Model, Named):
     working_days: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
     # When a category counts working hours: the office's hours on a working day (bot.worktime).
     office_hours = fields.CharField(max_length=64, default=DEFAULT_OFFICE_HOURS)
+    # The language of its group chats and channel, read by many (zh-hans, zh-hant or en).
+    language = fields.CharField(max_length=8, default="zh-hans")
     active = fields.BooleanField(default=True)
 
     class Meta:
@@ -345,18 +347,20 @@ class CaseEvent(Model):
     """One step in a case's append-only history: who, when, what, from which state."""
 
     id = fields.IntField(primary_key=True)
+    # The history outlives nothing it records: a case with events cannot be deleted, and
+    # the database refuses to change or delete an event (migration 0004).
     case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
-        "models.Case", related_name="events", on_delete=fields.CASCADE
+        "models.Case", related_name="events", on_delete=fields.RESTRICT
     )
     at = fields.DatetimeField()
     action = fields.CharField(max_length=16)
     actor: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
-        "models.Account", related_name="case_events", null=True, on_delete=fields.SET_NULL
+        "models.Account", related_name="case_events", null=True, on_delete=fields.RESTRICT
     )
     from_status = fields.CharField(max_length=16, null=True)
     to_status = fields.CharField(max_length=16)
     unit: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
-        "models.Unit", related_name="case_events", null=True, on_delete=fields.SET_NULL
+        "models.Unit", related_name="case_events", null=True, on_delete=fields.RESTRICT
     )
     note = fields.TextField(null=True)
     attachments: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]

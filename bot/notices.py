@@ -3,7 +3,9 @@
 `bot.cases` calls `announce` inside the transaction of every transition, so a change that
 rolls back tells nobody and a change that commits is told even if the process stops a moment
 later (see `bot.delivery`). Each text is rendered in its reader's language (Account.language);
-a unit's group chat is read by many people and gets the township's default language.
+a unit's group chat is read by many people and gets the township's language (Township.language).
+Who may be told what is `bot.scope`'s to say: the confidentiality rule, who supervises a case,
+and who may read the reporter's name and phone (`card_body(personal=...)`).
 
 Case cards: the message that offers a case to a unit (in its group chat, or to each member
 privately). Every copy is a `Delivery` row with `card=True`; when the case moves, every copy
@@ -30,7 +32,7 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup
 from tortoise.transactions import in_transaction
 
-from bot import delivery
+from bot import delivery, scope
 from bot.callbacks import CaseAction
 from bot.i18n import N_, catalogs
 from bot.keyboards import button, inline, villager_menu
@@ -44,18 +46,24 @@ from bot.models import (
     DeliveryKind,
     Official,
     Role,
+    Township,
     Unit,
     Villager,
 )
-from bot.routing import supervisor_of, supervisors
+from bot.scope import Audience, Told
 
 if TYPE_CHECKING:
     from bot.cases import Change
 
 log = logging.getLogger(__name__)
 
-#: A group chat is read by many people: it gets the township's default language.
+#: A group chat of a township without a language of its own (the directory always sets one).
 GROUP_LANGUAGE = LANGUAGES[0]
+
+
+def group_language(township: Township | None) -> str:
+    """The language of a township's group chats and channel: read by many, set per township."""
+    return township.language if township is not None and township.language else GROUP_LANGUAGE
 
 
 def text(message: str, language: str, **values: object) -> str:
@@ -130,10 +138,16 @@ class Scene:
     assignee: Official | None
     assignee_account: Account | None
     actor: Official | None
+    #: The chats that may read the reporter's name and phone (bot.scope).
+    personal: frozenset[int]
 
     @property
     def timezone(self) -> str:
         return self.case.township.timezone
+
+    @property
+    def group_language(self) -> str:
+        return group_language(self.case.township)
 
 
 async def _scene(change: Change) -> Scene:
@@ -153,10 +167,10 @@ async def _scene(change: Change) -> Scene:
             account_id=change.event.actor_id,  # type: ignore[attr-defined]
             township_id=case.township_id,  # type: ignore[attr-defined]
         ).order_by("id").first()
-    upward = case.unit.supervisor_id is not None  # type: ignore[attr-defined]
+    upward = await scope.escalation_target(case) is not None
     return Scene(
         case, change.event, case.unit, upward, reporter, reporter_account, assignee,
-        assignee_account, actor,
+        assignee_account, actor, await scope.personal_data_chats(case),
     )
 
 
@@ -172,8 +186,11 @@ def _name(official: Official | None, language: str) -> str:
     return official.display_name(language) if official is not None else "-"
 
 
-def card_body(scene: Scene, language: str) -> str:
-    """What an official needs to take a case: what, where, who, by when."""
+def card_body(scene: Scene, language: str, *, personal: bool) -> str:
+    """What an official needs to take a case: what, where, who, by when.
+
+    `personal`: whether this reader may read the reporter's name and phone (bot.scope).
+    """
     case = scene.case
     lines = [
         text(N_("🚨 Case {number}"), language, number=case.number)
@@ -194,6 +211,8 @@ def card_body(scene: Scene, language: str) -> str:
     lines.append(text(N_("Village: {place}"), language, place=place))
     if case.anonymous or scene.reporter is None:
         lines.append(text(N_("Reporter: anonymous"), language))
+    elif not personal:
+        lines.append(text(N_("Reporter: known to the unit handling the case"), language))
     elif scene.reporter.phone:
         lines.append(
             text(
@@ -204,11 +223,10 @@ def card_body(scene: Scene, language: str) -> str:
     else:
         lines.append(text(N_("Reporter: {name}"), language, name=scene.reporter.name))
     tz = scene.timezone
-    lines += [
-        text(N_("Reported: {when}"), language, when=local_time(case.created_at, tz)),
-        text(N_("Accept by: {when}"), language, when=local_time(case.accept_by, tz)),
-        text(N_("Resolve by: {when}"), language, when=local_time(case.resolve_by, tz)),
-    ]
+    lines.append(text(N_("Reported: {when}"), language, when=local_time(case.created_at, tz)))
+    if case.status == CaseStatus.NEW:  # once taken, only the resolve deadline counts
+        lines.append(text(N_("Accept by: {when}"), language, when=local_time(case.accept_by, tz)))
+    lines.append(text(N_("Resolve by: {when}"), language, when=local_time(case.resolve_by, tz)))
     return "\n".join(lines)
 
 
@@ -275,7 +293,8 @@ async def _card_readers(unit: Unit, *, dispatchers_too: bool) -> list[Reader]:
     readers: list[Reader] = []
     members = await _members(unit)
     if unit.group_chat_id is not None:
-        readers.append(Reader(unit.group_chat_id, GROUP_LANGUAGE, True))
+        township = await Township.get_or_none(id=unit.township_id)  # type: ignore[attr-defined]
+        readers.append(Reader(unit.group_chat_id, group_language(township), True))
         if dispatchers_too:
             readers += [
                 Reader(account.id, account.language, True)
@@ -295,11 +314,11 @@ async def _card_readers(unit: Unit, *, dispatchers_too: bool) -> list[Reader]:
     return unique
 
 
-async def _language_of(chat_id: int) -> str:
+async def _language_of(chat_id: int, group: str) -> str:
     if chat_id < 0:
-        return GROUP_LANGUAGE
+        return group
     account = await Account.get_or_none(id=chat_id)
-    return account.language if account is not None else GROUP_LANGUAGE
+    return account.language if account is not None else group
 
 
 # ---- cards ------------------------------------------------------------------------------------
@@ -319,7 +338,7 @@ async def _post_card(
     location = None
     if case.latitude is not None and case.longitude is not None:
         location = (case.latitude, case.longitude)
-    lines = [card_body(scene, reader.language)]
+    lines = [card_body(scene, reader.language, personal=reader.chat_id in scene.personal)]
     arrival = arrival_line(scene, reader.language, previous)
     if arrival:
         lines += ["", arrival]
@@ -357,11 +376,11 @@ async def _edit_cards(scene: Scene) -> list[Delivery]:
     rows = await _card_rows(scene.case)
     working = scene.case.status == CaseStatus.ACCEPTED and scene.assignee_account is not None
     for row in rows:
-        language = await _language_of(row.chat_id)
+        language = await _language_of(row.chat_id, scene.group_language)
         keyboard = None
         if working and row.chat_id == scene.assignee_account.id:  # type: ignore[union-attr]
             keyboard = work_keyboard(scene.case, language, upward=scene.upward)
-        body = card_body(scene, language)
+        body = card_body(scene, language, personal=row.chat_id in scene.personal)
         await delivery.edit(row, f"{body}\n\n{status_line(scene, language)}", keyboard)
     return rows
 
@@ -372,7 +391,10 @@ async def _assignee_card(scene: Scene, headline: str | None) -> None:
     if account is None:
         return
     language = account.language
-    lines = [card_body(scene, language), "", status_line(scene, language)]
+    lines = [
+        card_body(scene, language, personal=account.id in scene.personal), "",
+        status_line(scene, language),
+    ]
     if headline:
         lines = [headline, "", *lines]
     await delivery.post(
@@ -485,7 +507,7 @@ async def _accepted(scene: Scene) -> None:
 
 
 def _reader_language(scene: Scene) -> str:
-    return scene.reporter_account.language if scene.reporter_account else GROUP_LANGUAGE
+    return scene.reporter_account.language if scene.reporter_account else scene.group_language
 
 
 async def _moved(scene: Scene) -> None:
@@ -611,80 +633,108 @@ async def _closed(scene: Scene) -> None:
 # ---- supervision (督办): what the scheduler tells ---------------------------------------------
 
 
-async def _dispatchers(scene: Scene) -> list[Reader]:
-    """The township's dispatchers, privately; a confidential case stays away from them."""
-    if scene.case.category.confidential:
-        return []
-    officials = await Official.filter(
-        township_id=scene.case.township_id,  # type: ignore[attr-defined]
-        role=Role.DISPATCHER,
-        active=True,
-        account_id__isnull=False,
-    ).order_by("id")
-    accounts = await Account.filter(id__in=[o.account_id for o in officials])  # type: ignore[attr-defined]
+async def _privately(officials: list[Official]) -> list[Reader]:
+    accounts = await Account.filter(id__in=[o.account_id for o in officials]).order_by("id")  # type: ignore[attr-defined]
     return [Reader(account.id, account.language, True) for account in accounts]
 
 
+async def _readers_of(scene: Scene, audience: Audience) -> list[Reader]:
+    """The chats one supervision step reaches, never the assignee's own."""
+    readers: list[Reader] = []
+    if audience.unit is not None and audience.told in (Told.UNIT, Told.OWN_UNIT):
+        readers += await _card_readers(audience.unit, dispatchers_too=False)
+    readers += await _privately(audience.officials)
+    skip = {scene.assignee_account.id} if scene.assignee_account else set()
+    return [r for r in readers if not (r.chat_id in skip or skip.add(r.chat_id))]  # type: ignore[func-returns-value]
+
+
 async def _tell_readers(
-    scene: Scene, readers: list[Reader], message: str, *, key: str | None = None, **values: object
+    scene: Scene, readers: list[Reader], message: str, *, cardless: bool = False,
+    **values: object,
 ) -> None:
-    """A supervision notice: one line on top of the case's card, without buttons."""
+    """A supervision notice: one line on top of the case's card, without buttons; the
+    reporter's name and phone only for those handling the case."""
     for reader in readers:
-        headline = text(message, reader.language, number=scene.case.number, **values)
-        await delivery.post(
-            reader.chat_id,
-            f"{headline}\n\n{card_body(scene, reader.language)}",
-            case_id=scene.case.id,
-            key=f"{key}:{reader.chat_id}" if key else None,
-        )
+        lines = [text(message, reader.language, number=scene.case.number, **values)]
+        if not cardless:
+            personal = reader.chat_id in scene.personal
+            lines += ["", card_body(scene, reader.language, personal=personal)]
+        await delivery.post(reader.chat_id, "\n".join(lines), case_id=scene.case.id)
+
+
+async def _supervised(scene: Scene) -> Audience | None:
+    """Who this overdue level tells (bot.scope.supervision), None past the last level."""
+    levels = await scope.supervision(scene.case)
+    level = scene.case.overdue_level
+    return levels[level - 1] if 1 <= level <= len(levels) else None
+
+
+NOBODY_ABOVE = N_("⏰ Supervision: case {number} at {unit} is overdue, and nobody at or above "
+                  "{unit} can be told. Please name a leader of {unit} or a unit above it in "
+                  "the directory.")
 
 
 async def _overdue(scene: Scene) -> None:
-    """An accepted case passed its resolve deadline: one more supervising level is told.
-
-    Level n is the n-th unit above the case's unit; the township's dispatchers are told at
-    level 1 too, and are the only ones told when the unit has nobody above it.
-    """
-    case, level = scene.case, scene.case.overdue_level
-    chain = await supervisors(scene.unit)
-    told = chain[level - 1] if level <= len(chain) else None
-    readers = await _card_readers(told, dispatchers_too=False) if told is not None else []
-    if level == 1:
-        readers += await _dispatchers(scene)
-    assignee_chat = scene.assignee_account.id if scene.assignee_account else None
-    for reader in readers:
-        if reader.chat_id == assignee_chat:
-            continue
-        await _tell_readers(
-            scene, [reader],
-            N_("⏰ Supervision: case {number}, held by {name} ({unit}), was to be resolved "
-               "by {deadline} and is not."),
-            name=_name(scene.assignee, reader.language),
-            unit=scene.unit.display_name(reader.language),
-            deadline=local_time(case.resolve_by, scene.timezone),
-        )
-    deadline = local_time(case.resolve_by, scene.timezone)
-    if told is None:
-        message = N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
-                     "The dispatchers have been told.")
-        await _tell_assignee(scene, message, keyboard=True, deadline=deadline)
+    """A case passed its deadline: one more supervising level is told (bot.scope), and the
+    assignee is told who was."""
+    case = scene.case
+    audience = await _supervised(scene)
+    if audience is None:
         return
-    await _tell_assignee(
-        scene,
-        N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
-           "{unit} has been told."),
-        keyboard=True, deadline=deadline,
-        unit=told.display_name(_assignee_language(scene)),
-    )
+    readers = await _readers_of(scene, audience)
+    if audience.cardless:
+        for reader in readers:
+            await _tell_readers(scene, [reader], NOBODY_ABOVE, cardless=True,
+                                unit=scene.unit.display_name(reader.language))
+    else:
+        for reader in readers:
+            await _tell_readers(
+                scene, [reader],
+                N_("⏰ Supervision: case {number}, held by {name} ({unit}), was to be resolved "
+                   "by {deadline} and is not."),
+                name=_name(scene.assignee, reader.language),
+                unit=scene.unit.display_name(reader.language),
+                deadline=local_time(case.resolve_by, scene.timezone),
+            )
+    language = _assignee_language(scene)
+    deadline = local_time(case.resolve_by, scene.timezone)
+    unit = (audience.unit or scene.unit).display_name(language)
+    messages = {
+        Told.UNIT: N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
+                      "{unit} has been told."),
+        Told.OWN_UNIT: N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
+                          "{unit} has been told."),
+        Told.DISPATCHERS: N_("⏰ Case {number} is overdue: it was to be resolved by "
+                             "{deadline}. The dispatchers have been told."),
+        Told.LEADERS: N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
+                         "The leaders of {unit} have been told."),
+        Told.ADMINS: N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
+                        "Nobody above you can be told; the township's administrators are "
+                        "asked to name someone."),
+        Told.NOBODY: N_("⏰ Case {number} is overdue: it was to be resolved by {deadline}. "
+                        "Nobody else could be told: the directory names nobody above you."),
+    }
+    await _tell_assignee(scene, messages[audience.told], keyboard=True, deadline=deadline,
+                         unit=unit)
 
 
 def _assignee_language(scene: Scene) -> str:
-    return scene.assignee_account.language if scene.assignee_account else GROUP_LANGUAGE
+    return scene.assignee_account.language if scene.assignee_account else scene.group_language
 
 
 async def _unaccepted(scene: Scene) -> None:
-    """A new case at the top of the chain passed its accept deadline: the dispatchers."""
-    for reader in await _dispatchers(scene):
+    """A new case at the top of its chain passed its accept deadline: the dispatchers, or for
+    a confidential case its unit's leaders (bot.scope)."""
+    audience = await _supervised(scene)
+    if audience is None:
+        return
+    readers = await _readers_of(scene, audience)
+    if audience.cardless:
+        for reader in readers:
+            await _tell_readers(scene, [reader], NOBODY_ABOVE, cardless=True,
+                                unit=scene.unit.display_name(reader.language))
+        return
+    for reader in readers:
         await _tell_readers(
             scene, [reader],
             N_("⏰ Supervision: case {number} at {unit} was to be accepted by {deadline} and "
@@ -717,7 +767,7 @@ async def remind(case: Case, key: str) -> int:
             text(message, reader.language, number=scene.case.number,
                  deadline=local_time(deadline, scene.timezone)),
             "",
-            card_body(scene, reader.language),
+            card_body(scene, reader.language, personal=reader.chat_id in scene.personal),
         ]
         if scene.case.status == CaseStatus.NEW:
             keyboard = card_keyboard(
@@ -894,18 +944,19 @@ async def _card_fallback(case: Case) -> None:
     ).exists()
     if reached:
         return
-    upper = await supervisor_of(scene.unit)
+    upper = await scope.escalation_target(case)
     others = await _card_readers(upper, dispatchers_too=False) if upper is not None else []
     buttons = False  # the unit above may not act on the case: it sees that someone does
     if not others:
-        others, buttons = await _dispatchers(scene), True
+        watching = await scope.dispatchers(case.township_id, scene.case.category)  # type: ignore[attr-defined]
+        others, buttons = await _privately(watching), True
     if not others:
         log.warning("case %s reaches nobody of %s, nor anyone else", case.number, scene.unit.code)
         return
     for reader in others:
         headline = text(
             N_("⚠️ Case {number} could not be delivered to anyone of {unit}. Please see that "
-               "it is taken."),
+               "it is accepted."),
             reader.language, number=case.number, unit=scene.unit.display_name(reader.language),
         )
         await _post_card(

@@ -25,7 +25,7 @@ from tortoise.expressions import Q
 from bot import delivery
 from bot.i18n import N_
 from bot.models import Case, CaseEvent, CaseStatus, Category, Delivery, Township, Village
-from bot.notices import GROUP_LANGUAGE, text
+from bot.notices import group_language, text
 from scheduler.chart import ChartText, week_chart
 from scheduler.policy import Policy
 
@@ -331,7 +331,7 @@ async def queue(
         raise ValueError(f"township {township.code} has no digest_chat_id")
     if await Delivery.filter(key=key(township, week)).exists():
         return None
-    language = GROUP_LANGUAGE
+    language = group_language(township)
     result = await figures(township, week, now, policy, language)
     image = await asyncio.to_thread(chart, result, language)
     row = await delivery.post(

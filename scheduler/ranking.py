@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from bot import delivery
 from bot.i18n import N_
 from bot.models import Case, CaseEvent, CaseStatus, Delivery, Township, Unit
-from bot.notices import GROUP_LANGUAGE, text
+from bot.notices import group_language, text
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -191,9 +191,10 @@ async def queue(township: Township, month: Month) -> Delivery | None:
         raise ValueError(f"township {township.code} has no digest_chat_id")
     if await Delivery.filter(key=key(township, month)).exists():
         return None
-    ranking = await rank(township, month, GROUP_LANGUAGE)
+    language = group_language(township)
+    ranking = await rank(township, month, language)
     return await delivery.post(
-        township.digest_chat_id, render(ranking, GROUP_LANGUAGE), key=key(township, month)
+        township.digest_chat_id, render(ranking, language), key=key(township, month)
     )
 
 

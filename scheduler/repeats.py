@@ -13,20 +13,17 @@ from datetime import datetime, timedelta
 
 from tortoise.functions import Count
 
-from bot import delivery
+from bot import delivery, scope
 from bot.i18n import N_
 from bot.models import (
     Account,
     Case,
     Category,
     Delivery,
-    Official,
-    Role,
     Township,
-    Unit,
     Village,
 )
-from bot.notices import GROUP_LANGUAGE, text
+from bot.notices import group_language, text
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -66,21 +63,14 @@ def _trigger(cases: list[Case], threshold: int, window: timedelta, after: dateti
 
 
 async def _recipients(township: Township, category: Category) -> list[tuple[int, str]]:
-    """The dispatchers (confidential: the category's own unit); else the digest channel."""
+    """Who watches the category (bot.scope): the dispatchers, else the digest channel; for a
+    confidential category its own unit only."""
+    officials, channel = await scope.repeat_watchers(township, category)
     chats: list[tuple[int, str]] = []
-    if category.confidential:
-        unit = await Unit.get_or_none(id=category.unit_id)  # type: ignore[attr-defined]
-        officials = (
-            await unit.members.filter(active=True, account_id__isnull=False) if unit else []
-        )
-    else:
-        officials = await Official.filter(
-            township_id=township.id, role=Role.DISPATCHER, active=True, account_id__isnull=False
-        )
     for account in await Account.filter(id__in=[o.account_id for o in officials]).order_by("id"):  # type: ignore[attr-defined]
         chats.append((account.id, account.language))
-    if not chats and township.digest_chat_id is not None and not category.confidential:
-        chats.append((township.digest_chat_id, GROUP_LANGUAGE))
+    if not chats and channel and township.digest_chat_id is not None:
+        chats.append((township.digest_chat_id, group_language(township)))
     return chats
 
 

@@ -20,10 +20,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot import cases, notices
+from bot import cases, notices, scope
 from bot.cases import CaseRefused
-from bot.models import Case, CaseEvent, CaseStatus, Unit
-from bot.routing import supervisors
+from bot.models import Case, CaseEvent, CaseStatus
 from bot.worktime import Calendar, calendar_of
 from scheduler.policy import Point, Policy
 
@@ -102,17 +101,26 @@ async def plan(case: Case, policy: Policy) -> list[Step]:
     if case.status == CaseStatus.NEW and case.accept_by is not None:
         start = await _window_start(case, ACCEPT_WINDOW)
         steps = _reminders(case, calendar, policy.accept_points, start, case.accept_by, "a")
-        unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
-        if await supervisors(unit):
+        if await scope.escalation_target(case) is not None:
             steps.append(Step(case.accept_by, "escalate"))
-        elif case.overdue_level == 0:
-            steps.append(Step(case.accept_by, "overdue", level=1))
+        else:
+            # The top of its chain: nowhere to escalate, so its supervisors are told, one
+            # level a day like an overdue case (bot.scope.supervision).
+            levels = len(await scope.supervision(case))
+            if case.overdue_level < levels:
+                moment = calendar.add(
+                    case.accept_by,
+                    case.overdue_level * policy.overdue_every_hours,
+                    working=case.category.working_hours,
+                )
+                steps.append(Step(moment, "overdue", level=case.overdue_level + 1))
         return steps
     if case.status == CaseStatus.ACCEPTED and case.resolve_by is not None:
         start = await _window_start(case, RESOLVE_WINDOW)
         steps = _reminders(case, calendar, policy.resolve_points, start, case.resolve_by, "r")
-        unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
-        levels = max(1, len(await supervisors(unit)))
+        # Each level of the case's own chain once (bot.scope: a confidential case climbs
+        # its own units, never the dispatchers').
+        levels = len(await scope.supervision(case))
         if case.overdue_level < levels:
             moment = calendar.add(
                 case.resolve_by,

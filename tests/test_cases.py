@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import make_villager as _villager
+from tortoise import connections
+from tortoise.exceptions import IntegrityError, OperationalError
 
 from bot import cases
 from bot.cases import CaseRefused, Refusal
@@ -181,3 +183,25 @@ async def test_assignment_by_a_dispatcher_with_a_deadline(township: None) -> Non
     assert change.case.assignee_id == chen.id  # type: ignore[attr-defined]
     assert change.case.resolve_by == deadline
     assert change.case.status == CaseStatus.ACCEPTED
+
+
+async def test_the_database_refuses_to_change_or_delete_the_history(township: None) -> None:
+    villager = await _villager()
+    case = await _report(villager)
+    await cases.accept(case.id, await _official("lin-xiuying"), at=AT + timedelta(hours=1))
+    events = await cases.history(case.id)
+    refused = (IntegrityError, OperationalError)
+    with pytest.raises(refused):
+        await CaseEvent.filter(id=events[0].id).update(note="改过的")
+    with pytest.raises(refused):
+        await CaseEvent.filter(id=events[1].id).delete()
+    with pytest.raises(refused):  # no foreign key takes the history with the case
+        await Case.filter(id=case.id).delete()
+    connection = connections.get("default")
+    for statement in ("UPDATE case_event SET action = 'close'", "DELETE FROM case_event"):
+        with pytest.raises(refused):
+            await connection.execute_query(statement)
+    assert [(e.id, e.action, e.note) for e in await cases.history(case.id)] == [
+        (e.id, e.action, e.note) for e in events
+    ]
+    assert await Case.filter(id=case.id).exists()

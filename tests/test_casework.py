@@ -19,6 +19,7 @@ from bot.models import (
     Delivery,
     Grid,
     Official,
+    Township,
     Unit,
     Villager,
 )
@@ -97,6 +98,7 @@ LOOP_TEXTS = {
         "question": "问题解决了吗？", "solved": "👍 已解决", "stars_prompt": "打几颗星",
         "comment_prompt": "写几句评价", "comment": "很及时，谢谢", "closed": "已结案",
         "rated": "评价：4 星", "card_closed": "🔒 已结案，评价 4 星", "reporter": "反映人：李明",
+        "accept_by": "受理期限", "resolve_by": "办结期限",
     },
     "en": {
         "accept": "✅ Accept", "decline": "↩️ Decline", "escalate": "⬆️ Escalate",
@@ -110,6 +112,7 @@ LOOP_TEXTS = {
         "solved": "👍 Solved", "stars_prompt": "How do you rate", "comment_prompt": "Skip",
         "comment": None, "closed": "is closed with 4 of 5", "rated": "4 of 5",
         "card_closed": "🔒 Closed, rated 4 of 5", "reporter": "Reporter: Li Ming",
+        "accept_by": "Accept by", "resolve_by": "Resolve by",
     },
 }
 
@@ -131,7 +134,11 @@ async def test_the_whole_loop_from_card_to_rating(sandbox: Sandbox, language: st
     assert buttons(card) == [words["accept"], words["decline"], words["escalate"]]
 
     await lin.tap(words["accept"])
-    await sandbox.emulator.wait_for(9101, _has(words["taken"], words["note"], words["resolve"]))
+    taken = await sandbox.emulator.wait_for(
+        9101, _has(words["taken"], words["note"], words["resolve"])
+    )
+    # Once taken, the card gives the deadline that counts now: to resolve, not to accept.
+    assert words["resolve_by"] in taken["text"] and words["accept_by"] not in taken["text"]
     await li.expect(words["villager_accepted"])
 
     await lin.tap(words["note"])
@@ -257,6 +264,7 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
     case = await _report(villager, "村道塌了一块", category="roads")
     card = await sandbox.emulator.wait_for(group.chat_id, case.number)
     assert buttons(card) == ["✅ 受理", "↩️ 退回", "⬆️ 上报", "👤 指派"]
+    assert "反映人：李明，+8613800000001" in card["text"]
     assert not [m for m in sandbox.emulator.bot_messages(9101) if case.number in m["text"]]
 
     query = await zheng.user.tap(card, "↩️ 退回", chat=group.chat_id)
@@ -271,6 +279,8 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
 
     old = await sandbox.emulator.wait_for(group.chat_id, "➡️ 已转交正达村组团联村，待受理")
     assert old["message_id"] == card["message_id"] and buttons(old) == []
+    # The committee no longer handles it: its copy no longer shows who reported it.
+    assert "李明" not in old["text"] and "+8613800000001" not in old["text"]
     await li.expect("已转交正达村组团联村办理")
     new_card = await su.expect(case.number)
     assert "↩️ 正达村两委退回：路面塌陷要乡里安排工程队" in new_card["text"]
@@ -282,7 +292,12 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
     assert (await Case.get(id=case.id)).version == moved.version
 
     await su.tap("👤 指派")
-    await su.expect(f"事项 {case.number} 指派给谁？")
+    offer = await su.expect(f"事项 {case.number} 指派给谁？")
+    # Whoever just declined it is not offered it back.
+    assert "林秀英" in buttons(offer) and "郑国华" not in buttons(offer)
+    with pytest.raises(cases.CaseRefused):
+        await cases.assign(case.id, await Official.get(code="su-jinqiao"), zheng_official,
+                           cases.now() + timedelta(days=1))
     await su.tap("林秀英")
     await sandbox.emulator.wait_for(9002, "指派给林秀英：限期多久？", newest=True)
     before = cases.now()
@@ -388,3 +403,33 @@ async def test_a_misconduct_report_reaches_only_the_discipline_office(
         assert not [
             m for m in sandbox.emulator.bot_messages(private) if case.number in m["text"]
         ]
+
+
+async def test_the_assign_list_of_a_confidential_case_offers_only_who_may_see_it(
+    sandbox: Sandbox,
+) -> None:
+    jiwei = sandbox.emulator.group(JIWEI_GROUP, "坂里乡纪委")
+    villager, _li = await _villager(sandbox, 1001, "李明")
+    wang_official, wang = await _official(sandbox, "wang-qing", 9301)
+    lin_official, _lin = await _official(sandbox, "lin-xiuying", 9101)
+    await _official(sandbox, "zheng-guohua", 9201)
+    await _official(sandbox, "su-jinqiao", 9002)
+    case = await _report(villager, "村干部吃拿卡要", category="misconduct")
+    card = await sandbox.emulator.wait_for(jiwei.chat_id, case.number)
+    await wang.user.tap(card, "👤 指派", chat=jiwei.chat_id)
+    offer = await wang.expect(f"事项 {case.number} 指派给谁？")
+    # Not the officials of the reporter's village, nor the township's dispatcher.
+    assert buttons(offer) == ["王清"]
+    with pytest.raises(cases.CaseRefused):
+        await cases.assign(case.id, wang_official, lin_official, cases.now() + timedelta(days=1))
+    assert (await Case.get(id=case.id)).status == CaseStatus.NEW
+
+
+async def test_group_cards_speak_the_townships_language(sandbox: Sandbox) -> None:
+    await Township.filter(code="BL").update(language="en")
+    group = sandbox.emulator.group(COMMITTEE_GROUP, "正达村两委")
+    villager, _li = await _villager(sandbox, 1001, "李明")
+    case = await _report(villager, "村道塌了一块", category="roads")
+    card = await sandbox.emulator.wait_for(group.chat_id, case.number)
+    assert f"📋 Case {case.number}" in card["text"] and "Category: Road repair" in card["text"]
+    assert buttons(card) == ["✅ Accept", "↩️ Decline", "⬆️ Escalate", "👤 Assign"]

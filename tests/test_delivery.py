@@ -490,6 +490,7 @@ async def test_an_emergency_case_goes_before_everything_queued(sandbox: Sandbox)
         reporter, await Category.get(code="fire"), description="后山起火了"
     )
     arrived.clear()
+    await asyncio.sleep(1.0)  # Telegram's second per chat since the /help answer has passed
 
     await sandbox.app.courier.start()
     await emulator.wait_for(dispatch.chat_id, fire.case.number, timeout=10)

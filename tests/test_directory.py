@@ -240,6 +240,21 @@ async def test_a_telegram_id_binds_an_account(database: str) -> None:
     assert not (await load(data)).changed
 
 
+async def test_the_township_language_defaults_to_the_setting_and_is_exported(
+    database: str,
+) -> None:
+    data = example()
+    del data["township"]["language"]
+    await load(data, default_language="en")
+    assert (await Township.get(code="BL")).language == "en"
+    assert (await export_directory("BL"))["township"]["language"] == "en"
+
+    data["township"]["language"] = "zh-hant"
+    await load(data, default_language="en")
+    assert (await Township.get(code="BL")).language == "zh-hant"
+    assert (await export_directory("BL"))["township"]["language"] == "zh-hant"
+
+
 async def test_an_invited_official_stays_bound_after_reimport(database: str) -> None:
     await import_file(EXAMPLE)
     account = await Account.create(id=555000, first_name="苏", language="zh-hans")
@@ -456,6 +471,11 @@ BROKEN: list[tuple[str, Callable[[Data], None], str]] = [
         "shared telegram id",
         _share_telegram_id(1, 4),
         "officials[4].telegram_id: also used by officials[1]",
+    ),
+    (
+        "township language",
+        _set(lambda d: d["township"], "language", "fr"),
+        "township.language: must be one of zh-hans, zh-hant, en",
     ),
     (
         "a day both off and working",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import cases, notices
+from bot import cases, notices, scope
 from bot.emulator import buttons
 from bot.i18n import catalogs
 from bot.models import Account, Case, Category, Grid, Official, Villager
@@ -130,9 +130,10 @@ async def test_a_dispatcher_sees_the_township_pool_but_not_confidential_cases(
     await phone.send("/pool")
     pool = await phone.expect("待受理的事项")
     assert litter.number in pool["text"] and misconduct.number not in pool["text"]
-    assert await cases.may_handle(su, litter)
-    assert not await cases.may_handle(su, misconduct)
-    assert not await cases.may_assign(su, misconduct)
+    assert await scope.may_handle(su, litter) and await scope.may_see(su, litter)
+    assert not await scope.may_handle(su, misconduct)
+    assert not await scope.may_assign(su, misconduct)
+    assert not await scope.may_see(su, misconduct)
 
 
 def _label(message: str) -> str:
@@ -153,14 +154,17 @@ async def test_a_case_opened_from_a_list_has_the_buttons_its_reader_may_use(
         for label in (notices.ACCEPT, notices.DECLINE, notices.ESCALATE, notices.ASSIGN)
     )
 
+    pool_title = _label("Cases waiting to be accepted, nearest deadline first:")
     su = sandbox.phone(9103, "苏进侨")
     await su.send("/pool")
+    await su.expect(pool_title)
     await su.tap(case.number)
     opened = await su.expect(f"{case.number}")
     assert buttons(opened) == [accept, decline, escalate, assign], "a dispatcher may assign"
 
     lin = sandbox.phone(9101, "林秀英")
     await lin.send("/pool")
+    await lin.expect(pool_title)
     await lin.tap(case.number)
     opened = await lin.expect(f"{case.number}")
     assert buttons(opened) == [accept, decline, escalate], "a member: no Assign"
@@ -168,6 +172,7 @@ async def test_a_case_opened_from_a_list_has_the_buttons_its_reader_may_use(
     assert (await Case.get(id=case.id)).status == "accepted"
 
     await lin.send("/tasks")
+    await lin.expect(_label("Your open cases, nearest deadline first:"))
     await lin.tap(case.number)
     opened = await lin.expect(f"{case.number}")
     assert buttons(opened) == [
@@ -176,6 +181,7 @@ async def test_a_case_opened_from_a_list_has_the_buttons_its_reader_may_use(
     ]
     li = sandbox.phone(1001, "李明")
     await li.send("/mycases")
+    await li.expect(_label("Your cases, newest first:"))
     await li.tap(case.number)
     assert buttons(await li.expect(f"{case.number}")) == [], "the villager's own view"
 
@@ -210,3 +216,25 @@ async def test_a_voice_report_is_heard_with_the_card_and_in_the_timeline(
     timeline = await lin.expect(f"{case.number}")
     assert timeline["message_id"] > again["message_id"]
     assert _label(notices.ACCEPT) in buttons(timeline)
+
+
+async def test_the_timeline_shows_the_stars_of_the_rating(sandbox: Sandbox) -> None:
+    villager = await _villager(1001, "Li Ming", language="en")
+    case = await _report(villager, "Water hyacinth on the creek")
+    lin = await _official("lin-xiuying", 9101)
+    await cases.accept(case.id, lin)
+    await cases.resolve(case.id, lin, "Cleared", ["F2"])
+    await cases.rate(case.id, villager, 4, "Quick, thanks")
+    li = sandbox.phone(1001, "Li Ming", language="en")
+    await li.send("/mycases")
+    await li.expect("closed")
+    await li.tap(case.number)
+    timeline = await li.expect(f"Case {case.number}")
+    assert "rated 4 of 5\n    Quick, thanks" in timeline["text"]
+    official = sandbox.phone(9101, "林秀英")
+    await official.send("/help")
+    await official.expect("/start")
+    query = await official.user.tap_data(official.last(), f"c1:{case.id}:open")
+    await sandbox.emulator.wait_answer(query)
+    full = await official.expect(f"事项 {case.number}")
+    assert "评价 4 星" in full["text"]

@@ -12,7 +12,18 @@ from datetime import UTC, datetime, timedelta
 from conftest import make_villager
 
 from bot import cases
-from bot.models import Case, CaseEvent, CaseStatus, Category, Delivery, Official, Unit, Villager
+from bot.models import (
+    Account,
+    Case,
+    CaseEvent,
+    CaseStatus,
+    Category,
+    Delivery,
+    Official,
+    Role,
+    Unit,
+    Villager,
+)
 from scheduler.policy import Policy
 from scheduler.service import Supervisor
 from scheduler.supervision import sweep
@@ -271,3 +282,108 @@ async def test_two_schedulers_at_once_escalate_and_remind_once(township: None) -
     assert sum(r.sweep.escalations for r in reports) == len(made)
     for case in made:
         assert await CaseEvent.filter(case_id=case.id, action="escalate").count() == 1
+
+
+# ---- confidential cases (清风) and personal data ------------------------------------------
+
+JIWEI_GROUP = -1001000000202
+PHONE = "+8613800000001"
+
+
+async def _chats_after(before: int) -> set[int]:
+    return {row.chat_id for row in await Delivery.filter(id__gt=before, kind="text")}
+
+
+async def _jiwei_member(code: str, account_id: int, name: str) -> Official:
+    """One more official of the discipline office, besides its leader 王清."""
+    jiwei = await Unit.get(code="jiwei")
+    account = await Account.create(id=account_id, first_name=name, language="zh-hans")
+    official = await Official.create(
+        township_id=jiwei.township_id, code=code, name=name, role=Role.MEMBER, account=account,  # type: ignore[attr-defined]
+    )
+    await official.units.add(jiwei)
+    return official
+
+
+async def test_an_unaccepted_confidential_case_is_told_to_its_units_leaders(
+    township: None,
+) -> None:
+    case = await _report(await make_villager(phone=PHONE), "misconduct")
+    await sweep(AT, DAYTIME)
+    before = await _last_delivery_id()
+    report = await sweep(case.accept_by, DAYTIME)  # type: ignore[arg-type]
+    assert report.overdue == 1
+    wang = await _account("wang-qing")
+    # The discipline office's leader, who handles it and may read who reported it; never the
+    # dispatchers, nor anyone of the reporter's village.
+    assert await _chats_after(before) == {wang}
+    [told] = await _texts_to(wang, before)
+    assert case.number in told and "至今无人受理" in told and PHONE in told
+    case = await Case.get(id=case.id)
+    assert case.overdue_level == 1 and case.check_at is not None
+    assert (await sweep(case.accept_by + timedelta(days=30), DAYTIME)).overdue == 0  # type: ignore[operator]
+
+
+async def test_an_overdue_confidential_case_climbs_its_own_chain_and_says_who_was_told(
+    township: None,
+) -> None:
+    zhou = await _jiwei_member("zhou-ming", 7001, "周明")
+    case = await _report(await make_villager(phone=PHONE), "misconduct")
+    await cases.accept(case.id, zhou, at=AT + timedelta(hours=1))
+    await sweep(AT + timedelta(hours=1), DAYTIME)
+    case = await Case.get(id=case.id)
+    before = await _last_delivery_id()
+    assert (await sweep(case.resolve_by, DAYTIME)).overdue == 1  # type: ignore[arg-type]
+    wang = await _account("wang-qing")
+    assert await _chats_after(before) == {wang, 7001}
+    [told] = await _texts_to(7001, before)
+    assert "已通知坂里乡纪委的单位负责人" in told and "调度员" not in told
+    [supervised] = await _texts_to(wang, before)
+    assert "督办" in supervised and "周明" in supervised
+    # Nothing above the discipline office: nobody more, ever; never the dispatchers.
+    later = case.resolve_by + timedelta(days=30)  # type: ignore[operator]
+    assert (await sweep(later, DAYTIME)).overdue == 0
+    assert await CaseEvent.filter(case_id=case.id, action="overdue").count() == 1
+
+
+async def test_when_nobody_above_can_be_told_the_administrators_are_asked_without_the_case(
+    township: None,
+) -> None:
+    await Unit.filter(code="jiwei").update(group_chat_id=None)
+    wang = await Official.get(code="wang-qing")
+    case = await _report(await make_villager(phone=PHONE), "misconduct")
+    await cases.accept(case.id, wang, at=AT + timedelta(hours=1))
+    await sweep(AT + timedelta(hours=1), DAYTIME)
+    case = await Case.get(id=case.id)
+    before = await _last_delivery_id()
+    assert (await sweep(case.resolve_by, DAYTIME)).overdue == 1  # type: ignore[arg-type]
+    admin = await _account("admin")
+    assert await _chats_after(before) == {admin, wang.account_id}  # type: ignore[attr-defined]
+    [asked] = await _texts_to(admin, before)
+    assert case.number in asked and "请在名录中为坂里乡纪委指定单位负责人" in asked
+    assert "水葫芦" not in asked and "李明" not in asked and PHONE not in asked
+    [told] = await _texts_to(wang.account_id, before)  # type: ignore[attr-defined]
+    assert "已请乡镇管理员指定督办人" in told
+
+
+async def test_supervision_notices_carry_the_reporters_name_only_to_those_handling_it(
+    township: None,
+) -> None:
+    case = await _report(await make_villager(phone=PHONE))
+    lin = await Official.get(code="lin-xiuying")
+    await cases.accept(case.id, lin, at=AT + timedelta(hours=1))
+    case = await Case.get(id=case.id)
+    await sweep(AT + timedelta(hours=1), DAYTIME)
+    before = await _last_delivery_id()
+    await sweep(case.resolve_by - timedelta(hours=2), DAYTIME)  # type: ignore[operator]
+    [reminder] = await _texts_to(lin.account_id, before)  # type: ignore[attr-defined]
+    assert "反映人：李明" in reminder and PHONE in reminder  # the assignee handles it
+
+    before = await _last_delivery_id()
+    assert (await sweep(case.resolve_by, DAYTIME)).overdue == 1  # type: ignore[arg-type]
+    [committee] = await _texts_to(COMMITTEE_GROUP, before)
+    [dispatcher] = await _texts_to(await _account("su-jinqiao"), before)
+    for supervising in (committee, dispatcher):
+        assert case.number in supervising and "正达溪水葫芦" in supervising
+        assert "李明" not in supervising and PHONE not in supervising
+        assert "反映人：由办理单位掌握" in supervising

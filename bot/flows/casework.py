@@ -21,7 +21,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from bot import cases
+from bot import cases, scope
 from bot.callbacks import CaseAction
 from bot.cases import CaseRefused, Refusal
 from bot.i18n import _
@@ -53,14 +53,14 @@ Check = str
 
 async def allowed(official: Official, case: Case, check: Check) -> bool:
     if check == "handle":
-        return await cases.may_handle(official, case)
+        return await scope.may_handle(official, case)
     if check == "escalate":
-        return cases.is_assignee(official, case) or await cases.may_handle(official, case)
+        return await scope.may_escalate(official, case)
     if check == "assign":
-        return await cases.may_assign(official, case)
+        return await scope.may_assign(official, case)
     if check == "work":
-        return cases.is_assignee(official, case) or await cases.may_assign(official, case)
-    return cases.is_assignee(official, case)
+        return await scope.may_note(official, case)
+    return scope.may_resolve(official, case)
 
 
 async def acting(person: Person, case: Case, check: Check) -> Official | None:

@@ -20,7 +20,7 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from bot import cases
+from bot import cases, scope
 from bot.callbacks import AssignTo, CaseAction, RateCase
 from bot.cases import TRANSITIONS, Action, CaseRefused, Refusal
 from bot.flows.casework import Casework, acting, ask, log_refusal, refusal_text
@@ -128,20 +128,6 @@ async def ask_for_words(
 # ---- Assign: a person, then a deadline -----------------------------------------------------------
 
 
-async def _candidates(case: Case) -> list[Official]:
-    """Officials with a bound account: the case's unit first, then the rest of the township."""
-    unit_members = await Official.filter(
-        units__id=case.unit_id, active=True, account_id__isnull=False  # type: ignore[attr-defined]
-    ).order_by("id")
-    others = await Official.filter(
-        township_id=case.township_id, active=True, account_id__isnull=False  # type: ignore[attr-defined]
-    ).order_by("id")
-    chosen: dict[int, Official] = {o.id: o for o in unit_members}
-    for official in others:
-        chosen.setdefault(official.id, official)
-    return list(chosen.values())[:ASSIGN_CHOICES_MAX]
-
-
 def _people_keyboard(case: Case, people: list[Official], language: str) -> InlineKeyboardMarkup:
     return inline([
         button(official.display_name(language), AssignTo(case_id=case.id, official_id=official.id))
@@ -172,7 +158,7 @@ async def assign(
     if found is None:
         return
     case, _official = found
-    people = await _candidates(case)
+    people = await scope.assign_candidates(case, ASSIGN_CHOICES_MAX)
     try:
         await bot.send_message(
             query.from_user.id,

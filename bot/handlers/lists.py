@@ -19,9 +19,9 @@ from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from tortoise.expressions import Q
 
-from bot import keyboards
+from bot import keyboards, scope
 from bot.callbacks import CaseAction
-from bot.cases import history, is_assignee, may_assign, may_handle
+from bot.cases import history
 from bot.filters import Pressed
 from bot.i18n import N_, _
 from bot.models import Case, CaseEvent, CaseStatus, Official, Role, Unit
@@ -52,8 +52,9 @@ ACTION_NAMES: dict[str, str] = {
     "rate": N_("rated"),
     "reopen": N_("reopened"),
     "close": N_("closed"),
-    "overdue": N_("overdue: the supervising unit was told"),
-    "unaccepted": N_("not accepted in time: the dispatchers were told"),
+    # Who was told depends on the case (bot.scope.supervision): the card's notices name them.
+    "overdue": N_("overdue: its supervisors were told"),
+    "unaccepted": N_("not accepted in time: its supervisors were told"),
     UNDELIVERED: N_("a message could not be delivered"),
 }
 
@@ -144,7 +145,7 @@ async def pool(message: Message, person: Person) -> None:
     units = Q(unit_id__in=list(own_units))
     if official.role == Role.DISPATCHER:
         # A dispatcher sees the township's pool, but confidential cases only in their own units.
-        units |= Q(category__confidential=False)
+        units |= scope.township_wide_cases()
     query = query.filter(units)
     cases = (
         await query.order_by("accept_by", "id")
@@ -162,17 +163,19 @@ async def pool(message: Message, person: Person) -> None:
 async def _may_read(person: Person, case: Case) -> bool | None:
     """True: the whole history; False: the public part; None: not this person's case."""
     for official in person.officials:
-        if is_assignee(official, case) or await may_handle(official, case):
+        if await scope.may_see(official, case):
             return True
     if person.villager is not None and case.reporter_id == person.villager.id:  # type: ignore[attr-defined]
         return False
     return None
 
 
-def _event_line(event: CaseEvent, language: str, timezone: str) -> str:
-    line = _("{when} · {what}").format(
-        when=local_time(event.at, timezone), what=_(ACTION_NAMES.get(event.action, event.action))
-    )
+def _event_line(case: Case, event: CaseEvent, timezone: str) -> str:
+    what = _(ACTION_NAMES.get(event.action, event.action))
+    if event.action == "rate" and case.rating is not None:
+        # A rating closes the case: the case keeps the stars of its one rating.
+        what = _("rated {stars} of 5").format(stars=case.rating)
+    line = _("{when} · {what}").format(when=local_time(event.at, timezone), what=what)
     if event.note:
         line += "\n    " + event.note
     if not event.public:
@@ -192,7 +195,7 @@ async def timeline_text(case: Case, language: str, *, everything: bool) -> str:
         _("History:"),
     ]
     events = await history(case.id, public_only=not everything)
-    lines.extend(_event_line(event, language, timezone) for event in events)
+    lines.extend(_event_line(case, event, timezone) for event in events)
     return "\n".join(lines)
 
 
@@ -201,10 +204,10 @@ async def _buttons(person: Person, case: Case) -> InlineKeyboardMarkup | None:
     work buttons for its assignee; the taps are checked again when made."""
     upward = await Unit.filter(id=case.unit_id, supervisor_id__isnull=False).exists()  # type: ignore[attr-defined]
     for official in person.officials:
-        if case.status == CaseStatus.NEW and await may_handle(official, case):
-            assign = await may_assign(official, case)
+        if case.status == CaseStatus.NEW and await scope.may_handle(official, case):
+            assign = await scope.may_assign(official, case)
             return card_keyboard(case, person.language, assign=assign, upward=upward)
-        if case.status == CaseStatus.ACCEPTED and is_assignee(official, case):
+        if case.status == CaseStatus.ACCEPTED and scope.is_assignee(official, case):
             return work_keyboard(case, person.language, upward=upward)
     return None
 
