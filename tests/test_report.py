@@ -415,7 +415,7 @@ async def test_a_bot_stopped_right_after_submit_tells_the_number_after_restart(
 
     await sandbox.restart_bot()
     done = await li.expect(f"✅ 已提交。您的事项编号：{case.number}", timeout=10)
-    assert "将由正达村第一网格处理，应在" in done["text"]
+    assert "将由正达村第一网格办理，应在" in done["text"]
     assert sandbox.emulator.reply_keyboard(LI)[0] == "📝 我要反映问题", "with the menu"
     await sandbox.app.courier.drained()
     assert len([t for t in _texts_after(sandbox, LI, 0) if case.number in t]) == 1

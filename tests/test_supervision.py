@@ -318,7 +318,7 @@ async def test_an_unaccepted_confidential_case_is_told_to_its_units_leaders(
     # dispatchers, nor anyone of the reporter's village.
     assert await _chats_after(before) == {wang}
     [told] = await _texts_to(wang, before)
-    assert case.number in told and "至今无人受理" in told and PHONE in told
+    assert case.number in told and "逾期未受理" in told and PHONE in told
     case = await Case.get(id=case.id)
     assert case.overdue_level == 1 and case.check_at is not None
     assert (await sweep(case.accept_by + timedelta(days=30), DAYTIME)).overdue == 0  # type: ignore[operator]
