@@ -20,8 +20,10 @@ demo: $(STAMP)  ## play the bot on the built-in Telegram emulator (no token need
 run: $(STAMP)  ## run against Telegram: needs BOT_TOKEN in the environment or .env
 	$(BIN)/villagebot run
 
-test: $(STAMP)  ## the whole suite, then the linter
-	$(BIN)/pytest
+TEST_WORKERS ?= 6
+
+test: $(STAMP)  ## the whole suite (in parallel processes), then the linter
+	$(BIN)/pytest -n $(TEST_WORKERS)
 	$(BIN)/ruff check .
 
 catalogs: $(STAMP)  ## bring locales/*.po in line with the code's messages

@@ -363,7 +363,10 @@ async def _post_card(
 
 
 async def _post_cards(scene: Scene, previous: Unit | None, *, dispatchers_too: bool) -> None:
-    for reader in await _card_readers(scene.unit, dispatchers_too=dispatchers_too):
+    readers = await _card_readers(scene.unit, dispatchers_too=dispatchers_too)
+    if not readers:
+        await _cover_for(scene)  # nobody of the unit can receive it: no group, no one bound
+    for reader in readers:
         await _post_card(scene, reader, previous=previous)
 
 
@@ -944,11 +947,18 @@ async def _card_fallback(case: Case) -> None:
     ).exists()
     if reached:
         return
+    await _cover_for(scene)
+
+
+async def _cover_for(scene: Scene) -> None:
+    """A new case's card reaches nobody of its unit: the unit above sees it, or the
+    township's dispatchers get it with the buttons, so that someone sees that it is accepted."""
+    case = scene.case
     upper = await scope.escalation_target(case)
     others = await _card_readers(upper, dispatchers_too=False) if upper is not None else []
     buttons = False  # the unit above may not act on the case: it sees that someone does
     if not others:
-        watching = await scope.dispatchers(case.township_id, scene.case.category)  # type: ignore[attr-defined]
+        watching = await scope.dispatchers(case.township_id, case.category)  # type: ignore[attr-defined]
         others, buttons = await _privately(watching), True
     if not others:
         log.warning("case %s reaches nobody of %s, nor anyone else", case.number, scene.unit.code)

@@ -536,6 +536,21 @@ async def _reporting_villager(sandbox: Sandbox) -> tuple[Villager, Phone]:
     return await Villager.get(account_id=3001), phone
 
 
+async def test_a_card_for_a_unit_nobody_can_receive_goes_to_the_unit_above(
+    sandbox: Sandbox,
+) -> None:
+    """Grid 1 has no group and nobody bound: its cards would reach no one, so the village
+    committee's group sees each one, without the unit's buttons."""
+    committee = sandbox.emulator.group(-1001000000101, "正达村两委")
+    villager, _ = await _reporting_villager(sandbox)
+    litter = await Category.get(code="litter")
+    case = (await cases.report(villager, litter, description="垃圾桶满了")).case
+    card = await sandbox.emulator.wait_for(committee.chat_id, case.number, timeout=10)
+    assert "未能送达正达村第一网格的任何人" in card["text"] and "垃圾桶满了" in card["text"]
+    assert buttons(card) == []
+    assert "李明" not in card["text"], "the reporter's name stays with the unit handling it"
+
+
 async def test_cards_for_an_official_who_never_opened_the_bot_are_not_lost(
     sandbox: Sandbox,
 ) -> None:
