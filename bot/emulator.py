@@ -2509,39 +2509,28 @@ class BotAPIEmulator:
             content["entities"] = entities
         return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
 
-    async def _send_photo(self, p: _Params) -> dict:
+    async def _send_file(
+        self, p: _Params, field: str, load: Callable[[Any, _Params], Awaitable[Any]]
+    ) -> dict:
+        """sendPhoto, sendDocument, sendVoice: one file by id, URL or upload, and a caption."""
         chat = self._send_target(p)
-        value = p.get("photo")
+        value = p.get(field)
         if value is None:
-            raise _bad("there is no photo in the request")
+            raise _bad(f"there is no {field} in the request")
         caption, entities = self._caption(p)
         markup = self._markup(p)
         reply = self._reply_target(chat, p)
-        content = self._with_caption({"photo": await self._photo(value, p)}, caption, entities)
+        content = self._with_caption({field: await load(value, p)}, caption, entities)
         return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
+
+    async def _send_photo(self, p: _Params) -> dict:
+        return await self._send_file(p, "photo", self._photo)
 
     async def _send_document(self, p: _Params) -> dict:
-        chat = self._send_target(p)
-        value = p.get("document")
-        if value is None:
-            raise _bad("there is no document in the request")
-        caption, entities = self._caption(p)
-        markup = self._markup(p)
-        reply = self._reply_target(chat, p)
-        document = await self._document(value, p)
-        content = self._with_caption({"document": document}, caption, entities)
-        return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
+        return await self._send_file(p, "document", self._document)
 
     async def _send_voice(self, p: _Params) -> dict:
-        chat = self._send_target(p)
-        value = p.get("voice")
-        if value is None:
-            raise _bad("there is no voice in the request")
-        caption, entities = self._caption(p)
-        markup = self._markup(p)
-        reply = self._reply_target(chat, p)
-        content = self._with_caption({"voice": await self._voice(value, p)}, caption, entities)
-        return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
+        return await self._send_file(p, "voice", self._voice)
 
     async def _send_media_group(self, p: _Params) -> list[dict]:
         chat = self._send_target(p)

@@ -677,6 +677,13 @@ NOBODY_ABOVE = N_("⏰ Supervision: case {number} at {unit} is overdue, and nobo
                   "the directory.")
 
 
+async def _nobody_above(scene: Scene, readers: list[Reader]) -> None:
+    """The case's chain names nobody to tell: those who can name someone are asked to."""
+    for reader in readers:
+        await _tell_readers(scene, [reader], NOBODY_ABOVE, cardless=True,
+                            unit=scene.unit.display_name(reader.language))
+
+
 async def _overdue(scene: Scene) -> None:
     """A case passed its deadline: one more supervising level is told (bot.scope), and the
     assignee is told who was."""
@@ -686,9 +693,7 @@ async def _overdue(scene: Scene) -> None:
         return
     readers = await _readers_of(scene, audience)
     if audience.cardless:
-        for reader in readers:
-            await _tell_readers(scene, [reader], NOBODY_ABOVE, cardless=True,
-                                unit=scene.unit.display_name(reader.language))
+        await _nobody_above(scene, readers)
     else:
         for reader in readers:
             await _tell_readers(
@@ -733,9 +738,7 @@ async def _unaccepted(scene: Scene) -> None:
         return
     readers = await _readers_of(scene, audience)
     if audience.cardless:
-        for reader in readers:
-            await _tell_readers(scene, [reader], NOBODY_ABOVE, cardless=True,
-                                unit=scene.unit.display_name(reader.language))
+        await _nobody_above(scene, readers)
         return
     for reader in readers:
         await _tell_readers(

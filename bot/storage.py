@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -143,6 +144,28 @@ REDIS_CONNECTIONS = 50
 REDIS_WAIT_SECONDS = 30
 
 
+class InOrder(BaseEventIsolation):
+    """A person's updates one at a time and in the order they came, across processes.
+
+    Redis's lock keeps two processes from handling one person at once, but it is not first
+    come, first served: a tap and the text typed right after it could be handled text first,
+    in the wrong step. The process's own lock (asyncio's, which is) is taken first.
+    """
+
+    def __init__(self, shared: BaseEventIsolation) -> None:
+        self.local = SimpleEventIsolation()
+        self.shared = shared
+
+    @asynccontextmanager
+    async def lock(self, key: StorageKey) -> AsyncIterator[None]:
+        async with self.local.lock(key), self.shared.lock(key):
+            yield
+
+    async def close(self) -> None:
+        await self.local.close()
+        await self.shared.close()
+
+
 def make_storage(
     redis_url: str | None, bot_id: int = 0
 ) -> tuple[BaseStorage, BaseEventIsolation, HandledUpdates]:
@@ -162,5 +185,6 @@ def make_storage(
         storage = RedisStorage(
             redis=Redis(connection_pool=pool), key_builder=DefaultKeyBuilder(with_bot_id=True)
         )
-        return storage, storage.create_isolation(), HandledUpdates(storage.redis, bot_id)
+        isolation = InOrder(storage.create_isolation())
+        return storage, isolation, HandledUpdates(storage.redis, bot_id)
     return DatabaseStorage(), SimpleEventIsolation(), HandledUpdates(None, bot_id)
