@@ -24,7 +24,7 @@ from bot.callbacks import CaseAction
 from bot.cases import history
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Case, CaseEvent, CaseStatus, Official, Role, Unit
+from bot.models import Case, CaseEvent, CaseStatus, Official, Role
 from bot.notices import UNDELIVERED, card_keyboard, local_time, work_keyboard
 from bot.people import Person
 from bot.routers import Routes
@@ -202,7 +202,7 @@ async def timeline_text(case: Case, language: str, *, everything: bool) -> str:
 async def _buttons(person: Person, case: Case) -> InlineKeyboardMarkup | None:
     """What the reader may do on the case now: a new case's card buttons for its unit, the
     work buttons for its assignee; the taps are checked again when made."""
-    upward = await Unit.filter(id=case.unit_id, supervisor_id__isnull=False).exists()  # type: ignore[attr-defined]
+    upward = await scope.escalation_target(case) is not None
     for official in person.officials:
         if case.status == CaseStatus.NEW and await scope.may_handle(official, case):
             assign = await scope.may_assign(official, case)
