@@ -7,6 +7,7 @@ Redis, with no extra service to run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +25,7 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
+from tortoise.exceptions import IntegrityError
 
 from bot.models import Conversation
 
@@ -130,7 +132,8 @@ class HandledUpdates:
             await self._redis.set(key, b"1", ex=int(HANDLED_FOR.total_seconds()))
             return
         now = datetime.now(UTC)
-        await Conversation.update_or_create(key=key, defaults={"state": None, "updated_at": now})
+        with contextlib.suppress(IntegrityError):  # remembered already: nothing to add
+            await Conversation.create(key=key, state=None, data={}, updated_at=now)
         self._remembered += 1
         if self._remembered % FORGET_EVERY == 0:
             await Conversation.filter(
