@@ -18,7 +18,7 @@ from aiogram.types import ErrorEvent
 
 from bot.config import Settings
 from bot.i18n import N_, catalogs
-from bot.languages import normalize_language
+from bot.languages import ZH_HANS, normalize_language
 from bot.people import Person
 from bot.routers import Routes
 
@@ -37,7 +37,7 @@ def _language(event: ErrorEvent, data: dict[str, Any]) -> str:
     settings: Settings | None = data.get("settings")
     fallback = settings.default_language if settings is not None else None
     user = data.get("event_from_user")
-    return normalize_language(user.language_code if user else None, fallback) or "zh-hans"
+    return normalize_language(user.language_code if user else None, fallback) or ZH_HANS
 
 
 @routes.errors()
