@@ -21,7 +21,7 @@ from bot.sandbox import EXAMPLE_DIRECTORY
 
 SETTINGS = {
     "BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "REDIS_URL", "DIRECTORY_FILE", "TIMEZONE",
-    "LOG_LEVEL",
+    "LOG_LEVEL", "WEB_LISTEN", "WEB_URL", "WEB_SECRET",
 }
 #: Starting the command imports aiogram, seconds on a busy machine: a hang is what this catches.
 STARTED_WITHIN = 90.0
@@ -30,6 +30,7 @@ STARTED_WITHIN = 90.0
 def _environment(database_url: str, settings: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS}
     env["DATABASE_URL"] = database_url
+    env["WEB_LISTEN"] = ""  # no back office unless a test asks: tests run side by side
     env.update(settings)
     return env
 
