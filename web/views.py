@@ -40,7 +40,7 @@ from web import signin, words
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 SETTINGS = web.AppKey("settings", Settings)
-VIEWER = "villagebot_viewer"
+VIEWER = web.RequestKey("viewer", object)
 PAGE_SIZE = 50
 #: Pages anyone may open, signed in or not.
 PUBLIC = ("/signin/", "/signed-out", "/static/")
@@ -80,7 +80,8 @@ async def render(
     """A page in the reader's language: `_` in the templates is the catalogs' `text`."""
     session = await get_session(request)
     language = _language(request, session)
-    viewer: Viewer | None = request.get(VIEWER)
+    viewer = request.get(VIEWER)
+    assert viewer is None or isinstance(viewer, Viewer)
 
     def _(message: str, **values: object) -> str:
         return catalogs().text(message, language, **values)
@@ -131,7 +132,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _viewer_of(request: web.Request) -> Viewer:
-    viewer: Viewer = request[VIEWER]
+    viewer = request[VIEWER]
+    assert isinstance(viewer, Viewer)  # `guard` lets no one else past
     return viewer
 
 
