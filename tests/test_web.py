@@ -5,7 +5,9 @@ the buttons, so that Telegram (the emulator) hears of it as after a tap."""
 from __future__ import annotations
 
 import base64
+import json
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -13,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from conftest import TEST_REDIS_URL
+from cryptography.fernet import Fernet
 
 from bot import cases, scope
 from bot.config import load_settings
@@ -159,6 +162,27 @@ async def test_the_session_cookie_is_secure_behind_https(township: None) -> None
     ) as response:
         cookie = response.headers["Set-Cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+async def test_a_session_ends_eight_hours_after_sign_in(township: None) -> None:
+    key = b"k" * 32
+    settings = load_settings(
+        web_listen="", web_secret=base64.urlsafe_b64encode(key).decode()
+    )
+    su = await Official.get(code="su-jinqiao")
+    fernet = Fernet(base64.urlsafe_b64encode(key))
+
+    def cookie(age: timedelta) -> dict[str, str]:
+        data = {"created": int(time.time() - age.total_seconds()),
+                "session": {"account": su.account_id, "csrf": "x", "language": "en"}}  # type: ignore[attr-defined]
+        return {server.COOKIE: fernet.encrypt(json.dumps(data).encode()).decode()}
+
+    app = server.build(settings, await server.session_key(settings))
+    async with TestServer(app) as test_server, aiohttp.ClientSession() as browser:
+        for minutes, status in ((479, 200), (481, 401)):
+            url = test_server.make_url("/cases")
+            async with browser.get(url, cookies=cookie(timedelta(minutes=minutes))) as response:
+                assert response.status == status, minutes
 
 
 async def test_a_link_works_once_and_only_for_ten_minutes(office: Sandbox) -> None:
