@@ -234,7 +234,9 @@ async def test_a_post_without_the_right_csrf_token_is_refused_and_changes_nothin
         url = f"{office.web_url}/cases/{case.number}"
         page = await _page(browser, url)
         assert "添加备注" in page
-        for data in ({"note": "不该记下"}, {"note": "不该记下", "csrf": "forged"}):
+        forged = ({"note": "不该记下"}, {"note": "不该记下", "csrf": "forged"},
+                  {"note": "不该记下", "csrf": "伪造"})
+        for data in forged:
             refused = await _post(browser, url + "/note", data, 403)
             assert "表单已失效" in refused
         await _post(browser, office.web_url + "/logout", {}, 403)

@@ -118,7 +118,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST":
         sent = (await request.post()).get("csrf")
         expected = session.get("csrf")
-        if not (isinstance(sent, str) and expected and secrets.compare_digest(sent, expected)):
+        if not (
+            isinstance(sent, str) and isinstance(expected, str) and expected
+            and secrets.compare_digest(sent.encode(), expected.encode())
+        ):
             log.warning("back office: %s %s refused: CSRF token missing or wrong",
                         request.method, request.path)
             return await message_page(
