@@ -23,17 +23,7 @@ from bot.config import Settings
 from bot.delivery import Courier, DirectReplies
 from bot.flows import casework as casework_flow
 from bot.flows import registration, report
-from bot.handlers import (
-    admin,
-    casework,
-    common,
-    errors,
-    fallback,
-    lists,
-    start,
-    villager,
-    web,
-)
+from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.middlewares import OnceOnly, PersonMiddleware
