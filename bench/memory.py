@@ -72,6 +72,7 @@ async def _serve(overrides: dict[str, Any]) -> None:
     from bot.config import load_settings
 
     quiet()
+    overrides.setdefault("web_listen", "")  # the bot alone, and no port shared with anyone
     app = await Villagebot.start(load_settings(**overrides))
     polling = asyncio.create_task(app.poll())
     commands = asyncio.StreamReader()

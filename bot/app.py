@@ -23,14 +23,15 @@ from bot.config import Settings
 from bot.delivery import Courier, DirectReplies
 from bot.flows import casework as casework_flow
 from bot.flows import registration, report
-from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager
+from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.middlewares import OnceOnly, PersonMiddleware
-from bot.startup import import_directory_file, reach_telegram
+from bot.startup import CannotStart, import_directory_file, reach_telegram
 from bot.storage import make_storage
 from scheduler.policy import Policy
 from scheduler.service import Clock, Supervisor, wall_clock
+from web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         villager.routes.router(),
         lists.routes.router(),
         admin.routes.router(),
+        web.routes.router(),
         casework.routes.router(),  # case cards' buttons, in groups too
         casework_flow.routes.router(),
         report.routes.router(),
@@ -95,6 +97,19 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         fallback.routes.router(),
     )
     return dispatcher
+
+
+async def start_web(settings: Settings) -> WebServer:
+    """The back office on WEB_LISTEN, or `CannotStart` saying why it cannot listen there."""
+    try:
+        server = await WebServer.start(settings)
+    except OSError as error:
+        raise CannotStart(
+            f"setting WEB_LISTEN: cannot serve the back office on {settings.web_listen}: "
+            f"{error.strerror or error}"
+        ) from None
+    log.info("back office on http://%s (WEB_URL %s)", settings.web_listen, settings.web_url)
+    return server
 
 
 @dataclass
@@ -107,6 +122,8 @@ class Villagebot:
     courier: Courier
     #: None when SCHEDULER=false (another process supervises, or a test drives time itself).
     supervisor: Supervisor | None = None
+    #: The back office; None when WEB_LISTEN is empty.
+    web: WebServer | None = None
 
     @classmethod
     async def start(
@@ -145,6 +162,8 @@ class Villagebot:
                     clock=clock,
                 )
                 await supervisor.start()
+                undo.push_async_callback(supervisor.stop)
+            web = await start_web(settings) if settings.web_listen else None
             undo.pop_all()  # started: from now on `stop` undoes it
         # What start-up made lives as long as the process: aiogram alone is some 200,000
         # objects (the whole Bot API as pydantic models). Frozen, the collector stops walking
@@ -154,7 +173,7 @@ class Villagebot:
         gc.freeze()
         return cls(
             settings=settings, bot=bot, dispatcher=dispatcher, courier=courier,
-            supervisor=supervisor,
+            supervisor=supervisor, web=web,
         )
 
     async def poll(self) -> None:
@@ -164,6 +183,8 @@ class Villagebot:
         )
 
     async def stop(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
         with contextlib.suppress(RuntimeError):  # raised when polling never started
             await self.dispatcher.stop_polling()
         if self.supervisor is not None:

@@ -56,6 +56,35 @@ async def _run(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+async def _web(settings: Settings, _args: argparse.Namespace) -> int:
+    """The back office alone, for a deployment that serves it apart from the bot: changes
+    reach Telegram through the outbox, which the bot's process delivers."""
+    if not settings.web_listen:
+        return _fail("setting WEB_LISTEN: empty, so there is no back office to serve")
+    stopping = asyncio.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signal_number, stopping.set)
+    from bot import db
+    from bot.app import start_web
+    from bot.i18n import catalogs
+    from bot.startup import CannotStart
+
+    catalogs()
+    await db.start(settings.database_url)
+    try:
+        server = await start_web(settings)
+    except CannotStart as error:
+        await db.stop()
+        return _fail(str(error), 1)
+    print(f"back office on {settings.web_listen}, signing in at {settings.web_url}", flush=True)
+    try:
+        await stopping.wait()
+    finally:
+        await server.stop()
+        await db.stop()
+    return 0
+
+
 async def _unless_stopped(
     work: asyncio.Future[Any], stopping: asyncio.Event, *, cancel: bool = True
 ) -> bool:
@@ -263,6 +292,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the bot against Telegram (needs BOT_TOKEN)")
     demo = commands.add_parser("demo", help="play the case loop on a built-in Telegram emulator")
     demo.add_argument("--database", help="database URL (default: a fresh SQLite file)")
+    commands.add_parser("web", help="serve the back office alone, on WEB_LISTEN")
     commands.add_parser("migrate", help="create or upgrade the database schema")
     directory = commands.add_parser("directory", help="import or export a township directory")
     directory_commands = directory.add_subparsers(dest="action", required=True)
@@ -291,6 +321,7 @@ def parser() -> argparse.ArgumentParser:
 
 _ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
     "run": _run,
+    "web": _web,
     "demo": _demo,
     "migrate": _migrate,
     "directory import": _directory_import,

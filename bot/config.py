@@ -6,6 +6,7 @@ run a township's bot are rarely Python programmers: `SettingsError` carries that
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,10 @@ class Settings(BaseSettings):
     catch_up_hours: int = Field(default=24, ge=0, le=168)
     repeat_threshold: int = Field(default=3, ge=2, le=100)
     sweep_seconds: int = Field(default=60, ge=5, le=3600)
+    # The back office (web/): see the README's "Back office" section.
+    web_listen: str = "127.0.0.1:8080"
+    web_url: str = "http://127.0.0.1:8080"
+    web_secret: str | None = None
 
     @field_validator("bot_token")
     @classmethod
@@ -133,6 +138,35 @@ class Settings(BaseSettings):
         SUPERVISION_PARSERS[info.field_name](value)  # type: ignore[index]
         return value
 
+    @field_validator("web_listen")
+    @classmethod
+    def _web_listen(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            web_address(value)
+        return value
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("web_secret")
+    @classmethod
+    def _web_secret(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            key = base64.urlsafe_b64decode(value.encode())
+        except ValueError:  # binascii.Error too
+            key = b""
+        if len(key) != 32:
+            raise ValueError("must be 32 bytes in urlsafe base64 (44 characters)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -140,6 +174,14 @@ class Settings(BaseSettings):
         if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value
+
+
+def web_address(value: str) -> tuple[str, int]:
+    """`host:port` of WEB_LISTEN as the two parts a server binds."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must look like 127.0.0.1:8080 (or be empty to serve no back office)")
+    return host.strip("[]"), int(port)
 
 
 def load_settings(**overrides: object) -> Settings:

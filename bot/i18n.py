@@ -83,7 +83,9 @@ def every_language(message: str) -> frozenset[str]:
 
 
 KEYWORDS = {"_": None, "__": None, "N_": None}
-SOURCE_FOLDERS = ("bot", "scheduler")
+SOURCE_FOLDERS = ("bot", "scheduler", "web")
+#: How each kind of source file is read: the back office's templates call `_()` as code does.
+METHOD_MAP = [("**.py", "python"), ("**/templates/**.html", "jinja2.ext:babel_extract")]
 
 
 def source_messages() -> dict[str, list[tuple[str, int]]]:
@@ -94,7 +96,7 @@ def source_messages() -> dict[str, list[tuple[str, int]]]:
     found: dict[str, list[tuple[str, int]]] = {}
     for folder in SOURCE_FOLDERS:
         for filename, line, message, _comments, _context in extract_from_dir(
-            root / folder, method_map=[("**.py", "python")], keywords=KEYWORDS
+            root / folder, method_map=METHOD_MAP, keywords=KEYWORDS
         ):
             if isinstance(message, tuple):
                 message = message[0]

@@ -28,6 +28,7 @@ OFFICIAL_COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", N_("Start or return to the main menu")),
     ("tasks", N_("Your open cases")),
     ("pool", N_("Cases waiting to be accepted")),
+    ("web", N_("A link into the back office on the web")),
     ("language", N_("Change the language")),
     ("help", N_("What this bot can do")),
 )

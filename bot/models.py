@@ -243,6 +243,37 @@ class Invitation(Model):
         table = "invitation"
 
 
+class WebSignIn(Model):
+    """A single-use link into the back office, sent by the bot on /web.
+
+    Only the token's SHA-256 is stored, as for invitations.
+    """
+
+    id = fields.IntField(primary_key=True)
+    token_hash = fields.CharField(max_length=64, unique=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="web_sign_ins", on_delete=fields.CASCADE
+    )
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "web_sign_in"
+
+
+class WebKey(Model):
+    """The back office's session key when WEB_SECRET is not set: made once, in the database,
+    so that every process serving the back office (`run`, `web`) signs the same cookies."""
+
+    id = fields.IntField(primary_key=True, generated=False)
+    secret = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "web_key"
+
+
 class Conversation(Model):
     """One chat's conversation state, so a half-finished report survives a restart."""
 

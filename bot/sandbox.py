@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -82,6 +83,12 @@ class Phone:
         return self.emulator.bot_messages(self.chat_id)[-1]
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class Sandbox:
     """Start with `async with Sandbox(database_url) as sandbox:`; act through `emulator`."""
 
@@ -92,6 +99,7 @@ class Sandbox:
         directory: Path | None = EXAMPLE_DIRECTORY,
         limits: bool = False,
         clock: Clock = wall_clock,
+        web: bool = False,
         **settings: object,
     ) -> None:
         self.emulator = BotAPIEmulator(limits=limits)
@@ -100,10 +108,23 @@ class Sandbox:
         # Tests and the demo drive the scheduler themselves, unless they ask for it; `clock`
         # is its time, so a test moves days on without waiting for them.
         settings.setdefault("scheduler", False)
+        # The back office only when asked, on a free port of loopback: `web_url` is its address.
+        if web:
+            port = _free_port()
+            settings.setdefault("web_listen", f"127.0.0.1:{port}")
+            settings.setdefault("web_url", f"http://127.0.0.1:{port}")
+        else:
+            settings.setdefault("web_listen", "")
         self._settings = settings
         self._clock = clock
         self.app: Villagebot | None = None
         self._polling: asyncio.Task[None] | None = None
+
+    @property
+    def web_url(self) -> str:
+        """The back office's address; the sandbox serves it when started with `web=True`."""
+        assert self.app is not None and self.app.web is not None, "started without web=True"
+        return self.settings.web_url
 
     @property
     def settings(self) -> Settings:

@@ -101,6 +101,48 @@ async def may_see(official: Official, case: Case) -> bool:
     return await _member_of(official, [case.unit_id, *[u.id for u in await chain(case)]])  # type: ignore[attr-defined]
 
 
+def _units_above(unit_id: int, units: dict[int, dict]) -> set[int]:
+    """`supervisors` over units already loaded: the active units above, a loop stops it."""
+    above: set[int] = set()
+    upper = units[unit_id]["supervisor_id"]
+    while upper is not None and upper in units and units[upper]["active"] and upper not in above:
+        above.add(upper)
+        upper = units[upper]["supervisor_id"]
+    above.discard(unit_id)
+    return above
+
+
+async def cases_seen_by(official: Official) -> Q:
+    """`may_see` as a filter on cases, so that a list loads only the cases its reader may open:
+    the official's units and the units below them (a confidential case not through a unit of
+    its reporter's village), the cases assigned to them, and for a dispatcher every case that
+    is not confidential."""
+    if not official.active:
+        return Q(id__in=[])
+    own = set(await official.units.filter(active=True).values_list("id", flat=True))
+    units = {
+        row["id"]: row
+        for row in await Unit.filter(township_id=official.township_id).values(  # type: ignore[attr-defined]
+            "id", "supervisor_id", "village_id", "active"
+        )
+    }
+    seen = Q(assignee_id=official.id)
+    if own:
+        seen |= Q(unit_id__in=sorted(own))
+    if official.role == Role.DISPATCHER:
+        seen |= township_wide_cases()
+    for upper in sorted(own & set(units)):
+        below = sorted(u for u in units if upper in _units_above(u, units))
+        if not below:
+            continue
+        reach = Q(unit_id__in=below)
+        village = units[upper]["village_id"]
+        if village is not None:  # the confidentiality rule, as `unit_may_see`
+            reach &= Q(category__confidential=False) | ~Q(village_id=village)
+        seen |= reach
+    return Q(township_id=official.township_id) & seen  # type: ignore[attr-defined]
+
+
 async def may_handle(official: Official, case: Case) -> bool:
     """Accept, decline, escalate: members of the case's unit, and dispatchers."""
     if not _in_township(official, case):

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 import yaml
 
@@ -21,7 +23,7 @@ from bot.sandbox import EXAMPLE_DIRECTORY
 
 SETTINGS = {
     "BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "REDIS_URL", "DIRECTORY_FILE", "TIMEZONE",
-    "LOG_LEVEL",
+    "LOG_LEVEL", "WEB_LISTEN", "WEB_URL", "WEB_SECRET",
 }
 #: Starting the command imports aiogram, seconds on a busy machine: a hang is what this catches.
 STARTED_WITHIN = 90.0
@@ -30,6 +32,7 @@ STARTED_WITHIN = 90.0
 def _environment(database_url: str, settings: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS}
     env["DATABASE_URL"] = database_url
+    env["WEB_LISTEN"] = ""  # no back office unless a test asks: tests run side by side
     env.update(settings)
     return env
 
@@ -341,3 +344,45 @@ def test_the_township_must_be_named_among_several_or_imported_first(  # type: ig
         "villagebot: several townships (BL, XY): add --township with one of them\n"
     )
     assert run(command, "--dry-run", "--township", "XY").returncode == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_web_serves_the_back_office_alone_until_stopped(start_villagebot) -> None:  # type: ignore[no-untyped-def]
+    port = _free_port()
+    office = await start_villagebot("web", WEB_LISTEN=f"127.0.0.1:{port}")
+    assert office.stdout is not None
+    line = await asyncio.wait_for(office.stdout.readline(), timeout=STARTED_WITHIN)
+    assert line.decode().startswith(f"back office on 127.0.0.1:{port}"), line
+    async with (
+        aiohttp.ClientSession() as browser,
+        browser.get(f"http://127.0.0.1:{port}/cases") as response,
+    ):
+        assert response.status == 401
+        assert "/web" in await response.text()
+    office.send_signal(signal.SIGTERM)
+    code, rest = await finished(office)
+    assert code == 0 and "Traceback" not in rest, rest
+
+
+async def test_run_says_in_one_line_when_the_back_office_cannot_listen(
+    start_villagebot,  # type: ignore[no-untyped-def]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        async with BotAPIEmulator(token=TOKEN) as telegram:
+            bot = await start_villagebot(
+                "run", BOT_TOKEN=TOKEN, TELEGRAM_API_URL=telegram.base_url, WEB_LISTEN=listen
+            )
+            code, rest = await finished(bot)
+    assert code == 1
+    assert rest.splitlines()[-1].startswith(
+        f"villagebot: setting WEB_LISTEN: cannot serve the back office on {listen}: "
+    ), rest
+    assert "Traceback" not in rest

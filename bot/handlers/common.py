@@ -27,6 +27,7 @@ def help_text(person: Person) -> str:
             _("/start: return to the main menu"),
             _("/tasks: your open cases, nearest deadline first"),
             _("/pool: cases in your units waiting to be accepted"),
+            _("/web: a link into the back office on the web"),
             _("/language: change the language"),
             _("/help: this message"),
         ]

@@ -1,0 +1,91 @@
+"""The back office's aiohttp application, and the server that `run`, `web` and the sandbox start.
+
+Sessions live in an encrypted cookie (aiohttp-session with Fernet): the account, the CSRF
+token and the chosen language, nothing else. The key is WEB_SECRET, or when that is not set a
+key made once and kept in the database (`WebKey`), so that every process on the same database
+reads the same cookies and a restart signs nobody out.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from aiohttp_session import setup as setup_sessions
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from tortoise.exceptions import IntegrityError
+
+from bot.config import Settings, web_address
+from bot.models import WebKey
+from web import views
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+#: A session ends this long after sign-in, whatever is done meanwhile.
+SESSION_SECONDS = 8 * 3600
+COOKIE = "villagebot_session"
+
+
+async def session_key(settings: Settings) -> bytes:
+    """WEB_SECRET, or the key kept in the database (made by the first process that needs it)."""
+    if settings.web_secret:
+        return base64.urlsafe_b64decode(settings.web_secret.encode())
+    made = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    with contextlib.suppress(IntegrityError):  # another process made it first
+        await WebKey.get_or_create(id=1, defaults={"secret": made, "created_at": datetime.now(UTC)})
+    key = await WebKey.get(id=1)
+    return base64.urlsafe_b64decode(key.secret.encode())
+
+
+def build(settings: Settings, key: bytes) -> web.Application:
+    app = web.Application()
+    setup_sessions(
+        app,
+        EncryptedCookieStorage(
+            key, cookie_name=COOKIE, max_age=SESSION_SECONDS, httponly=True, samesite="Lax",
+            secure=settings.web_url.startswith("https://"),
+        ),
+    )
+    app.middlewares.append(views.guard)  # inside the session middleware: it reads the session
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    app[views.SETTINGS] = settings
+    app.router.add_routes(views.routes)
+    app.router.add_static("/static", STATIC)
+    return app
+
+
+@dataclass
+class WebServer:
+    """The back office listening on WEB_LISTEN; `port` is the one bound (WEB_LISTEN may say 0)."""
+
+    runner: web.AppRunner
+    port: int
+
+    @classmethod
+    async def start(cls, settings: Settings) -> WebServer:
+        """Listen, or raise OSError (the address is taken, say) with nothing left running."""
+        host, port = web_address(settings.web_listen)
+        runner = web.AppRunner(build(settings, await session_key(settings)), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        bound = runner.addresses[0][1] if runner.addresses else port
+        return cls(runner=runner, port=bound)
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
