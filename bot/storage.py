@@ -145,6 +145,8 @@ class HandledUpdates:
 REDIS_CONNECTIONS = 50
 #: How long an update waits for a Redis connection before it fails.
 REDIS_WAIT_SECONDS = 30
+#: Times a command is sent again after a dropped connection.
+REDIS_RETRIES = 3
 
 
 class InOrder(BaseEventIsolation):
@@ -176,14 +178,23 @@ def make_storage(
 
     With Redis, a blocking connection pool: redis-py's default pool refuses a command when its
     100 connections are in use, and the update that asked fails (a burst of 100 people writing
-    at once, each update holding a connection for its lock, reaches that).
+    at once, each update holding a connection for its lock, reaches that). A command that
+    meets a dropped connection (Redis restarted, a connection closed while idle in the pool)
+    is sent again on a new one, a few times with backoff, instead of failing the update.
     """
     if redis_url:
         from aiogram.fsm.storage.redis import RedisStorage
         from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
         pool = BlockingConnectionPool.from_url(
-            redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS
+            redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            health_check_interval=30,
         )
         storage = RedisStorage(
             redis=Redis(connection_pool=pool), key_builder=DefaultKeyBuilder(with_bot_id=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from bot.models import Account, Villager
 from bot.sandbox import Sandbox
 
@@ -174,6 +176,32 @@ async def test_a_half_finished_registration_survives_a_restart(sandbox: Sandbox)
     await li.expect("分享手机号码")
     await li.press("跳过")
     await li.expect("您已登记为正达村村民")
+
+
+async def test_a_conversation_goes_on_when_redis_drops_its_connections(sandbox: Sandbox) -> None:
+    """Redis restarted, or idle connections closed: the next step is not an apology."""
+    from conftest import TEST_REDIS_URL
+
+    if not TEST_REDIS_URL:
+        pytest.skip("needs VILLAGEBOT_TEST_REDIS_URL")
+    from redis.asyncio import Redis
+
+    li = sandbox.phone(1001, "李明")
+    await li.send("/start")
+    await li.tap("正达村")
+    await li.tap("第一网格")
+    await li.expect("请告诉我您的姓名")
+    async with Redis.from_url(TEST_REDIS_URL) as redis:
+        db = redis.connection_pool.connection_kwargs.get("db", 0)
+        me = await redis.client_id()
+        dropped = 0
+        for client in await redis.client_list():
+            if int(client["db"]) == int(db) and int(client["id"]) != me:
+                dropped += await redis.client_kill_filter(_id=client["id"])
+    assert dropped  # the bot's pooled connections were there to drop
+    await li.send("李明")
+    await li.expect("分享手机号码")
+    assert "出了问题" not in sandbox.emulator.transcript(1001)
 
 
 async def _registered(sandbox: Sandbox):  # type: ignore[no-untyped-def]
