@@ -19,6 +19,8 @@ from tortoise import connections
 from bot import db
 
 if TYPE_CHECKING:
+    from browsing import BackOffice
+
     from bot.models import Villager
     from bot.sandbox import Sandbox
 
@@ -122,6 +124,63 @@ async def sandbox(database_url: str) -> AsyncIterator[Sandbox]:
             await redis.flushdb()
     async with Sandbox(database_url, redis_url=TEST_REDIS_URL or None) as running:
         yield running
+
+
+@pytest.fixture
+async def back_office(
+    database_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[BackOffice]:
+    """The sandbox with its back office, and a tab of a headless Chromium on it.
+
+    Skipped, saying how to get one, where the machine has no Chromium. Whatever the outcome,
+    the page as it was at the end is saved, full length, as
+    `test-artifacts/browser/<test name>.png`.
+    """
+    import browsing
+
+    executable = browsing.chromium_path()
+    if executable is None:
+        pytest.skip(browsing.NO_CHROMIUM)
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        pytest.skip(browsing.NO_PLAYWRIGHT)
+    from bot.sandbox import Sandbox
+
+    if TEST_REDIS_URL:
+        from redis.asyncio import Redis
+
+        async with Redis.from_url(TEST_REDIS_URL) as redis:
+            await redis.flushdb()
+    async with (
+        Sandbox(database_url, redis_url=TEST_REDIS_URL or None, web=True) as sandbox,
+        async_playwright() as playwright,
+    ):
+        chromium = await playwright.chromium.launch(executable_path=executable)
+        try:
+            context = await chromium.new_context(viewport=browsing.VIEWPORT)  # type: ignore[arg-type]
+            office = browsing.BackOffice(await context.new_page(), sandbox)
+            try:
+                yield office
+            finally:
+                await office.screenshot(browsing.artifact(request.node.name))
+        finally:
+            await chromium.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly when the browser tests did not run, and how to make them run."""
+    from browsing import NO_CHROMIUM, NO_PLAYWRIGHT
+
+    for reason in (NO_CHROMIUM, NO_PLAYWRIGHT):
+        skipped = [
+            report for report in terminalreporter.stats.get("skipped", [])
+            if reason in str(getattr(report, "longrepr", ""))
+        ]
+        if skipped:
+            terminalreporter.write_line(
+                f"browser tests: {len(skipped)} skipped, {reason}", yellow=True, bold=True
+            )
 
 
 @pytest.fixture

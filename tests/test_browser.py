@@ -1,0 +1,151 @@
+"""The back office in headless Chromium, as an official uses it: the real bot on the emulator,
+the real server, a real browser clicking the real pages. tests/test_web.py covers the rules over
+HTTP; these show the pages work as pages (links, forms, buttons, the session cookie, Chinese
+text) and that what is done in them reaches Telegram.
+
+Each test leaves a full-page screenshot in test-artifacts/browser/ (see the `back_office`
+fixture). They are skipped, with a line saying how to install Chromium, on a machine without it.
+"""
+
+from __future__ import annotations
+
+from browsing import BackOffice
+
+from bot import cases
+from bot.emulator import buttons
+from bot.models import Account, Case, CaseStatus, Category, Grid, Official, Villager
+from bot.sandbox import Phone
+
+
+async def _official(office: BackOffice, code: str, telegram_id: int) -> Phone:
+    """An official of the demo township, bound to a Telegram account with an open chat."""
+    official = await Official.get(code=code)
+    official.account = await Account.create(
+        id=telegram_id, first_name=official.name, language="zh-hans"
+    )
+    await official.save()
+    handset = office.sandbox.phone(telegram_id, official.name)
+    await handset.send("/help")
+    await handset.expect("/web")
+    return handset
+
+
+async def _villager(
+    office: BackOffice, telegram_id: int, village: str = "zhengda", name: str = "李明"
+) -> Villager:
+    """A registered villager whose chat with the bot is open, so that notices reach them."""
+    account = await Account.create(id=telegram_id, first_name=name, language="zh-hans")
+    grid = await Grid.get(village__code=village, code="g1")
+    villager = await Villager.create(
+        account=account, township_id=1, village_id=grid.village_id,  # type: ignore[attr-defined]
+        grid=grid, name=name, phone="+8613800000001",
+    )
+    handset = office.sandbox.phone(telegram_id, name)
+    await handset.send("/help")
+    await handset.expect("/report")
+    return villager
+
+
+async def _report(villager: Villager, description: str, category: str) -> Case:
+    change = await cases.report(
+        villager, await Category.get(code=category), description=description
+    )
+    return change.case
+
+
+async def _three_cases(office: BackOffice) -> dict[str, Case]:
+    """Litter in 正达村 (new), a road in 正达村 (accepted), a street light in 坂里村 (new)."""
+    zhengda = await _villager(office, 1001)
+    banli = await _villager(office, 1003, village="banli", name="王芳")
+    made = {
+        "litter": await _report(zhengda, "村口垃圾桶满了，垃圾散了一地", "litter"),
+        "road": await _report(zhengda, "村道塌了一块，车过不去", "roads"),
+        "light": await _report(banli, "坂里村桥头的路灯坏了", "streetlights"),
+    }
+    await cases.accept(made["road"].id, await Official.get(code="su-jinqiao"))
+    return made
+
+
+async def test_an_official_signs_in_with_the_bots_link_filters_the_list_and_signs_out(
+    back_office: BackOffice,
+) -> None:
+    su = await _official(back_office, "su-jinqiao", 9002)  # the dispatcher: sees all three
+    made = await _three_cases(back_office)
+    await back_office.sign_in(su)
+    page = await back_office.text()
+    assert "坂里乡" in page and "苏进侨" in page and "退出" in page
+    assert await back_office.count() == "共 3 件事项"
+    assert await back_office.listed() == [made[k].number for k in ("light", "road", "litter")]
+
+    assert await back_office.filter(status="办理中") == [made["road"].number]
+    assert await back_office.filter(status="待受理") == [made["light"].number,
+                                                       made["litter"].number]
+    assert await back_office.filter(village="坂里村") == [made["light"].number]
+    assert await back_office.filter(status="全部状态", village="全部村", text="垃圾桶") == [
+        made["litter"].number
+    ]
+    assert await back_office.filter(text="没有这回事") == []
+    assert "没有符合条件的事项" in await back_office.text()
+    assert await back_office.filter(text="", category="道路维修") == [made["road"].number]
+    assert await back_office.count() == "共 1 件事项"
+
+    await back_office.sign_out()
+    assert "您已退出" in await back_office.text()
+    await back_office.page.goto(f"{back_office.url}/cases")
+    assert "请登录" in await back_office.text()
+    await back_office.page.goto(back_office.link)  # the link has been used
+    assert "这个登录链接已经用过了" in await back_office.text()
+    assert "请登录" not in await back_office.text()  # the refusal, with how to get a new link
+    assert "发送 /web" in await back_office.text()
+
+
+async def test_an_official_opens_a_case_assigns_it_and_the_assignee_gets_the_card(
+    back_office: BackOffice,
+) -> None:
+    su = await _official(back_office, "su-jinqiao", 9002)
+    lin = await _official(back_office, "lin-xiuying", 9003)  # 正达村 grid 1
+    made = await _three_cases(back_office)
+    litter = made["litter"]
+    await back_office.sign_in(su)
+    await back_office.open_case(litter.number)
+    assert await back_office.fact("状态") == "待受理"
+    assert await back_office.fact("办理人") == "-"
+    assert "村口垃圾桶满了，垃圾散了一地" in await back_office.text()
+
+    await back_office.assign(to="林秀英", by="1天")
+    assert back_office.page.url == f"{back_office.url}/cases/{litter.number}"
+    assert await back_office.fact("办理人") == "林秀英"
+    assert await back_office.fact("状态") == "办理中"
+    assert "指派" in await back_office.page.locator("ol.timeline").inner_text()
+
+    card = await lin.expect("苏进侨将这个事项指派给您")
+    assert litter.number in card["text"]
+    assert "✔️ 办结" in buttons(card)  # her copy carries the buttons to work on it
+    case = await Case.get(id=litter.id)
+    assert case.status == CaseStatus.ACCEPTED
+    assert case.assignee_id == (await Official.get(code="lin-xiuying")).id  # type: ignore[attr-defined]
+
+
+async def test_the_language_switch_changes_every_page_and_stays_for_the_session(
+    back_office: BackOffice,
+) -> None:
+    su = await _official(back_office, "su-jinqiao", 9002)
+    made = await _three_cases(back_office)
+    await back_office.sign_in(su)
+    assert await back_office.count() == "共 3 件事项"
+
+    await back_office.switch_language("English")
+    assert await back_office.count() == "3 cases"
+    assert "Sign out" in await back_office.text()
+    await back_office.open_case(made["light"].number)  # the choice holds on the next page
+    assert await back_office.fact("Status") == "waiting to be accepted"
+    assert await back_office.fact("Village") == "Banli Village · Grid 1"
+
+    await back_office.switch_language("繁體中文")
+    assert back_office.page.url.endswith(f"/cases/{made['light'].number}")  # stays on the page
+    assert await back_office.fact("狀態") == "待受理"
+    await back_office.nav("事項")
+    assert await back_office.count() == "共 3 件事項"
+    assert "登出" in await back_office.text()
+    await back_office.switch_language("简体中文")
+    assert await back_office.count() == "共 3 件事项"
