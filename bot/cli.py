@@ -104,7 +104,7 @@ async def _unless_stopped(
 async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from bot.demo import play
 
-    return await play(settings, database_url=args.database)
+    return await play(settings, database_url=args.database, story_only=args.story)
 
 
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -290,8 +290,15 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="villagebot", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="run the bot against Telegram (needs BOT_TOKEN)")
-    demo = commands.add_parser("demo", help="play the case loop on a built-in Telegram emulator")
+    demo = commands.add_parser(
+        "demo", help="play the case loop on a built-in Telegram emulator, then serve the back "
+        "office on its data until Ctrl-C",
+    )
     demo.add_argument("--database", help="database URL (default: a fresh SQLite file)")
+    demo.add_argument(
+        "--story", action="store_true",
+        help="play the story and exit, without serving the back office afterwards",
+    )
     commands.add_parser("web", help="serve the back office alone, on WEB_LISTEN")
     commands.add_parser("migrate", help="create or upgrade the database schema")
     directory = commands.add_parser("directory", help="import or export a township directory")

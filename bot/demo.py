@@ -1,20 +1,27 @@
 """`villagebot demo`: the real bot on the built-in Telegram emulator, playing a short story.
 
 Everything a person would see is printed as it happens, chat by chat, so someone without a
-bot token can watch villagebot work on their own machine in a minute.
+bot token can watch villagebot work on their own machine in a minute. Then, unless `--story`
+asked for the story alone, a few more reports come in and the demo stays up with the back
+office served on the same data, printing its address and a sign-in link for the dispatcher,
+until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
 
-from bot.config import Settings
+from bot import cases
+from bot.config import Settings, web_address
 from bot.invitations import invite
-from bot.models import Official
-from bot.sandbox import Sandbox
+from bot.models import Category, Official, Unit, Villager
+from bot.sandbox import Phone, Sandbox
 
 ADMIN, VILLAGER, VISITOR, OFFICIAL, GRID_MEMBER = 9001, 1001, 1002, 9002, 9003
 
@@ -41,27 +48,143 @@ def _printer(names: dict[int, str]):  # type: ignore[no-untyped-def]
     return show
 
 
-async def play(settings: Settings, *, database_url: str | None = None) -> int:
-    for noisy in ("aiogram", "tortoise", "bot"):
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def web_settings(settings: Settings) -> dict[str, str]:
+    """Where the demo serves the back office: WEB_LISTEN (127.0.0.1:8080 unless set) when that
+    port is free, else a free port of the same host; the links point at it, unless WEB_URL
+    was set for this very address (a proxy in front, say)."""
+    host, port = web_address(settings.web_listen or "127.0.0.1:8080")
+    if port == 0 or not _port_free(host, port):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if "web_url" in settings.model_fields_set and listen == settings.web_listen:
+        return {"web_listen": listen, "web_url": settings.web_url}
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+    return {"web_listen": listen, "web_url": f"http://{shown}:{port}"}
+
+
+async def play(
+    settings: Settings, *, database_url: str | None = None, story_only: bool = False
+) -> int:
+    for noisy in ("aiogram", "tortoise", "bot", "web"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    web = {} if story_only else {"web": True, **web_settings(settings)}
     with tempfile.TemporaryDirectory(prefix="villagebot-demo-") as folder:
         url = database_url or f"sqlite://{Path(folder) / 'demo.sqlite3'}"
-        async with Sandbox(url, default_language=settings.default_language) as sandbox:
+        async with Sandbox(
+            url, default_language=settings.default_language, **web  # type: ignore[arg-type]
+        ) as sandbox:
             names = {
                 ADMIN: "admin", VILLAGER: "李明", VISITOR: "Anna", OFFICIAL: "苏进侨",
                 GRID_MEMBER: "林秀英",
             }
             sandbox.emulator.on_bot_message(_printer(names))
-            await _story(sandbox)
-    print("\nThe demo is over. Connect a real bot: see “Running it for real” in README.md.")
+            su = await _story(sandbox)
+            if not story_only:
+                await _more_reports(sandbox, names)
+                await _serve(sandbox, su)
+    if story_only:
+        print("\nThe demo is over. Connect a real bot: see “Running it for real” in README.md.")
     return 0
+
+
+async def _more_reports(sandbox: Sandbox, names: dict[int, str]) -> None:
+    """Three more cases, so that the back office's list has more than one to show: two wait
+    to be accepted, one is being handled."""
+    print("\n== Three more reports come in; the grid member accepts one", flush=True)
+    for unit in await Unit.filter(group_chat_id__isnull=False):  # the units' group chats
+        sandbox.emulator.group(unit.group_chat_id, unit.name)  # type: ignore[arg-type]
+        names[unit.group_chat_id] = f"{unit.name}群"  # type: ignore[index]
+    li = await Villager.get(account_id=VILLAGER)
+    anna = await Villager.get(account_id=VISITOR)
+    await cases.report(
+        li, await Category.get(code="roads"), description="村道塌了一块，雨天车过不去"
+    )
+    await cases.report(
+        anna, await Category.get(code="streetlights"),
+        description="The street light by the bridge has been out for a week",
+    )
+    smell = await cases.report(
+        li, await Category.get(code="litter"), description="广场边的垃圾池有异味，好几天没清运了"
+    )
+    await cases.accept(smell.case.id, await Official.get(code="lin-xiuying"))
+    assert sandbox.app is not None
+    await sandbox.app.courier.drained()
+
+
+async def _serve(sandbox: Sandbox, su: Phone) -> None:
+    """Keep the back office up until Ctrl-C or SIGTERM; Enter prints a new sign-in link."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stopping.set)
+    links: asyncio.Queue[None] = asyncio.Queue()
+    reading = _read_enter(loop, links)
+    print(f"\n== The back office is open: {sandbox.web_url}", flush=True)
+    try:
+        while True:
+            await _sign_in_link(su)
+            print("   Each link signs in once, within 10 minutes. "
+                  + ("Press Enter for a new one, " if reading else "")
+                  + "Ctrl-C to stop the demo.", flush=True)
+            wanted = asyncio.ensure_future(links.get())
+            stop = asyncio.ensure_future(stopping.wait())
+            await asyncio.wait({wanted, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping.is_set():
+                wanted.cancel()
+                break
+            stop.cancel()
+    finally:
+        if reading:
+            loop.remove_reader(sys.stdin.fileno())
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signal_number)
+    print("\nThe demo is stopped.", flush=True)
+
+
+def _read_enter(loop: asyncio.AbstractEventLoop, links: asyncio.Queue[None]) -> bool:
+    """Queue a link for every line typed on standard input; False where it cannot be read
+    (none, a file, closed), and then there is no Enter to press."""
+
+    def typed() -> None:
+        if sys.stdin.readline():
+            links.put_nowait(None)
+        else:  # end of input: nothing more will be typed
+            loop.remove_reader(sys.stdin.fileno())
+
+    try:
+        if sys.stdin is None or not sys.stdin.isatty():
+            return False
+        loop.add_reader(sys.stdin.fileno(), typed)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+async def _sign_in_link(su: Phone) -> None:
+    """The dispatcher asks the bot for a link, as an official does: /web."""
+    await su.send("/web")
+    message = await su.expect("/signin/")
+    link = next(word for word in message["text"].split() if "/signin/" in word)
+    print(f"\n   Sign in as 苏进侨 (dispatcher): {link}", flush=True)
 
 
 def _say(who: str, text: str) -> None:
     print(f"{who}: {text}", flush=True)
 
 
-async def _story(sandbox: Sandbox) -> None:
+async def _story(sandbox: Sandbox) -> Phone:
+    """Play the story; the dispatcher's phone is returned for the back office's links."""
     print("== A villager registers, in Chinese", flush=True)
     li = sandbox.phone(VILLAGER, "李明", language="zh-hans", echo=_say)
     await li.send("/start")
@@ -145,9 +268,10 @@ async def _story(sandbox: Sandbox) -> None:
     await lin.expect("评价", timeout=30)
     await li.send("/mycases")
     await li.expect(number)
+    return su
 
 
 if __name__ == "__main__":
     from bot.cli import main
 
-    sys.exit(main(["demo"]))
+    sys.exit(main(["demo", *sys.argv[1:]]))

@@ -1,18 +1,31 @@
-"""`villagebot demo`, the README's run command, plays the whole case loop to the end."""
+"""`villagebot demo`, the README's run command: it plays the whole case loop to the end, then
+serves the back office on the story's data until Ctrl-C; `--story` plays the story alone."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
+
+
+def _environment(**extra: str) -> dict[str, str]:
+    """This environment without the settings that would point the demo elsewhere."""
+    kept = {k: v for k, v in os.environ.items() if not k.upper().endswith(("_URL", "TOKEN"))}
+    kept.pop("WEB_LISTEN", None)
+    return {**kept, **extra}
+
 
 def test_the_demo_plays_the_case_loop(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.upper().endswith(("_URL", "TOKEN"))}
     result = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "demo"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        [sys.executable, "-m", "bot.cli", "demo", "--story"],
+        env=_environment(), cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -29,3 +42,66 @@ def test_the_demo_plays_the_case_loop(tmp_path: Path) -> None:
     assert -1 not in positions, dict(zip(steps, positions, strict=True))
     assert positions == sorted(positions)
     assert "Traceback" not in result.stderr
+    assert "/signin/" not in out  # the story alone serves no back office
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_demo_then_serves_the_back_office_with_a_link_that_signs_in(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "demo",
+        env=_environment(WEB_LISTEN=f"127.0.0.1:{port}"), cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert demo.stdout is not None and demo.stderr is not None
+    errors = asyncio.ensure_future(demo.stderr.read())
+    lines: list[str] = []
+
+    async def until_the_link() -> str:
+        assert demo.stdout is not None
+        while line := (await demo.stdout.readline()).decode():
+            lines.append(line)
+            if "Sign in as" in line:
+                return line
+        raise AssertionError("the demo ended before printing a sign-in link")
+
+    try:
+        shown = await asyncio.wait_for(until_the_link(), timeout=240)
+    except BaseException:
+        demo.kill()
+        await demo.wait()
+        raise AssertionError("".join(lines)[-3000:] + (await errors).decode()[-3000:]) from None
+    out = "".join(lines)
+    assert f"The back office is open: http://127.0.0.1:{port}" in out
+    link = re.search(r"http://\S+/signin/\S+", shown)
+    assert link is not None and link.group(0).startswith(f"http://127.0.0.1:{port}/signin/")
+    story = re.search(r"您的事项编号：(BL-\d{4}-\d+)", out)
+    assert story is not None
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(link.group(0)) as response:
+                page = await response.text()
+                assert response.status == 200 and response.url.path == "/cases", page
+            assert "苏进侨" in page and "共 4 件事项" in page  # the story's case and three more
+            assert f'href="/cases/{story.group(1)}"' in page
+            async with browser.get(f"http://127.0.0.1:{port}/cases/{story.group(1)}") as response:
+                case = await response.text()
+                assert response.status == 200 and "已结案" in case and "林秀英" in case
+            async with browser.get(link.group(0)) as response:  # single use
+                assert response.status == 403
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(demo.wait(), timeout=60)
+    rest = (await demo.stdout.read()).decode()
+    stderr = (await errors).decode()
+    assert code == 0, rest + stderr[-3000:]
+    assert "The demo is stopped." in rest
+    assert "Traceback" not in stderr
