@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo run test lint catalogs clean
+.PHONY: demo run test lint catalogs screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)  ## play the bot on the built-in Telegram emulator (no token needed)
+demo: $(STAMP)  ## play the bot on the built-in Telegram emulator (no token needed), then serve the back office
 	$(BIN)/villagebot demo
 
 run: $(STAMP)  ## run against Telegram: needs BOT_TOKEN in the environment or .env
@@ -29,5 +29,8 @@ test: $(STAMP)  ## the whole suite (in parallel processes), then the linter
 catalogs: $(STAMP)  ## bring locales/*.po in line with the code's messages
 	$(BIN)/python -m bot.i18n
 
+screenshots: $(STAMP)  ## the README's pictures of the back office (needs Chromium)
+	$(BIN)/python -m web.screenshots
+
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .ruff_cache test-artifacts

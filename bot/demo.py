@@ -89,16 +89,16 @@ async def play(
                 GRID_MEMBER: "林秀英",
             }
             sandbox.emulator.on_bot_message(_printer(names))
-            su = await _story(sandbox)
+            su = await story(sandbox)
             if not story_only:
-                await _more_reports(sandbox, names)
+                await more_reports(sandbox, names)
                 await _serve(sandbox, su)
     if story_only:
         print("\nThe demo is over. Connect a real bot: see “Running it for real” in README.md.")
     return 0
 
 
-async def _more_reports(sandbox: Sandbox, names: dict[int, str]) -> None:
+async def more_reports(sandbox: Sandbox, names: dict[int, str]) -> None:
     """Three more cases, so that the back office's list has more than one to show: two wait
     to be accepted, one is being handled."""
     print("\n== Three more reports come in; the grid member accepts one", flush=True)
@@ -133,7 +133,8 @@ async def _serve(sandbox: Sandbox, su: Phone) -> None:
     print(f"\n== The back office is open: {sandbox.web_url}", flush=True)
     try:
         while True:
-            await _sign_in_link(su)
+            link = await sign_in_link(su)
+            print(f"\n   Sign in as 苏进侨 (dispatcher): {link}", flush=True)
             print("   Each link signs in once, within 10 minutes. "
                   + ("Press Enter for a new one, " if reading else "")
                   + "Ctrl-C to stop the demo.", flush=True)
@@ -171,19 +172,18 @@ def _read_enter(loop: asyncio.AbstractEventLoop, links: asyncio.Queue[None]) -> 
     return True
 
 
-async def _sign_in_link(su: Phone) -> None:
+async def sign_in_link(su: Phone) -> str:
     """The dispatcher asks the bot for a link, as an official does: /web."""
     await su.send("/web")
     message = await su.expect("/signin/")
-    link = next(word for word in message["text"].split() if "/signin/" in word)
-    print(f"\n   Sign in as 苏进侨 (dispatcher): {link}", flush=True)
+    return next(word for word in message["text"].split() if "/signin/" in word)
 
 
 def _say(who: str, text: str) -> None:
     print(f"{who}: {text}", flush=True)
 
 
-async def _story(sandbox: Sandbox) -> Phone:
+async def story(sandbox: Sandbox) -> Phone:
     """Play the story; the dispatcher's phone is returned for the back office's links."""
     print("== A villager registers, in Chinese", flush=True)
     li = sandbox.phone(VILLAGER, "李明", language="zh-hans", echo=_say)

@@ -8,11 +8,11 @@ a new page adds a method or two here and reads like the others.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from web.screenshots import WIDTH, chromium_path
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -27,21 +27,10 @@ NO_CHROMIUM = (
 NO_PLAYWRIGHT = "the browser tests need Playwright: `pip install -e '.[dev]'`"
 #: Full-page screenshots of every browser test, one per test, named after it (gitignored).
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
-#: Wide enough for the list's columns; the README's screenshots use the same width.
-VIEWPORT = {"width": 1200, "height": 800}
+#: As wide as the README's screenshots: the list's columns fit.
+VIEWPORT = {"width": WIDTH, "height": 800}
 
-
-def chromium_path() -> str | None:
-    """VILLAGEBOT_CHROMIUM, else Debian's /usr/bin/chromium, else a `chromium` on PATH.
-
-    Only a Chromium already on the machine: the tests never download a browser.
-    """
-    given = os.environ.get("VILLAGEBOT_CHROMIUM", "").strip()
-    if given:
-        return given if Path(given).is_file() else None
-    if Path("/usr/bin/chromium").is_file():
-        return "/usr/bin/chromium"
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+__all__ = ["ARTIFACTS", "NO_CHROMIUM", "BackOffice", "artifact", "chromium_path"]
 
 
 def artifact(test_name: str) -> Path:
