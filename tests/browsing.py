@@ -3,7 +3,8 @@
 `BackOffice` is what an official does with the pages (sign in with the link from the bot, filter
 the list, open a case, assign it, switch language, sign out), each a method that acts as a
 person would, by the labels and links on the page, and waits for the page it leads to. A test of
-a new page adds a method or two here and reads like the others.
+a new page adds a method or two here and reads like the others: `await back_office.nav("统计")`
+follows the header's link to it, then `text()`, `fonts()` or `page.locator(...)` read it.
 """
 
 from __future__ import annotations
@@ -133,6 +134,22 @@ class BackOffice:
     async def sign_out(self) -> None:
         async with self.page.expect_navigation():
             await self.page.locator("form[action='/logout'] button").click()
+
+    async def fonts(self, selector: str) -> set[str]:
+        """The fonts Chromium drew the first element matching `selector` with: a Chinese
+        page must use a CJK font, not fall back to empty boxes."""
+        devtools = await self.page.context.new_cdp_session(self.page)
+        try:
+            await devtools.send("DOM.enable")
+            await devtools.send("CSS.enable")
+            root = await devtools.send("DOM.getDocument")
+            node = await devtools.send(
+                "DOM.querySelector", {"nodeId": root["root"]["nodeId"], "selector": selector}
+            )
+            used = await devtools.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})
+        finally:
+            await devtools.detach()
+        return {font["familyName"] for font in used["fonts"]}
 
     async def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,12 @@ fixture). They are skipped, with a line saying how to install Chromium, on a mac
 
 from __future__ import annotations
 
-from browsing import BackOffice
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from browsing import NO_CHROMIUM, BackOffice
 
 from bot import cases
 from bot.emulator import buttons
@@ -133,6 +138,7 @@ async def test_the_language_switch_changes_every_page_and_stays_for_the_session(
     made = await _three_cases(back_office)
     await back_office.sign_in(su)
     assert await back_office.count() == "共 3 件事项"
+    assert any("CJK" in font for font in await back_office.fonts("p.count"))
 
     await back_office.switch_language("English")
     assert await back_office.count() == "3 cases"
@@ -149,3 +155,24 @@ async def test_the_language_switch_changes_every_page_and_stays_for_the_session(
     assert "登出" in await back_office.text()
     await back_office.switch_language("简体中文")
     assert await back_office.count() == "共 3 件事项"
+
+
+def test_without_chromium_the_browser_tests_are_skipped_saying_how_to_get_it(
+    tmp_path: Path,
+) -> None:
+    """`make test` on a machine without Chromium: the tests are skipped, not failed, and the
+    run ends with a plain line saying so."""
+    environment = {
+        name: value for name, value in os.environ.items()
+        if not name.startswith(("PYTEST_", "VILLAGEBOT_TEST_"))  # a run of its own, on SQLite
+    }
+    environment["VILLAGEBOT_CHROMIUM"] = str(tmp_path / "no-such-chromium")
+    one = test_the_language_switch_changes_every_page_and_stays_for_the_session.__name__
+    test = f"{Path(__file__).name}::{one}"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", test],
+        cwd=Path(__file__).parent, env=environment, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "1 skipped" in result.stdout
+    assert f"browser tests: 1 skipped, {NO_CHROMIUM}" in result.stdout

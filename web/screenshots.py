@@ -24,6 +24,11 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 #: The pages' width in the pictures (and in the browser tests).
 WIDTH = 1200
+#: Each picture and the page it shows; `{story}` is the number of the demo's closed case.
+PAGES = {
+    "back-office-cases.png": "/cases",
+    "back-office-case.png": "/cases/{story}",
+}
 
 
 def chromium_path() -> str | None:
@@ -82,12 +87,8 @@ async def take(folder: Path) -> list[Path]:
                     page = await browser.new_page(viewport={"width": WIDTH, "height": 700})
                     await page.goto(link)
                     await page.wait_for_url(f"{sandbox.web_url}/cases")
-                    pages = {
-                        "back-office-cases.png": "/cases",
-                        "back-office-case.png": f"/cases/{story.number}",
-                    }
-                    for name, path in pages.items():
-                        await page.goto(sandbox.web_url + path)
+                    for name, path in PAGES.items():
+                        await page.goto(sandbox.web_url + path.format(story=story.number))
                         await page.screenshot(path=str(folder / name), full_page=True)
                         shrink(folder / name)
                         written.append(folder / name)
