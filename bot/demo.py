@@ -22,6 +22,7 @@ from bot.config import Settings, web_address
 from bot.invitations import invite
 from bot.models import Category, Official, Unit, Villager
 from bot.sandbox import Phone, Sandbox
+from web.signin import TTL
 
 ADMIN, VILLAGER, VISITOR, OFFICIAL, GRID_MEMBER = 9001, 1001, 1002, 9002, 9003
 
@@ -135,7 +136,7 @@ async def _serve(sandbox: Sandbox, su: Phone) -> None:
         while True:
             link = await sign_in_link(su)
             print(f"\n   Sign in as 苏进侨 (dispatcher): {link}", flush=True)
-            print("   Each link signs in once, within 10 minutes. "
+            print(f"   Each link signs in once, within {int(TTL.total_seconds() // 60)} minutes. "
                   + ("Press Enter for a new one, " if reading else "")
                   + "Ctrl-C to stop the demo.", flush=True)
             wanted = asyncio.ensure_future(links.get())
@@ -150,12 +151,13 @@ async def _serve(sandbox: Sandbox, su: Phone) -> None:
             loop.remove_reader(sys.stdin.fileno())
         for signal_number in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signal_number)
-    print("\nThe demo is stopped.", flush=True)
+    print("\nThe demo is stopped. Connect a real bot: see “Running it for real” in README.md.",
+          flush=True)
 
 
 def _read_enter(loop: asyncio.AbstractEventLoop, links: asyncio.Queue[None]) -> bool:
-    """Queue a link for every line typed on standard input; False where it cannot be read
-    (none, a file, closed), and then there is no Enter to press."""
+    """Queue a link for every line typed in the terminal; False where standard input is no
+    terminal (none, a pipe, a file), and then there is no Enter to press."""
 
     def typed() -> None:
         if sys.stdin.readline():
