@@ -31,7 +31,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser
 #: As wide as the README's screenshots: the list's columns fit.
 VIEWPORT = {"width": WIDTH, "height": 800}
 
-__all__ = ["ARTIFACTS", "NO_CHROMIUM", "BackOffice", "artifact", "chromium_path"]
+__all__ = ["ARTIFACTS", "NO_CHROMIUM", "NO_PLAYWRIGHT", "BackOffice", "artifact", "chromium_path"]
 
 
 def artifact(test_name: str) -> Path:
