@@ -6,24 +6,24 @@ from tortoise import migrations
 from tortoise.indexes import Index
 from tortoise.migrations import operations as ops
 
-#: The text search is `UPPER(CAST(col AS VARCHAR)) LIKE UPPER('%text%')` on the number, as
-#: tortoise writes `icontains`, and on the description `CAST(col AS VARCHAR) LIKE '%text%'`
-#: when the text has no letter with a case (Chinese, digits), else the same as the number's;
-#: the indexes are on those very expressions, or the planner could not use them. A trigram
-#: index serves a search of three characters or more; one or two characters (a two-character
-#: Chinese word) and a search in Latin letters read the table, which stays under the target
-#: at 100,000 cases (see README, Benchmarks).
+#: The text search: `CAST(col AS VARCHAR) LIKE '%text%'` on the number and the description
+#: when the text has no letter with a case (Chinese, digits), else
+#: `UPPER(CAST(col AS VARCHAR)) LIKE UPPER('%text%')`, as tortoise writes `contains` and
+#: `icontains`; an index for each, on those very expressions, or the planner could not use
+#: them. A trigram index serves a search of three characters or more; one or two characters
+#: (a two-character Chinese word) read the table, which stays under the target at 100,000
+#: cases (see README, Benchmarks).
 TRIGRAM_INDEXES = [
     (
-        'CREATE INDEX IF NOT EXISTS "idx_case_description_trgm" ON "case" '
-        'USING gin ((CAST("description" AS VARCHAR)) gin_trgm_ops)',
-        'DROP INDEX IF EXISTS "idx_case_description_trgm"',
-    ),
-    (
-        'CREATE INDEX IF NOT EXISTS "idx_case_number_trgm" ON "case" '
-        'USING gin ((UPPER(CAST("number" AS VARCHAR))) gin_trgm_ops)',
-        'DROP INDEX IF EXISTS "idx_case_number_trgm"',
-    ),
+        f'CREATE INDEX IF NOT EXISTS "idx_case_{column}_{kind}_trgm" ON "case" '
+        f'USING gin (({expression}) gin_trgm_ops)',
+        f'DROP INDEX IF EXISTS "idx_case_{column}_{kind}_trgm"',
+    )
+    for column in ("number", "description")
+    for kind, expression in (
+        ("like", f'CAST("{column}" AS VARCHAR)'),
+        ("ilike", f'UPPER(CAST("{column}" AS VARCHAR))'),
+    )
 ]
 
 
