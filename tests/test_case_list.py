@@ -357,7 +357,8 @@ async def test_garbage_parameters_are_ignored_or_explained_never_an_error(
     li = await _villager(1001)
     case = await _report(li, "村口垃圾桶满了", "litter")
     garbage = [
-        "status=lost", "village=abc", "village=99999999999999", "unit=-3", "category=1.5",
+        "status=lost", "village=abc", "village=%C2%B2", "page=%EF%BC%93",
+        "village=99999999999999", "unit=-3", "category=1.5",
         "page=-1", "page=abc", "page=99999999999", "sort=password", "sort=deadline&order=up",
         "overdue=yes", "anonymous=maybe", "q=" + "长" * 500, "q=%25_%5C'%22", "q=%00",
         "from=9999-12-31", "to=9999-12-31", "from=0001-01-01", "to=2026-02-30",

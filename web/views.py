@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiohttp_session import Session, get_session, new_session
 from tortoise.expressions import Q, RawSQL
+from tortoise.functions import Coalesce
 from tortoise.queryset import QuerySet
 
 from bot import cases, delivery, scope
@@ -206,7 +208,8 @@ async def choose_language(request: web.Request) -> web.StreamResponse:
 
 
 def _number(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() and len(value) < 10 else None
+    """A whole number as a form sends it; anything else (², ３, -1, 10 digits) is none."""
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 10 else None
 
 
 def _date(value: str) -> date | None:
@@ -314,12 +317,25 @@ class Filters:
             found &= Q(status=CaseStatus.NEW, accept_by__lt=at) | Q(
                 status=CaseStatus.ACCEPTED, resolve_by__lt=at
             )
-        if self.text:  # without a letter that has a case, LIKE finds the same, 3 times faster
-            lookup = "contains" if self.text.upper() == self.text.lower() else "icontains"
-            found &= Q(**{f"number__{lookup}": self.text}) | Q(
-                **{f"description__{lookup}": self.text}
-            )
         return found
+
+    def searched(self, query: QuerySet[Case]) -> QuerySet[Case]:
+        """The text filter, on the number and the description. Without a letter that has a
+        case (Chinese, digits) LIKE finds what ILIKE would, three times faster. A text with a
+        run of three letters or digits is looked up in the trigram indexes (PostgreSQL,
+        migration 0007). A shorter one reads the table, through COALESCE, which no index is on:
+        so its statements are planned apart, and a prepared statement's generic plan cannot
+        pick the trigram indexes for it, which would read them whole, slower than the table."""
+        if not self.text:
+            return query
+        lookup = "contains" if self.text.upper() == self.text.lower() else "icontains"
+        number, description = "number", "description"
+        if not any(len(run) >= 3 for run in re.findall(r"\w+", self.text)):
+            query = query.annotate(number_text=Coalesce("number", ""),
+                                   description_text=Coalesce("description", ""))
+            number, description = "number_text", "description_text"
+        return query.filter(Q(**{f"{number}__{lookup}": self.text})
+                            | Q(**{f"{description}__{lookup}": self.text}))
 
     def _query(self) -> str:
         values = {
@@ -519,7 +535,9 @@ class Listing:
         language = _language(request, await get_session(request))
         directory = await Directory.load(viewer, language)
         at = cases.now()
-        query = Case.filter(await seen_by(viewer)).filter(filters.where(at, directory.zone))
+        query = filters.searched(
+            Case.filter(await seen_by(viewer)).filter(filters.where(at, directory.zone))
+        )
         return cls(filters, directory, language, query, at)
 
     def ordered(self) -> QuerySet[Case]:
