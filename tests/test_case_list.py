@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from conftest import TEST_REDIS_URL
 from openpyxl import load_workbook
+from tortoise import connections
 
 from bot import cases
 from bot.models import Account, Case, CaseStatus, Category, Grid, Official, Unit, Village, Villager
@@ -378,3 +379,21 @@ async def test_garbage_parameters_are_ignored_or_explained_never_an_error(
             browser, f"{office.web_url}/cases?from=2026-11-25&to=2026-11-01"
         )
         assert "结束日期早于开始日期" in reversed_period and "共 0 件事项" in reversed_period
+
+
+# ---- indexes -----------------------------------------------------------------------------------
+
+
+async def test_the_migration_gives_postgres_the_search_and_filter_indexes(database: str) -> None:
+    if not database.startswith("postgres"):
+        pytest.skip("the trigram indexes are PostgreSQL's")
+    _, rows = await connections.get("default").execute_query(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'case'"
+    )
+    made = " ".join(row["indexdef"] for row in rows)
+    for column in ("number", "description"):
+        assert f"gin ((({column})::character varying) gin_trgm_ops)" in made
+        assert f"gin (upper((({column})::character varying)::text) gin_trgm_ops)" in made
+    for columns in ("unit_id, created_at", "village_id, created_at", "category_id, created_at",
+                    "assignee_id, status"):
+        assert f"btree ({columns})" in made
