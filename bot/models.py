@@ -371,6 +371,12 @@ class Case(Model):
             ("township_id", "status"),
             ("check_at",),
             ("created_at",),
+            # The back office's list filters (migration 0007, which also adds PostgreSQL's
+            # trigram indexes for the text search).
+            ("unit_id", "created_at"),
+            ("village_id", "created_at"),
+            ("category_id", "created_at"),
+            ("assignee_id", "status"),
         )
 
 
