@@ -847,14 +847,22 @@ def load_directory(text_or_path: str | Path) -> DirectoryFile:
     """Read a directory: a `Path` is a file to open, a `str` is the YAML text itself."""
     if isinstance(text_or_path, Path):
         try:
-            text = text_or_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
+            text = decode(text_or_path.read_bytes())
+        except OSError as error:
             raise DirectoryError(
                 [Problem(FILE, N_("cannot be read ({detail})"), {"detail": str(error)})]
             ) from None
     else:
         text = text_or_path
     return validate_directory(_parse_yaml(text))
+
+
+def decode(data: bytes) -> str:
+    """A file's bytes as text: a directory file is UTF-8, else `DirectoryError`."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DirectoryError([Problem(FILE, N_("is not UTF-8 text"))]) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1236,12 +1244,21 @@ async def import_directory(
 
 
 async def import_text(
-    text: str, *, default_language: str = ZH_HANS, default_timezone: str = DEFAULT_TIMEZONE
+    text: str | bytes, *, default_language: str = ZH_HANS,
+    default_timezone: str = DEFAULT_TIMEZONE, township: str | None = None,
 ) -> ImportReport:
-    """Check and import a directory given as its YAML text (an upload): as `import_file`."""
+    """Check and import a directory given as its YAML (an upload): as `import_file`.
+
+    `township`: the only township code the file may have (an administrator's own).
+    """
+    directory = load_directory(decode(text) if isinstance(text, bytes) else text)
+    if township is not None and directory.township.code != township:
+        raise DirectoryError([Problem(
+            "township.code", N_("must be {code}: the township whose directory this is"),
+            {"code": township},
+        )])
     return await import_directory(
-        load_directory(text), default_language=default_language,
-        default_timezone=default_timezone,
+        directory, default_language=default_language, default_timezone=default_timezone
     )
 
 
