@@ -3,6 +3,7 @@ HTTP against the sandbox's back office, as an official's browser would."""
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from collections.abc import AsyncIterator
@@ -110,7 +111,7 @@ async def _exported() -> str:
 def _problems(page: str) -> list[str]:
     section = re.search(r'<section class="refusal" id="problems">(.*?)</section>', page, re.S)
     assert section is not None, page
-    return [re.sub(r"<[^>]+>", "", item).strip()
+    return [html.unescape(re.sub(r"<[^>]+>", "", item)).strip()
             for item in re.findall(r"<li>(.*?)</li>", section.group(1), re.S)]
 
 
@@ -196,7 +197,7 @@ async def test_the_same_mistakes_in_english_for_an_english_reader(office: Sandbo
         answer = await _upload(browser, office.web_url + "/directory", _three_mistakes(before),
                                _csrf(page), 422)
     assert "directory.yaml is not valid; nothing was changed:" in answer
-    assert "units[3].supervisor: unknown unit &#39;foo&#39;" in " ".join(_problems(answer))
+    assert "units[3].supervisor: unknown unit 'foo'" in _problems(answer)
     assert len(_problems(answer)) == 3
     assert await _exported() == before
 
