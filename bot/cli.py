@@ -121,7 +121,8 @@ async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 async def _directory_import(settings: Settings, args: argparse.Namespace) -> int:
     from bot import db
-    from bot.directory import DirectoryError, import_file
+    from bot.directory import NOT_VALID, DirectoryError, import_file
+    from bot.i18n import catalogs
 
     await db.start(settings.database_url)
     try:
@@ -131,12 +132,15 @@ async def _directory_import(settings: Settings, args: argparse.Namespace) -> int
             default_timezone=settings.timezone,
         )
     except DirectoryError as error:
-        print(f"villagebot: {args.file} is not valid; nothing was changed:", file=sys.stderr)
-        print(str(error), file=sys.stderr)
+        # The problems in DEFAULT_LANGUAGE: the words the back office's upload shows.
+        language = settings.default_language
+        print("villagebot: " + catalogs().text(NOT_VALID, language, file=args.file),
+              file=sys.stderr)
+        print("\n".join(error.lines(language)), file=sys.stderr)
         return 1
     finally:
         await db.stop()
-    print(report)
+    print(report.text(settings.default_language))
     return 0
 
 

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     web_listen: str = "127.0.0.1:8080"
     web_url: str = "http://127.0.0.1:8080"
     web_secret: str | None = None
+    #: True once the township has set the bot's domain (WEB_URL's) with @BotFather /setdomain:
+    #: the sign-in page then offers Telegram's Login Widget besides the /web link.
+    web_login_widget: bool = False
 
     @field_validator("bot_token")
     @classmethod

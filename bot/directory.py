@@ -34,6 +34,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from bot.i18n import N_, catalogs
 from bot.languages import LANGUAGES, ZH_HANS
 from bot.models import (
     Account,
@@ -69,12 +70,74 @@ TOWNSHIP_KINDS = frozenset(
 CONFIDENTIAL_KINDS = frozenset({UnitKind.TOWNSHIP_OFFICE, UnitKind.DEPARTMENT})
 
 
-class DirectoryError(Exception):
-    """A directory file that cannot be imported; `problems` lists every reason, each placed."""
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a directory file: where it is, and what, as a catalog message with its
+    values, so that the command line and the back office each say it in their reader's words.
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+    `where` is a path in the file (`units[3].supervisor`), kept as written since the reader
+    finds it in the file; `line` is set instead for a file that is not YAML at all.
+    """
+
+    where: str
+    message: str
+    values: Mapping[str, object] = field(default_factory=dict)
+    line: int | None = None
+
+    def place(self, language: str | None = None) -> str:
+        if self.line is not None:
+            return _say(WHERE_LINE, language, number=self.line)
+        return _say(WHERE_FILE, language) if self.where == FILE else self.where
+
+    def text(self, language: str | None = None) -> str:
+        """What is wrong, in `language`; None is the English of the message ids."""
+        return _say(self.message, language, **self.values)
+
+    def render(self, language: str | None = None) -> str:
+        return f"{self.place(language)}: {self.text(language)}"
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _say(message: str, language: str | None, **values: object) -> str:
+    if language is None:
+        return message.format(**values) if values else message
+    return catalogs().text(message, language, **values)
+
+
+FILE = "file"
+WHERE_FILE = N_("file")
+WHERE_LINE = N_("line {number}")
+
+
+class DirectoryError(Exception):
+    """A directory file that cannot be imported; `placed` lists every reason, each placed.
+
+    `problems` are the same in English, one line each (logs, `str()`); `lines(language)` in
+    the reader's language.
+    """
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.placed = problems
+        self.problems = [problem.render() for problem in problems]
+        super().__init__("\n".join(self.problems))
+
+    def lines(self, language: str | None) -> list[str]:
+        return [problem.render(language) for problem in self.placed]
+
+
+#: The first line of a refused import; the problems follow, one a line.
+NOT_VALID = N_("{file} is not valid; nothing was changed:")
+
+
+class Wrong(ValueError):
+    """A field check's refusal as a catalog message; `str()` is its English."""
+
+    def __init__(self, message: str, **values: object) -> None:
+        super().__init__(_say(message, None, **values))
+        self.message = message
+        self.values = values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,37 +147,38 @@ class DirectoryError(Exception):
 
 def _code(value: str) -> str:
     if not _CODE.fullmatch(value):
-        raise ValueError("must be 1-32 characters of a-z, 0-9, '_' and '-'")
+        raise Wrong(N_("must be 1-32 characters of a-z, 0-9, '_' and '-'"))
     return value
 
 
 def _township_code(value: str) -> str:
     if not _TOWNSHIP_CODE.fullmatch(value):
-        raise ValueError("must be 1-8 capital letters")
+        raise Wrong(N_("must be 1-8 capital letters"))
     return value
 
 
 def _name(value: str) -> str:
     value = value.strip()
     if not value:
-        raise ValueError("must not be empty")
+        raise Wrong(N_("must not be empty"))
     if len(value) > NAME_MAX:
-        raise ValueError(f"must be at most {NAME_MAX} characters")
+        raise Wrong(N_("must be at most {limit} characters"), limit=NAME_MAX)
     return value
 
 
 def _names(value: dict[str, str]) -> dict[str, str]:
     unknown = [key for key in value if key not in LANGUAGES]
     if unknown:
-        raise ValueError(
-            f"unknown language {unknown[0]!r} (use {', '.join(LANGUAGES)})"
+        raise Wrong(
+            N_("unknown language {code} (use {languages})"),
+            code=repr(unknown[0]), languages=", ".join(LANGUAGES),
         )
     return value
 
 
 def _language(value: str) -> str:
     if value not in LANGUAGES:
-        raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        raise Wrong(N_("must be one of {choices}"), choices=", ".join(LANGUAGES))
     return value
 
 
@@ -122,53 +186,57 @@ def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (e.g. {DEFAULT_TIMEZONE})") from None
+        raise Wrong(
+            N_("unknown time zone {zone} (e.g. {example})"), zone=repr(value),
+            example=DEFAULT_TIMEZONE,
+        ) from None
     return value
 
 
 def _quoted(value: object) -> object:
     # YAML reads 119 as a number and 0591 as octal: numbers must be written as quoted text.
     if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(f'write it in quotes, e.g. "{value}"')
+        raise Wrong(N_('write it in quotes, e.g. "{value}"'), value=value)
     return value
 
 
 def _number(value: str) -> str:
     if not _NUMBER.fullmatch(value) or len(value) > 32:
-        raise ValueError("must be digits, with an optional leading '+' and '-' separators")
+        raise Wrong(N_("must be digits, with an optional leading '+' and '-' separators"))
     return value
 
 
 def _number_key(value: str) -> str:
     if not _NUMBER_KEY.fullmatch(value):
-        raise ValueError(
-            f"unknown key {value!r}: use {', '.join(EMERGENCY_KEYS)} or another lowercase word"
+        raise Wrong(
+            N_("unknown key {key}: use {keys} or another lowercase word"), key=repr(value),
+            keys=", ".join(EMERGENCY_KEYS),
         )
     return value
 
 
 def _positive(value: int) -> int:
     if value <= 0:
-        raise ValueError("must be a positive whole number")
+        raise Wrong(N_("must be a positive whole number"))
     return value
 
 
 def _telegram_id(value: int) -> int:
     if not 0 < value <= INT64_MAX:
-        raise ValueError("must be a positive Telegram user id")
+        raise Wrong(N_("must be a positive Telegram user id"))
     return value
 
 
 def _group_chat_id(value: int) -> int:
     if not -INT64_MAX <= value < 0:
-        raise ValueError("must be a negative Telegram chat id (a group or channel)")
+        raise Wrong(N_("must be a negative Telegram chat id (a group or channel)"))
     return value
 
 
-def _not_empty(what: str) -> Callable[[list[Any]], list[Any]]:
+def _not_empty(message: str) -> Callable[[list[Any]], list[Any]]:
     def check(value: list[Any]) -> list[Any]:
         if not value:
-            raise ValueError(f"needs at least one {what}")
+            raise Wrong(message)
         return value
 
     return check
@@ -188,7 +256,13 @@ class _Spec(BaseModel):
 
 
 def _office_hours(value: str) -> str:
-    parse_office_hours(value)
+    try:
+        parse_office_hours(value)
+    except ValueError as error:
+        raise Wrong(
+            N_("must be times like {example}: {detail}"), example=DEFAULT_OFFICE_HOURS,
+            detail=str(error),
+        ) from None
     return value
 
 
@@ -202,7 +276,7 @@ class CalendarSpec(_Spec):
     def _disjoint(self) -> CalendarSpec:
         both = sorted(set(self.days_off) & set(self.working_days))
         if both:
-            raise ValueError(f"{both[0].isoformat()} is both a day off and a working day")
+            raise Wrong(N_("{day} is both a day off and a working day"), day=both[0].isoformat())
         return self
 
 
@@ -266,7 +340,9 @@ class CategoryGroupSpec(_Spec):
     code: Code
     name: Name
     names: Names = Field(default_factory=dict)
-    children: Annotated[list[CategorySpec], AfterValidator(_not_empty("child"))]
+    children: Annotated[
+        list[CategorySpec], AfterValidator(_not_empty(N_("needs at least one child")))
+    ]
 
 
 class OfficialSpec(_Spec):
@@ -274,7 +350,7 @@ class OfficialSpec(_Spec):
     name: Name
     names: Names = Field(default_factory=dict)
     role: Role
-    units: Annotated[list[Code], AfterValidator(_not_empty("unit"))]
+    units: Annotated[list[Code], AfterValidator(_not_empty(N_("needs at least one unit")))]
     phone: PhoneNumber | None = None
     telegram_id: TelegramId | None = None
 
@@ -309,6 +385,12 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping instead of keeping the last."""
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    def __init__(self, key: str, mark: yaml.Mark) -> None:
+        super().__init__(None, None, f"duplicate key {key}", mark)
+        self.key = key
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
@@ -321,9 +403,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any
         except TypeError:
             continue  # an unhashable key: construct_mapping below reports it
         if duplicate:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise _DuplicateKey(repr(key), key_node.start_mark)
     return loader.construct_mapping(node, deep=True)
 
 
@@ -335,10 +415,19 @@ def _parse_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain data only
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        where = f"line {mark.line + 1}" if mark is not None else "file"
-        raise DirectoryError([f"{where}: {error.problem or error.context}"]) from None
+        line = mark.line + 1 if mark is not None else None
+        if isinstance(error, _DuplicateKey):
+            problem = Problem(FILE, N_("duplicate key {key}"), {"key": error.key}, line=line)
+        else:
+            problem = Problem(
+                FILE, N_("not valid YAML: {detail}"), {"detail": error.problem or error.context},
+                line=line,
+            )
+        raise DirectoryError([problem]) from None
     except yaml.YAMLError as error:
-        raise DirectoryError([f"file: {error}"]) from None
+        raise DirectoryError(
+            [Problem(FILE, N_("not valid YAML: {detail}"), {"detail": str(error)})]
+        ) from None
 
 
 def _path(prefix: str, loc: Iterable[int | str]) -> str:
@@ -353,40 +442,61 @@ def _path(prefix: str, loc: Iterable[int | str]) -> str:
     return path or "file"
 
 
+MISSING = N_("missing")
+UNKNOWN_FIELD = N_("unknown field")
+MUST_BE_A_LIST = N_("must be a list")
+MUST_BE_A_MAPPING = N_("must be a mapping")
+MUST_BE_A_DATE = N_("must be a date like 2026-10-08")
 _MESSAGES = {
-    "missing": "missing",
-    "extra_forbidden": "unknown field",
-    "string_type": "must be text",
-    "int_type": "must be a whole number",
-    "bool_type": "must be true or false",
-    "list_type": "must be a list",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-    "date_type": "must be a date like 2026-10-08",
-    "date_parsing": "must be a date like 2026-10-08",
-    "date_from_datetime_parsing": "must be a date like 2026-10-08",
-    "date_from_datetime_inexact": "must be a date like 2026-10-08",
+    "missing": MISSING,
+    "extra_forbidden": UNKNOWN_FIELD,
+    "string_type": N_("must be text"),
+    "int_type": N_("must be a whole number"),
+    "bool_type": N_("must be true or false"),
+    "list_type": MUST_BE_A_LIST,
+    "dict_type": MUST_BE_A_MAPPING,
+    "model_type": MUST_BE_A_MAPPING,
+    "model_attributes_type": MUST_BE_A_MAPPING,
+    "date_type": MUST_BE_A_DATE,
+    "date_parsing": MUST_BE_A_DATE,
+    "date_from_datetime_parsing": MUST_BE_A_DATE,
+    "date_from_datetime_inexact": MUST_BE_A_DATE,
 }
 
 
-def _pydantic_problems(prefix: str, error: ValidationError) -> list[str]:
+def _pydantic_problems(prefix: str, error: ValidationError) -> list[Problem]:
     problems = []
     for item in error.errors():
         kind = item["type"]
-        if kind == "value_error":
-            message = str(item["ctx"]["error"])
+        where = _path(prefix, item["loc"])
+        cause = item.get("ctx", {}).get("error")
+        if kind == "value_error" and isinstance(cause, Wrong):
+            problem = Problem(where, cause.message, cause.values)
         elif kind == "enum":
-            message = f"must be one of {item['ctx']['expected']}"
-        else:
-            message = _MESSAGES.get(kind, item["msg"])
-        problems.append(f"{_path(prefix, item['loc'])}: {message}")
+            problem = Problem(
+                where, N_("must be one of {choices}"), {"choices": item["ctx"]["expected"]}
+            )
+        elif kind in _MESSAGES:
+            problem = Problem(where, _MESSAGES[kind])
+        else:  # a check pydantic makes that the file format does not name: its own words
+            problem = Problem(where, N_("not valid: {detail}"), {"detail": item["msg"]})
+        problems.append(problem)
     return problems
 
 
 def _raw_code(item: object) -> str | None:
     code = item.get("code") if isinstance(item, dict) else None
     return code if isinstance(code, str) else None
+
+
+ALSO_USED = N_("{code} also used by {other}")
+UNKNOWN_VILLAGE = N_("unknown village {code}")
+UNKNOWN_GRID = N_("unknown grid {code}")
+UNKNOWN_UNIT = N_("unknown unit {code}")
+UNKNOWN_CATEGORY = N_("unknown category {code}")
+UNKNOWN_OFFICIAL = N_("unknown official {code}")
+REQUIRED_FOR_KIND = N_("required for kind {kind}")
+NOT_ALLOWED_FOR_KIND = N_("not allowed for kind {kind}")
 
 
 @dataclass
@@ -396,7 +506,7 @@ class _Namespace:
     A reference to a code whose entry is broken is not reported again: the entry already is.
     """
 
-    what: str
+    unknown: str  # the message for a reference to a code never written
     written: set[str] = field(default_factory=set)
     valid: dict[str, Any] = field(default_factory=dict)
 
@@ -405,7 +515,7 @@ class _Checker:
     """Validates entries one by one, then checks what lies between them."""
 
     def __init__(self, data: Any) -> None:
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self.data = data
         self.township: TownshipSpec | None = None
         self.villages: list[tuple[int, VillageSpec]] = []
@@ -414,25 +524,28 @@ class _Checker:
         self.officials: list[tuple[int, OfficialSpec]] = []
         self.sections: dict[str, list[Any]] = {}
         self.all_units_valid = True
-        self.village_codes = _Namespace("village")
-        self.unit_codes = _Namespace("unit")
+        self.village_codes = _Namespace(UNKNOWN_VILLAGE)
+        self.unit_codes = _Namespace(UNKNOWN_UNIT)
         #: (kind, village code, grid code) -> the path of the unit covering it
         self.covering: dict[tuple[UnitKind, str, str | None], str] = {}
         #: the first leaf that needs a village unit in every village, or a township team
         self.needs_village_unit: str | None = None
         self.needs_team: str | None = None
 
+    def problem(self, where: str, message: str, **values: object) -> None:
+        self.problems.append(Problem(where, message, values))
+
     def run(self) -> DirectoryFile:
         data = self.data
         if data is None:
-            raise DirectoryError(["file: empty"])
+            raise DirectoryError([Problem(FILE, N_("empty"))])
         if not isinstance(data, dict):
-            raise DirectoryError(
-                ["file: must be a mapping with township, villages, units, categories, officials"]
-            )
+            raise DirectoryError([Problem(FILE, N_(
+                "must be a mapping with township, villages, units, categories, officials"
+            ))])
         for key in data:
             if key != "township" and key not in _SECTIONS:
-                self.problems.append(f"{key}: unknown field")
+                self.problem(str(key), UNKNOWN_FIELD)
         self._structure()
         self._villages()
         self._units()
@@ -451,7 +564,7 @@ class _Checker:
 
     def _structure(self) -> None:
         if "township" not in self.data:
-            self.problems.append("township: missing")
+            self.problem("township", MISSING)
         else:
             try:
                 self.township = TownshipSpec.model_validate(self.data["township"])
@@ -468,7 +581,7 @@ class _Checker:
             if items is None:
                 items = []
             if not isinstance(items, list):
-                self.problems.append(f"{section}: must be a list")
+                self.problem(section, MUST_BE_A_LIST)
                 items = []
             self.sections[section] = items
             for index, item in enumerate(items):
@@ -480,17 +593,17 @@ class _Checker:
                         self.all_units_valid = False
 
     def _namespace(
-        self, what: str, entries: Iterable[tuple[str, object]], valid: Iterable[tuple[str, Any]]
+        self, unknown: str, entries: Iterable[tuple[str, object]], valid: Iterable[tuple[str, Any]]
     ) -> _Namespace:
         """Duplicates among every written code; the first valid entry of each code."""
-        namespace = _Namespace(what)
+        namespace = _Namespace(unknown)
         first: dict[str, str] = {}
         for path, item in entries:
             code = _raw_code(item)
             if code is None:
                 continue
             if code in first:
-                self.problems.append(f"{path}.code: {code!r} also used by {first[code]}")
+                self.problem(f"{path}.code", ALSO_USED, code=repr(code), other=first[code])
             else:
                 first[code] = path
             namespace.written.add(code)
@@ -504,13 +617,13 @@ class _Checker:
         if code in namespace.valid:
             return namespace.valid[code]
         if code not in namespace.written:
-            self.problems.append(f"{path}: unknown {namespace.what} {code!r}")
+            self.problem(path, namespace.unknown, code=repr(code))
         return None
 
     def _villages(self) -> None:
         raw = self.sections["villages"]
         self.village_codes = self._namespace(
-            "village",
+            UNKNOWN_VILLAGE,
             ((f"villages[{i}]", item) for i, item in enumerate(raw)),
             ((f"villages[{i}]", spec) for i, spec in self.villages),
         )
@@ -518,12 +631,14 @@ class _Checker:
             grids = item.get("grids") if isinstance(item, dict) else None
             if isinstance(grids, list):
                 self._namespace(
-                    "grid", ((f"villages[{i}].grids[{k}]", g) for k, g in enumerate(grids)), ()
+                    UNKNOWN_GRID,
+                    ((f"villages[{i}].grids[{k}]", g) for k, g in enumerate(grids)),
+                    (),
                 )
 
     def _units(self) -> None:
         self.unit_codes = self._namespace(
-            "unit",
+            UNKNOWN_UNIT,
             ((f"units[{i}]", item) for i, item in enumerate(self.sections["units"])),
             ((f"units[{i}]", spec) for i, spec in self.units),
         )
@@ -534,26 +649,28 @@ class _Checker:
             village: VillageSpec | None = None
             if kind in VILLAGE_KINDS:
                 if unit.village is None:
-                    self.problems.append(f"{path}.village: required for kind {kind}")
+                    self.problem(f"{path}.village", REQUIRED_FOR_KIND, kind=str(kind))
                 else:
                     village = self._resolve(f"{path}.village", unit.village, self.village_codes)
             elif unit.village is not None:
-                self.problems.append(f"{path}.village: not allowed for kind {kind}")
+                self.problem(f"{path}.village", NOT_ALLOWED_FOR_KIND, kind=str(kind))
             if kind == UnitKind.GRID:
                 if unit.grid is None:
-                    self.problems.append(f"{path}.grid: required for kind grid")
+                    self.problem(f"{path}.grid", REQUIRED_FOR_KIND, kind=str(kind))
                 elif village is not None and unit.grid not in {g.code for g in village.grids}:
-                    self.problems.append(
-                        f"{path}.grid: unknown grid {unit.grid!r} in village {village.code!r}"
+                    self.problem(
+                        f"{path}.grid", N_("unknown grid {grid} in village {village}"),
+                        grid=repr(unit.grid), village=repr(village.code),
                     )
             elif unit.grid is not None:
-                self.problems.append(f"{path}.grid: not allowed for kind {kind}")
+                self.problem(f"{path}.grid", NOT_ALLOWED_FOR_KIND, kind=str(kind))
             if village is not None and (kind != UnitKind.GRID or unit.grid is not None):
                 key = (kind, village.code, unit.grid if kind == UnitKind.GRID else None)
                 if key in covering:
                     where = "grid" if kind == UnitKind.GRID else "village"
-                    self.problems.append(
-                        f"{path}.{where}: already covered by {covering[key]} of kind {kind}"
+                    self.problem(
+                        f"{path}.{where}", N_("already covered by {other} of kind {kind}"),
+                        other=covering[key], kind=str(kind),
                     )
                 else:
                     covering[key] = path
@@ -564,10 +681,10 @@ class _Checker:
         kind = unit.kind
         if unit.supervisor is None:
             if kind in (UnitKind.GRID, UnitKind.VILLAGE):
-                self.problems.append(f"{path}.supervisor: required for kind {kind}")
+                self.problem(f"{path}.supervisor", REQUIRED_FOR_KIND, kind=str(kind))
             return
         if unit.supervisor == unit.code:
-            self.problems.append(f"{path}.supervisor: a unit cannot supervise itself")
+            self.problem(f"{path}.supervisor", N_("a unit cannot supervise itself"))
             return
         boss: UnitSpec | None = self._resolve(
             f"{path}.supervisor", unit.supervisor, self.unit_codes
@@ -577,16 +694,18 @@ class _Checker:
         if kind == UnitKind.GRID and not (
             boss.kind == UnitKind.VILLAGE and boss.village == unit.village
         ):
-            self.problems.append(
-                f"{path}.supervisor: must be the unit of kind village of {unit.village!r}"
+            self.problem(
+                f"{path}.supervisor", N_("must be the unit of kind village of {village}"),
+                village=repr(unit.village),
             )
         if kind == UnitKind.VILLAGE and not (
             boss.kind == UnitKind.TOWNSHIP_OFFICE
             or (boss.kind == UnitKind.TOWNSHIP_TEAM and boss.village == unit.village)
         ):
-            self.problems.append(
-                f"{path}.supervisor: must be the township team of {unit.village!r}"
-                " or a township office"
+            self.problem(
+                f"{path}.supervisor",
+                N_("must be the township team of {village} or a township office"),
+                village=repr(unit.village),
             )
 
     def _cycles(self) -> None:
@@ -607,8 +726,9 @@ class _Checker:
             first = min(cycle, key=lambda c: index[c][0])
             at = cycle.index(first)
             ordered = [*cycle[at:], *cycle[:at], first]
-            self.problems.append(
-                f"units[{index[first][0]}].supervisor: supervision cycle {' -> '.join(ordered)}"
+            self.problem(
+                f"units[{index[first][0]}].supervisor", N_("supervision cycle {cycle}"),
+                cycle=" -> ".join(ordered),
             )
 
     def _categories(self) -> None:
@@ -622,7 +742,7 @@ class _Checker:
         for i, group in self.groups:
             valid.append((f"categories[{i}]", group))
             valid += [(f"categories[{i}].children[{k}]", c) for k, c in enumerate(group.children)]
-        self._namespace("category", entries, valid)
+        self._namespace(UNKNOWN_CATEGORY, entries, valid)
         for i, group in self.groups:
             for k, leaf in enumerate(group.children):
                 self._leaf(f"categories[{i}].children[{k}]", leaf)
@@ -630,8 +750,9 @@ class _Checker:
 
     def _leaf(self, path: str, leaf: CategorySpec) -> None:
         if leaf.resolve_hours < leaf.accept_hours:
-            self.problems.append(
-                f"{path}.resolve_hours: must be at least accept_hours ({leaf.accept_hours})"
+            self.problem(
+                f"{path}.resolve_hours", N_("must be at least accept_hours ({hours})"),
+                hours=leaf.accept_hours,
             )
         level = leaf.level
         unit: UnitSpec | None = None
@@ -639,26 +760,24 @@ class _Checker:
             unit = self._resolve(f"{path}.unit", leaf.unit, self.unit_codes)
         if leaf.confidential:
             if level in (Level.GRID, Level.VILLAGE):
-                self.problems.append(
-                    f"{path}.level: a confidential category is handled at township or"
-                    " department level"
-                )
+                self.problem(f"{path}.level", N_(
+                    "a confidential category is handled at township or department level"
+                ))
             if leaf.unit is None:
-                self.problems.append(f"{path}.unit: required for a confidential category")
+                self.problem(f"{path}.unit", N_("required for a confidential category"))
             elif unit is not None and unit.kind not in CONFIDENTIAL_KINDS:
-                self.problems.append(
-                    f"{path}.unit: a confidential category goes to a township_office or"
-                    f" department unit, not {unit.kind}"
-                )
+                self.problem(f"{path}.unit", N_(
+                    "a confidential category goes to a township_office or department unit,"
+                    " not {kind}"
+                ), kind=str(unit.kind))
         if level == Level.DEPARTMENT:
             if leaf.unit is None:
                 if not leaf.confidential:
-                    self.problems.append(f"{path}.unit: required for level department")
+                    self.problem(f"{path}.unit", N_("required for level department"))
             elif unit is not None and unit.kind != UnitKind.DEPARTMENT:
-                self.problems.append(
-                    f"{path}.unit: level department needs a unit of kind department,"
-                    f" not {unit.kind}"
-                )
+                self.problem(f"{path}.unit", N_(
+                    "level department needs a unit of kind department, not {kind}"
+                ), kind=str(unit.kind))
         elif level == Level.TOWNSHIP:
             if leaf.unit is None:
                 if not leaf.confidential:
@@ -666,14 +785,14 @@ class _Checker:
             elif (
                 unit is not None and unit.kind not in TOWNSHIP_KINDS and not leaf.confidential
             ):
-                self.problems.append(
-                    f"{path}.unit: level township needs a township_team, township_office or"
-                    f" department unit, not {unit.kind}"
-                )
+                self.problem(f"{path}.unit", N_(
+                    "level township needs a township_team, township_office or department unit,"
+                    " not {kind}"
+                ), kind=str(unit.kind))
         elif not leaf.confidential:
             self.needs_village_unit = self.needs_village_unit or path
             if leaf.unit is not None:
-                self.problems.append(f"{path}.unit: not allowed for level {level}")
+                self.problem(f"{path}.unit", N_("not allowed for level {level}"), level=str(level))
 
     def _coverage(self) -> None:
         if not self.all_units_valid:
@@ -682,21 +801,21 @@ class _Checker:
             if self.needs_village_unit and (UnitKind.VILLAGE, village.code, None) not in (
                 self.covering
             ):
-                self.problems.append(
-                    f"villages[{i}]: needs a unit of kind village"
-                    f" ({self.needs_village_unit} is handled at grid or village level)"
-                )
+                self.problem(f"villages[{i}]", N_(
+                    "needs a unit of kind village ({category} is handled at grid or village"
+                    " level)"
+                ), category=self.needs_village_unit)
             if self.needs_team and (UnitKind.TOWNSHIP_TEAM, village.code, None) not in (
                 self.covering
             ):
-                self.problems.append(
-                    f"villages[{i}]: needs a unit of kind township_team"
-                    f" ({self.needs_team} is handled at township level without a unit)"
-                )
+                self.problem(f"villages[{i}]", N_(
+                    "needs a unit of kind township_team ({category} is handled at township"
+                    " level without a unit)"
+                ), category=self.needs_team)
 
     def _officials(self) -> None:
         self._namespace(
-            "official",
+            UNKNOWN_OFFICIAL,
             ((f"officials[{i}]", item) for i, item in enumerate(self.sections["officials"])),
             (),
         )
@@ -706,13 +825,14 @@ class _Checker:
             listed: set[str] = set()
             for k, code in enumerate(official.units):
                 if code in listed:
-                    self.problems.append(f"{path}.units[{k}]: {code!r} listed twice")
+                    self.problem(f"{path}.units[{k}]", N_("{code} listed twice"), code=repr(code))
                 listed.add(code)
                 self._resolve(f"{path}.units[{k}]", code, self.unit_codes)
             if official.telegram_id is not None:
                 if official.telegram_id in telegram_ids:
-                    self.problems.append(
-                        f"{path}.telegram_id: also used by {telegram_ids[official.telegram_id]}"
+                    self.problem(
+                        f"{path}.telegram_id", N_("also used by {other}"),
+                        other=telegram_ids[official.telegram_id],
                     )
                 else:
                     telegram_ids[official.telegram_id] = path
@@ -727,12 +847,22 @@ def load_directory(text_or_path: str | Path) -> DirectoryFile:
     """Read a directory: a `Path` is a file to open, a `str` is the YAML text itself."""
     if isinstance(text_or_path, Path):
         try:
-            text = text_or_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise DirectoryError([f"file: cannot be read ({error})"]) from None
+            text = decode(text_or_path.read_bytes())
+        except OSError as error:
+            raise DirectoryError(
+                [Problem(FILE, N_("cannot be read ({detail})"), {"detail": str(error)})]
+            ) from None
     else:
         text = text_or_path
     return validate_directory(_parse_yaml(text))
+
+
+def decode(data: bytes) -> str:
+    """A file's bytes as text: a directory file is UTF-8, else `DirectoryError`."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DirectoryError([Problem(FILE, N_("is not UTF-8 text"))]) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -770,19 +900,43 @@ class ImportReport:
     def changed(self) -> bool:
         return any(counts.changed for counts in self.kinds().values())
 
-    def __str__(self) -> str:
+    def text(self, language: str | None = None) -> str:
+        """One line saying what changed, in `language` (None: English)."""
         if not self.changed:
-            return f"directory {self.township}: no changes"
+            return _say(N_("directory {township}: no changes"), language, township=self.township)
         parts = []
-        for action in ("created", "updated", "deactivated"):
+        for action, message in _ACTIONS.items():
             counted = [
-                f"{kind} {getattr(counts, action)}"
+                _say(N_("{kind} {count}"), language, kind=_say(_KINDS[kind], language),
+                     count=getattr(counts, action))
                 for kind, counts in self.kinds().items()
                 if getattr(counts, action)
             ]
             if counted:
-                parts.append(f"{action} {', '.join(counted)}")
-        return f"directory {self.township}: {'; '.join(parts)}"
+                parts.append(_say(message, language, counts=", ".join(counted)))
+        return _say(
+            N_("directory {township}: {changes}"), language, township=self.township,
+            changes="; ".join(parts),
+        )
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+_ACTIONS = {
+    "created": N_("created {counts}"),
+    "updated": N_("updated {counts}"),
+    "deactivated": N_("deactivated {counts}"),
+}
+_KINDS = {
+    "townships": N_("townships"),
+    "villages": N_("villages"),
+    "grids": N_("grids"),
+    "units": N_("units"),
+    "categories": N_("categories"),
+    "officials": N_("officials"),
+    "accounts": N_("accounts"),
+}
 
 
 M = TypeVar("M", bound=Model)
@@ -1087,6 +1241,25 @@ async def import_directory(
     directory = validate_directory(directory.model_dump())
     async with in_transaction() as connection:
         return await _Importer(directory, connection, default_language, default_timezone).run()
+
+
+async def import_text(
+    text: str | bytes, *, default_language: str = ZH_HANS,
+    default_timezone: str = DEFAULT_TIMEZONE, township: str | None = None,
+) -> ImportReport:
+    """Check and import a directory given as its YAML (an upload): as `import_file`.
+
+    `township`: the only township code the file may have (an administrator's own).
+    """
+    directory = load_directory(decode(text) if isinstance(text, bytes) else text)
+    if township is not None and directory.township.code != township:
+        raise DirectoryError([Problem(
+            "township.code", N_("must be {code}: the township whose directory this is"),
+            {"code": township},
+        )])
+    return await import_directory(
+        directory, default_language=default_language, default_timezone=default_timezone
+    )
 
 
 async def import_file(

@@ -328,3 +328,8 @@ async def supervision(case: Case) -> list[Audience]:
     if not admins:
         return [Audience(Told.NOBODY, unit)]
     return [Audience(Told.ADMINS, unit, list(admins), cardless=True)]
+
+
+def may_manage_directory(official: Official) -> bool:
+    """The directory (villages, units, officials) is the administrators' to read and change."""
+    return official.role == Role.ADMIN and official.active

@@ -85,11 +85,11 @@ def run(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_import_export_round_trip(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    first = run("directory", "import", str(EXAMPLE_DIRECTORY))
+    first = run("directory", "import", str(EXAMPLE_DIRECTORY), DEFAULT_LANGUAGE="en")
     assert first.returncode == 0, first.stderr
     assert "created" in first.stdout
     again = run("directory", "import", str(EXAMPLE_DIRECTORY))
-    assert again.returncode == 0 and "no changes" in again.stdout
+    assert again.returncode == 0 and again.stdout == "名录 BL：没有变化\n"
     exported = run("directory", "export", "-o", str(tmp_path / "out.yaml"))
     assert exported.returncode == 0, exported.stderr
     data = yaml.safe_load((tmp_path / "out.yaml").read_text(encoding="utf-8"))
@@ -98,7 +98,7 @@ def test_import_export_round_trip(run, tmp_path: Path) -> None:  # type: ignore[
     assert [v["code"] for v in data["villages"]] == [v["code"] for v in original["villages"]]
     assert len(data["officials"]) == len(original["officials"])
     back = run("directory", "import", str(tmp_path / "out.yaml"))
-    assert back.returncode == 0 and "no changes" in back.stdout
+    assert back.returncode == 0 and back.stdout == "名录 BL：没有变化\n"
 
 
 def test_an_invalid_file_is_explained_and_changes_nothing(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -109,12 +109,15 @@ def test_an_invalid_file_is_explained_and_changes_nothing(run, tmp_path: Path) -
     broken["township"]["name"] = "Renamed"
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
-    result = run("directory", "import", str(path))
+    result = run("directory", "import", str(path), DEFAULT_LANGUAGE="en")
     assert result.returncode == 1
     assert "nothing was changed" in result.stderr
     assert "villages[2].grids[0].name: missing" in result.stderr
     assert "units[3].supervisor: unknown unit 'foo'" in result.stderr
     assert "Traceback" not in result.stderr
+    chinese = run("directory", "import", str(path))  # DEFAULT_LANGUAGE: zh-hans
+    assert chinese.returncode == 1
+    assert "units[3].supervisor: 没有代码为 'foo' 的单位" in chinese.stderr.splitlines()
     exported = run("directory", "export")
     assert "name: 坂里乡" in exported.stdout and "Renamed" not in exported.stdout
 
@@ -214,7 +217,9 @@ async def test_sigterm_stops_a_running_bot_cleanly(start_villagebot) -> None:  #
 @pytest.mark.parametrize(
     ("content", "problems"),
     [
-        ("township: [\n", ["line 2: expected the node content, but found '<stream end>'"]),
+        ("township: [\n", [
+            "line 2: not valid YAML: expected the node content, but found '<stream end>'"
+        ]),
         (
             "township: {code: bl, name: 坂里乡}\nvillages: [{code: A}]\n",
             [

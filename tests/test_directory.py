@@ -497,9 +497,11 @@ def test_a_broken_file_names_the_place(change: Callable[[Data], None], expected:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("township:\n\tcode: BL\n", "line 2: found character '\\t' that cannot start any token"),
+        ("township:\n\tcode: BL\n",
+         "line 2: not valid YAML: found character '\\t' that cannot start any token"),
         ("township:\n  code: BL\n  code: BX\n", "line 3: duplicate key 'code'"),
-        ("township: {code: BL, name: [坂里乡}\n", "line 1: expected ',' or ']', but got '}'"),
+        ("township: {code: BL, name: [坂里乡}\n",
+         "line 1: not valid YAML: expected ',' or ']', but got '}'"),
         ("", "file: empty"),
         ("- township\n", "file: must be a mapping with township, villages, units, categories,"
          " officials"),

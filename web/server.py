@@ -24,7 +24,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import views
+from web import directory, login, views
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -46,7 +46,7 @@ async def session_key(settings: Settings) -> bytes:
 
 
 def build(settings: Settings, key: bytes) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=views.MAX_BODY)
     setup_sessions(
         app,
         EncryptedCookieStorage(
@@ -60,7 +60,9 @@ def build(settings: Settings, key: bytes) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     app[views.SETTINGS] = settings
+    app.router.add_routes(login.routes)  # before views': /signin/telegram is no link token
     app.router.add_routes(views.routes)
+    app.router.add_routes(directory.routes)
     app.router.add_static("/static", STATIC)
     return app
 

@@ -1,14 +1,23 @@
-"""Signing in to the back office: a single-use link the bot sends on /web.
+"""Signing in to the back office: a single-use link the bot sends on /web, or Telegram's Login
+Widget where the township has set the bot's domain with @BotFather.
 
 The token travels in `<WEB_URL>/signin/<token>`; only its SHA-256 is stored, and using it is
 one conditional UPDATE, so a link opened twice at once signs in once (as bot.invitations).
+
+A Login Widget payload is Telegram's word that a Telegram account signed in: it is checked as
+https://core.telegram.org/widgets/login#checking-authorization says (HMAC-SHA256 of the sorted
+fields, keyed by SHA-256 of the bot token) and refused when older than WIDGET_MAX_AGE. It is not
+single use: Telegram's design lets the same payload sign in again while it is fresh, as the
+account it names could anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -16,6 +25,12 @@ from bot.models import Account, Official, WebSignIn
 
 TTL = timedelta(minutes=10)
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,60}$")
+#: How long a Login Widget payload signs in after Telegram made it (its auth_date).
+WIDGET_MAX_AGE = timedelta(days=1)
+#: How far ahead of our clock an auth_date may be: clocks differ a little, not by hours.
+WIDGET_SKEW = timedelta(minutes=5)
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
+_HASH_SHAPE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class Refusal(StrEnum):
@@ -25,6 +40,8 @@ class Refusal(StrEnum):
     USED = "used"
     EXPIRED = "expired"
     NOT_OFFICIAL = "not_official"
+    FORGED = "forged"  # a Login Widget payload whose hash does not check, or incomplete
+    STALE = "stale"  # a Login Widget payload older than WIDGET_MAX_AGE, or from the future
 
 
 class SignInRefused(Exception):
@@ -77,4 +94,33 @@ async def redeem(token: str, *, at: datetime | None = None) -> int:
     claimed = await WebSignIn.filter(id=found.id, used_at__isnull=True).update(used_at=at)
     if claimed != 1:
         raise SignInRefused(Refusal.USED)
+    return account_id
+
+
+def widget_hash(fields: Mapping[str, str], bot_token: str) -> str:
+    """The hash Telegram gives a Login Widget payload: HMAC-SHA256 of the data-check-string
+    (every field but `hash` as key=value, sorted, one a line), keyed by SHA-256(bot token)."""
+    check = "\n".join(f"{key}={fields[key]}" for key in sorted(fields) if key != "hash")
+    key = hashlib.sha256(bot_token.encode()).digest()
+    return hmac.new(key, check.encode(), hashlib.sha256).hexdigest()
+
+
+async def check_widget(
+    fields: Mapping[str, str], bot_token: str, *, at: datetime | None = None
+) -> int:
+    """The account a Login Widget payload signs in, or `SignInRefused` (as `redeem`)."""
+    at = at or now()
+    sent = fields.get("hash", "")
+    account = fields.get("id", "")
+    auth_date = fields.get("auth_date", "")
+    if not (_HASH_SHAPE.match(sent) and _DIGITS.match(account) and _DIGITS.match(auth_date)):
+        raise SignInRefused(Refusal.FORGED)
+    if not hmac.compare_digest(widget_hash(fields, bot_token), sent):
+        raise SignInRefused(Refusal.FORGED)
+    made = datetime.fromtimestamp(min(int(auth_date), 2**40), UTC)
+    if made < at - WIDGET_MAX_AGE or made > at + WIDGET_SKEW:
+        raise SignInRefused(Refusal.STALE)
+    account_id = int(account)
+    if not await is_official(account_id):
+        raise SignInRefused(Refusal.NOT_OFFICIAL)
     return account_id

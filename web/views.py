@@ -59,8 +59,10 @@ routes = web.RouteTableDef()
 SETTINGS = web.AppKey("settings", Settings)
 VIEWER = web.RequestKey("viewer", object)
 PAGE_SIZE = 50
+#: The most a request may send (aiohttp's client_max_size): a form, a directory file with it.
+MAX_BODY = 1024 * 1024
 #: Pages anyone may open, signed in or not.
-PUBLIC = ("/signin/", "/signed-out", "/static/")
+PUBLIC = ("/signin", "/signed-out", "/static/")
 
 
 @dataclass
@@ -73,6 +75,11 @@ class Viewer:
     @property
     def officials(self) -> list[Official]:
         return self.person.officials
+
+    @property
+    def administrator(self) -> Official | None:
+        """The viewer's identity that may manage its township's directory, if any."""
+        return next((o for o in self.officials if scope.may_manage_directory(o)), None)
 
 
 async def _viewer(session: Session) -> Viewer | None:
@@ -89,6 +96,11 @@ async def _viewer(session: Session) -> Viewer | None:
 def _language(request: web.Request, session: Session) -> str:
     chosen = session.get("language")
     return chosen if chosen in LANGUAGES else request.app[SETTINGS].default_language
+
+
+async def reader_language(request: web.Request) -> str:
+    """The language the pages speak to this reader (chosen, else DEFAULT_LANGUAGE)."""
+    return _language(request, await get_session(request))
 
 
 async def render(
@@ -133,7 +145,15 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     session = await get_session(request)
     if request.method == "POST":
-        sent = (await request.post()).get("csrf")
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("back office: %s %s refused: too large", request.method, request.path)
+            return await message_page(
+                request, N_("This is too large to send: at most {limit} KB."), 413,
+                limit=MAX_BODY // 1024,
+            )
+        sent = form.get("csrf")
         expected = session.get("csrf")
         if not (
             isinstance(sent, str) and isinstance(expected, str) and expected
@@ -172,6 +192,12 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     except signin.SignInRefused as refused:
         log.warning("back office: a sign-in link refused: %s", refused.reason.value)
         return await message_page(request, words.SIGN_IN_REFUSALS[refused.reason], 403)
+    return await start_session(request, account_id)
+
+
+async def start_session(request: web.Request, account_id: int) -> web.StreamResponse:
+    """Sign `account_id` in (checked an official by `web.signin`) and go to the cases: every
+    way of signing in ends here."""
     account = await Account.get(id=account_id)
     session = await new_session(request)  # a fresh session: nothing carried over from before
     session["account"] = account_id

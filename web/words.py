@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.cases import Refusal as CaseRefusal
 from bot.i18n import N_
-from bot.models import CaseStatus
+from bot.models import CaseStatus, Level, Role, UnitKind
 from web.signin import Refusal as SignInRefusal
 
 STATUS_NAMES: dict[CaseStatus, str] = {
@@ -19,6 +19,8 @@ SIGN_IN_REFUSALS: dict[SignInRefusal, str] = {
     SignInRefusal.USED: N_("This sign-in link has been used already."),
     SignInRefusal.EXPIRED: N_("This sign-in link has expired."),
     SignInRefusal.NOT_OFFICIAL: N_("The back office on the web is for officials."),
+    SignInRefusal.FORGED: N_("Telegram's sign-in could not be checked. Please sign in again."),
+    SignInRefusal.STALE: N_("This sign-in from Telegram is too old. Please sign in again."),
 }
 
 #: What an action on a case refused says; NOT_ALLOWED depends on the action (see views).
@@ -40,4 +42,25 @@ NOT_ALLOWED_TO_NOTE = N_(
 #: The deadlines offered with Assign, as on the button: hours and their labels.
 DEADLINES: dict[int, str] = {
     4: N_("4 hours"), 24: N_("1 day"), 72: N_("3 days"), 168: N_("7 days"),
+}
+
+#: The directory's vocabulary as the directory page shows it (the file keeps its own codes).
+UNIT_KINDS: dict[str, str] = {
+    UnitKind.GRID: N_("grid"),
+    UnitKind.VILLAGE: N_("village committee"),
+    UnitKind.TOWNSHIP_TEAM: N_("township team for a village"),
+    UnitKind.TOWNSHIP_OFFICE: N_("township office"),
+    UnitKind.DEPARTMENT: N_("department"),
+}
+ROLES: dict[str, str] = {
+    Role.MEMBER: N_("member"),
+    Role.LEADER: N_("unit leader"),
+    Role.DISPATCHER: N_("dispatcher"),
+    Role.ADMIN: N_("administrator"),
+}
+LEVELS: dict[str, str] = {
+    Level.GRID: N_("grid level"),
+    Level.VILLAGE: N_("village level"),
+    Level.TOWNSHIP: N_("township level"),
+    Level.DEPARTMENT: N_("department level"),
 }
