@@ -24,7 +24,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import views
+from web import dashboard, views
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -61,6 +61,7 @@ def build(settings: Settings, key: bytes) -> web.Application:
     )
     app[views.SETTINGS] = settings
     app.router.add_routes(views.routes)
+    app.router.add_routes(dashboard.routes)
     app.router.add_static("/static", STATIC)
     return app
 
