@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from aiohttp_session import get_session
 from markupsafe import Markup, escape
+from tortoise.expressions import Q
 
 from bot import cases
 from bot.i18n import N_, catalogs
@@ -231,11 +232,25 @@ async def _board(request: web.Request, language: str) -> Board:
     viewer = views._viewer_of(request)
     township = await Township.get(id=viewer.officials[0].township_id)  # type: ignore[attr-defined]
     now = cases.now()
+    villages = set(await Village.filter(township_id=township.id).values_list("id", flat=True))
+    units = set(await Unit.filter(township_id=township.id).values_list("id", flat=True))
+    choice, problems = choose(request.query, township.timezone, now, villages, units)
+    board = await compute(
+        township, choice, now, Policy.from_settings(request.app[views.SETTINGS]),
+        await views.seen_by(viewer), language,
+    )
+    board.problems = problems
+    return board
+
+
+async def compute(
+    township: Township, choice: Choice, now: datetime, policy: Policy, seen: Q | None,
+    language: str,
+) -> Board:
+    """The dashboard's figures, lists and problems for `choice`, of the cases `seen` selects
+    (None: all of the township's); what `bench/dashboard.py` times."""
     villages = {v.id: v for v in await Village.filter(township_id=township.id)}
     units = {u.id: u for u in await Unit.filter(township_id=township.id)}
-    choice, problems = choose(request.query, township.timezone, now, set(villages), set(units))
-    policy = Policy.from_settings(request.app[views.SETTINGS])
-    seen = await views.seen_by(viewer)
     counted = await figures.count(
         township, choice.start, choice.end, label=choice.label, now=now, policy=policy,
         language=language, seen=seen, village=choice.village, unit=choice.unit,
@@ -256,7 +271,7 @@ async def _board(request: web.Request, language: str) -> Board:
          categories[b.category_id].display_name(language), b)
         for b in found
     ]
-    return Board(township, choice, counted, place, red, grey, month.label, named, problems)
+    return Board(township, choice, counted, place, red, grey, month.label, named, [])
 
 
 def _tiles(f: Figures, language: str) -> list[tuple[str, str, str, dict[str, object]]]:
