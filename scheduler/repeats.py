@@ -30,6 +30,7 @@ from bot.models import (
     Village,
 )
 from bot.notices import group_language, text
+from scheduler.figures import raw_rows
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -172,47 +173,36 @@ def bursts(cases: list[tuple[str, datetime, bool]], threshold: int, window: time
 
 
 async def open_bursts(
-    township_id: int, policy: Policy, *, seen: Q | None = None, village: int | None = None,
-    unit: int | None = None,
+    township_id: int, policy: Policy, since: datetime, until: datetime, *,
+    seen: Q | None = None, village: int | None = None, unit: int | None = None,
 ) -> list[Burst]:
-    """The repeat problems that are still open: bursts (as `warn` finds them) with at least one
-    case not closed, of the cases `seen` selects, newest first. Only the places and categories
-    that have an open case now are read, and only from a window before the oldest of those."""
+    """The repeat problems of a period that are still open: bursts (as `warn` finds them) with
+    a case reported in [since, until) and at least one case not closed, of the cases `seen`
+    selects, newest first. One indexed range of `case(township_id, created_at)`: the period
+    and one window before it, so that a burst running into the period is seen whole."""
     place: dict[str, int] = {"township_id": township_id}
     if village is not None:
         place["village_id"] = village
     if unit is not None:
         place["unit_id"] = unit
-    scope = seen if seen is not None else Q()
-    open_rows = await Case.filter(scope, status__not=CaseStatus.CLOSED, **place).values_list(
-        "village_id", "category_id", "created_at"
-    )
-    if not open_rows:
-        return []
-    groups = {(v, c) for v, c, _ in open_rows}
     window = policy.repeat_window
-    rows = await Case.filter(
-        scope,
-        created_at__gt=min(at for _, _, at in open_rows) - window,
-        created_at__lt=max(at for _, _, at in open_rows) + window,
-        village_id__in=sorted({v for v, _ in groups}),
-        category_id__in=sorted({c for _, c in groups}),
+    rows = await raw_rows(Case.filter(
+        seen if seen is not None else Q(), created_at__gt=since - window, created_at__lt=until,
         **place,
     ).order_by("created_at", "id").values_list(
         "village_id", "category_id", "number", "created_at", "status"
-    )
+    ), (3,))
     by_group: dict[tuple[int, int], list[tuple[str, datetime, bool]]] = {}
     for village_id, category_id, number, created, status in rows:
-        if (village_id, category_id) in groups:
-            by_group.setdefault((village_id, category_id), []).append(
-                (number, created, status != CaseStatus.CLOSED)
-            )
+        by_group.setdefault((village_id, category_id), []).append(
+            (number, created, status != CaseStatus.CLOSED)
+        )
     found = []
     for (village_id, category_id), cases in by_group.items():
         for first, last in bursts(cases, policy.repeat_threshold, window):
             run = cases[first:last + 1]
             still_open = sum(1 for _, _, is_open in run if is_open)
-            if still_open:
+            if still_open and run[-1][1] >= since:
                 found.append(Burst(village_id, category_id, [n for n, _, _ in run], still_open,
                                    run[0][1], run[-1][1]))
     found.sort(key=lambda b: (b.last, b.village_id, b.category_id), reverse=True)

@@ -335,19 +335,21 @@ async def test_open_repeat_problems_are_those_with_a_case_not_closed(office: San
     start = cases.now() - timedelta(days=3)
     made = [await _report(li, start + timedelta(hours=i)) for i in range(3)]
     township = await Township.get(code="BL")
-    [burst] = await repeats.open_bursts(township.id, policy)
+    period = (start - timedelta(days=1), cases.now() + timedelta(days=1))
+    [burst] = await repeats.open_bursts(township.id, policy, *period)
     assert burst.numbers == [c.number for c in made] and burst.still_open == 3
     async with await _signed_in(office, su) as browser:
-        page = (await _get(browser, office.web_url + "/dashboard")).decode()
+        days = f"?period=range&from={(start - timedelta(days=1)).date()}&to={cases.now().date()}"
+        page = (await _get(browser, office.web_url + "/dashboard" + days)).decode()
         assert "3 cases of Litter and cleaning" in page and made[0].number in page
     for case in made:  # all closed: the problem is no longer open
         await cases.accept(case.id, lin)
         await cases.resolve(case.id, lin, "已清理", ["P"])
         await cases.rate(case.id, li, 5)
-    assert await repeats.open_bursts(township.id, policy) == []
+    assert await repeats.open_bursts(township.id, policy, *period) == []
     # One more case of the kind within the week is the same problem, open again; a case of
     # another kind is no problem of its own.
     again = await _report(li, cases.now() - timedelta(hours=1))
     await _report(li, cases.now() - timedelta(minutes=30), "homestead")
-    [burst] = await repeats.open_bursts(township.id, policy)
+    [burst] = await repeats.open_bursts(township.id, policy, *period)
     assert burst.numbers == [c.number for c in [*made, again]] and burst.still_open == 1

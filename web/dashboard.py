@@ -264,7 +264,8 @@ async def compute(
     red, grey = (await ranking.rank(township, month, language)).lists()
     categories = {c.id: c for c in await Category.filter(township_id=township.id)}
     found = await repeats.open_bursts(
-        township.id, policy, seen=seen, village=choice.village, unit=choice.unit
+        township.id, policy, choice.start, choice.end, seen=seen, village=choice.village,
+        unit=choice.unit,
     )
     named = [
         (villages[b.village_id].display_name(language),
