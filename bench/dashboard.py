@@ -60,6 +60,7 @@ from bot.models import (
 )
 from bot.routing import NoResponsibleUnit, responsible_unit
 from bot.sandbox import EXAMPLE_DIRECTORY
+from scheduler import ranking
 from scheduler.policy import Policy
 from web import dashboard
 
@@ -284,6 +285,12 @@ async def main(args: argparse.Namespace) -> None:
             board = await run()
             assert isinstance(board, dashboard.Board)
             rows.append((name, board.figures.received, f"{median:.1f}", f"{p95:.1f}"))
+        # The red/grey list the page shows is this month's, as far as it has gone: how long a
+        # whole month's takes, timed apart (the month before).
+        previous = ranking.Month.before(now, place.timezone)
+        median, p95 = await _timed(lambda: ranking.rank(place, previous, LANGUAGE), args.runs)
+        rows.append((f"red/grey list alone, {previous.label} (ranking.rank)", "", f"{median:.1f}",
+                     f"{p95:.1f}"))
         kind = "PostgreSQL" if url.startswith("postgres") else "SQLite"
         print(f"{machine()}; {kind}; {total} cases; {args.runs} runs after one to warm up")
         print(table("Dashboard computation (web.dashboard.compute), ms",

@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -19,7 +20,7 @@ from openpyxl import load_workbook
 from bot import cases
 from bot.models import Account, Case, Category, Official, Township, Village, Villager
 from bot.sandbox import Phone, Sandbox
-from scheduler import digest, repeats
+from scheduler import digest, ranking, repeats
 from scheduler.figures import duration, percent
 from scheduler.policy import Policy
 
@@ -353,3 +354,16 @@ async def test_open_repeat_problems_are_those_with_a_case_not_closed(office: San
     await _report(li, cases.now() - timedelta(minutes=30), "homestead")
     [burst] = await repeats.open_bursts(township.id, policy, *period)
     assert burst.numbers == [c.number for c in [*made, again]] and burst.still_open == 1
+
+
+async def test_an_automatic_escalation_counts_as_missed_for_the_unit_below(
+    township: None,
+) -> None:
+    li = await make_villager(1001)
+    case = await _report(li, cases.now())
+    await cases.escalate(case.id, None)  # the scheduler's, at the accept deadline
+    place = await Township.get(code="BL")
+    local = cases.now().astimezone(ZoneInfo(ZONE))
+    tallies = await ranking.tallies(place, ranking.Month.of(local.year, local.month, ZONE))
+    assert tallies[case.unit_id].missed == 1  # type: ignore[attr-defined]
+    assert tallies[case.unit_id].accepted == 0  # type: ignore[attr-defined]
