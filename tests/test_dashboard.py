@@ -305,6 +305,7 @@ async def test_bad_choices_are_answered_in_words_and_never_an_error(office: Sand
         "?period=range&from=2026-11-20&to=2026-11-01": "The first date is after the last one",
         "?period=range&from=2020-01-01&to=2026-01-01": "at most 366 days",
         "?period=range": "Dates are written like",
+        "?period=range&from=0001-01-01&to=9999-12-31": "Dates are written like",
         "?village=999999": "There is no such village in this township",
         f"?village={foreign.id}": "There is no such village in this township",
         "?village=abc": "There is no such village in this township",

@@ -99,10 +99,13 @@ def _period(name: str, today: date, zone: ZoneInfo) -> tuple[datetime, datetime,
 
 
 def _day(value: str | None) -> date | None:
+    """A date of the query string; None for text that is none, or a year nobody means (year 1
+    in the township's zone is before the first moment a datetime holds)."""
     try:
-        return date.fromisoformat((value or "").strip()[:10])
+        day = date.fromisoformat((value or "").strip()[:10])
     except ValueError:
         return None
+    return day if 1970 <= day.year <= 2200 else None
 
 
 def _id(value: str | None, known: set[int]) -> tuple[int | None, bool]:
