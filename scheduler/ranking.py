@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot import delivery
 from bot.i18n import N_
 from bot.models import Case, CaseEvent, CaseStatus, Delivery, Township, Unit
 from bot.notices import group_language, text
+from scheduler.figures import CASES_AT_ONCE, raw_rows
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -106,44 +108,58 @@ class Ranking:
         return self.ranked[:shown], list(reversed(self.ranked[-shown:]))
 
 
+#: The events a unit's tally reads.
+TALLIED = ("accept", "assign", "resolve", "rate", "reopen", "escalate")
+
+
 async def tallies(township: Township, month: Month) -> dict[int, Tally]:
-    events = await CaseEvent.filter(
-        at__gte=month.start.astimezone(UTC),
-        at__lt=month.end.astimezone(UTC),
-        case__township_id=township.id,
-    ).order_by("case_id", "id")
-    cases = {c.id: c for c in await Case.filter(id__in={e.case_id for e in events})}  # type: ignore[attr-defined]
+    """Each unit's tally for the month. The month's events are read by their time and their
+    cases by id, as `scheduler.figures` reads a period (the dashboard shows this month's list
+    on every visit, so the month's ten thousand events must not each become a model)."""
+    events = await raw_rows(
+        CaseEvent.filter(
+            at__gte=month.start.astimezone(UTC), at__lt=month.end.astimezone(UTC),
+            action__in=TALLIED,
+        ).order_by("case_id", "id").values_list(
+            "id", "case_id", "at", "action", "from_status", "unit_id", "actor_id"
+        ),
+        (2,),
+    )
+    ids = sorted({row[1] for row in events})
+    cases: dict[int, list[Any]] = {}
+    for first in range(0, len(ids), CASES_AT_ONCE):
+        rows = await raw_rows(
+            Case.filter(id__in=ids[first:first + CASES_AT_ONCE], township_id=township.id)
+            .values_list("id", "accept_by", "resolve_by", "rating"),
+            (1, 2),
+        )
+        cases.update((row[0], row[1:]) for row in rows)
     result: dict[int, Tally] = {}
-    for event in events:
-        case = cases[event.case_id]  # type: ignore[attr-defined]
-        unit_id = event.unit_id  # type: ignore[attr-defined]
-        if unit_id is None:
+    for event_id, case_id, at, action, from_status, unit_id, actor_id in events:
+        if case_id not in cases or unit_id is None:
             continue
+        accept_by, resolve_by, rating = cases[case_id]
         tally = result.setdefault(unit_id, Tally())
-        if event.action in ("accept", "assign") and event.from_status == CaseStatus.NEW:
+        if action in ("accept", "assign") and from_status == CaseStatus.NEW:
             tally.accepted += 1
-            tally.accepted_on_time += case.accept_by is None or event.at <= case.accept_by
-        elif event.action == "resolve":
+            tally.accepted_on_time += accept_by is None or at <= accept_by
+        elif action == "resolve":
             tally.resolved += 1
-            tally.resolved_on_time += case.resolve_by is None or event.at <= case.resolve_by
-        elif event.action == "rate":
+            tally.resolved_on_time += resolve_by is None or at <= resolve_by
+        elif action == "rate":
             tally.rated += 1
-            tally.satisfied += (case.rating or 0) >= 4
-        elif event.action == "reopen":
+            tally.satisfied += (rating or 0) >= 4
+        elif action == "reopen":
             tally.reopened += 1
-        elif event.action == "escalate" and event.actor_id is None:  # type: ignore[attr-defined]
-            below = await _unit_before(event)
+        elif action == "escalate" and actor_id is None:
+            below = await _unit_before(case_id, event_id)
             if below is not None:
                 result.setdefault(below, Tally()).missed += 1
     return result
 
 
-async def _unit_before(event: CaseEvent) -> int | None:
-    earlier = (
-        await CaseEvent.filter(case_id=event.case_id, id__lt=event.id)  # type: ignore[attr-defined]
-        .order_by("-id")
-        .first()
-    )
+async def _unit_before(case_id: int, event_id: int) -> int | None:
+    earlier = await CaseEvent.filter(case_id=case_id, id__lt=event_id).order_by("-id").first()
     return earlier.unit_id if earlier is not None else None  # type: ignore[attr-defined]
 
 

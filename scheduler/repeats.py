@@ -4,13 +4,18 @@ Which case sets off a warning is decided by the cases alone, not by when the sch
 the first case that makes N within the 7 days before it, counted after the previous warning's
 quiet week. Two schedulers, or one that looks twice, name the same case, and the outbox key
 (village, category, that case, chat) lets the warning out once.
+
+The dashboard lists the open problems (`open_bursts`): the same notion, read from the cases
+rather than from the warnings sent, so it also covers what a scope or a place narrows it to.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tortoise.expressions import Q
 from tortoise.functions import Count
 
 from bot import delivery, scope
@@ -18,12 +23,14 @@ from bot.i18n import N_
 from bot.models import (
     Account,
     Case,
+    CaseStatus,
     Category,
     Delivery,
     Township,
     Village,
 )
 from bot.notices import group_language, text
+from scheduler.figures import raw_rows
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -128,3 +135,75 @@ async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: 
         )
         await delivery.post(chat_id, body, key=f"{prefix}{trigger.id}:{chat_id}")
     log.info("repeat warning: %s cases of %s in %s", len(burst), category.code, village.code)
+
+
+# ---- open problems, for the dashboard -------------------------------------------------------
+
+
+@dataclass
+class Burst:
+    """Cases of one category in one village that made a repeat problem: `REPEAT_THRESHOLD` or
+    more within the window, chained (each within the window of the next ones)."""
+
+    village_id: int
+    category_id: int
+    numbers: list[str]
+    still_open: int
+    first: datetime
+    last: datetime
+
+
+def bursts(cases: list[tuple[str, datetime, bool]], threshold: int, window: timedelta) -> list[
+    tuple[int, int]
+]:
+    """The runs (first, last index, inclusive) of `cases` (number, created, open; by time) in
+    which every case lies in a window holding `threshold` cases; overlapping runs are one."""
+    runs: list[tuple[int, int]] = []
+    first = 0
+    for index, (_, created, _) in enumerate(cases):
+        while cases[first][1] <= created - window:
+            first += 1
+        if index - first + 1 < threshold:
+            continue
+        if runs and first <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((first, index))
+    return runs
+
+
+async def open_bursts(
+    township_id: int, policy: Policy, since: datetime, until: datetime, *,
+    seen: Q | None = None, village: int | None = None, unit: int | None = None,
+) -> list[Burst]:
+    """The repeat problems of a period that are still open: bursts (as `warn` finds them) with
+    a case reported in [since, until) and at least one case not closed, of the cases `seen`
+    selects, newest first. One indexed range of `case(township_id, created_at)`: the period
+    and one window before it, so that a burst running into the period is seen whole."""
+    place: dict[str, int] = {"township_id": township_id}
+    if village is not None:
+        place["village_id"] = village
+    if unit is not None:
+        place["unit_id"] = unit
+    window = policy.repeat_window
+    rows = await raw_rows(Case.filter(
+        seen if seen is not None else Q(), created_at__gt=since - window, created_at__lt=until,
+        **place,
+    ).order_by("created_at", "id").values_list(
+        "village_id", "category_id", "number", "created_at", "status"
+    ), (3,))
+    by_group: dict[tuple[int, int], list[tuple[str, datetime, bool]]] = {}
+    for village_id, category_id, number, created, status in rows:
+        by_group.setdefault((village_id, category_id), []).append(
+            (number, created, status != CaseStatus.CLOSED)
+        )
+    found = []
+    for (village_id, category_id), cases in by_group.items():
+        for first, last in bursts(cases, policy.repeat_threshold, window):
+            run = cases[first:last + 1]
+            still_open = sum(1 for _, _, is_open in run if is_open)
+            if still_open and run[-1][1] >= since:
+                found.append(Burst(village_id, category_id, [n for n, _, _ in run], still_open,
+                                   run[0][1], run[-1][1]))
+    found.sort(key=lambda b: (b.last, b.village_id, b.category_id), reverse=True)
+    return found

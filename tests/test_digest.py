@@ -95,7 +95,9 @@ async def test_the_digest_figures_equal_the_hand_count(township: None) -> None:
     assert f.median_to_resolve == timedelta(hours=36)  # 9, 24, 48, 146: (24 + 48) / 2
     assert f.reopen_rate == 1 / 4  # one reopen, four resolutions
     by_name = {line.name: line for line in f.villages}
-    assert by_name["正达村"] == VillageLine("正达村", received=4, resolved=4, overdue=2)
+    assert by_name["正达村"] == VillageLine(
+        "正达村", received=4, resolved=4, overdue=2, completed=2, rated=2, satisfied=1
+    )
     assert by_name["坂里村"] == VillageLine("坂里村", received=1, resolved=0, overdue=1)
     assert by_name["高层村"] == VillageLine("高层村")
     assert f.categories == [("卫生清理", 5)]  # G, a homestead dispute, is next week's

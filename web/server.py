@@ -24,7 +24,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import directory, login, views
+from web import dashboard, directory, login, views
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -63,6 +63,7 @@ def build(settings: Settings, key: bytes) -> web.Application:
     app.router.add_routes(login.routes)  # before views': /signin/telegram is no link token
     app.router.add_routes(views.routes)
     app.router.add_routes(directory.routes)
+    app.router.add_routes(dashboard.routes)
     app.router.add_static("/static", STATIC)
     return app
 

@@ -182,7 +182,8 @@ def _viewer_of(request: web.Request) -> Viewer:
 
 @routes.get("/")
 async def home(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPSeeOther("/cases")
+    """Every official may open the dashboard (it counts only what they may see): it is home."""
+    raise web.HTTPSeeOther("/dashboard")
 
 
 @routes.get("/signin/{token}")
