@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     web_listen: str = "127.0.0.1:8080"
     web_url: str = "http://127.0.0.1:8080"
     web_secret: str | None = None
+    #: Where the back office keeps the photos and voice messages it fetched from Telegram.
+    web_files: Path = Path("data/files")
+    #: The map's tile server, a URL template with {z}, {x} and {y} ({s} optional); empty for
+    #: no tiles: the pins on a plain background.
+    web_tiles: str = ""
+    web_tiles_attribution: str = ""
 
     @field_validator("bot_token")
     @classmethod
@@ -165,6 +171,22 @@ class Settings(BaseSettings):
             key = b""
         if len(key) != 32:
             raise ValueError("must be 32 bytes in urlsafe base64 (44 characters)")
+        return value
+
+    @field_validator("web_tiles")
+    @classmethod
+    def _web_tiles(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value.replace("{", "").replace("}", ""))
+        if parts.scheme not in ("http", "https") or not parts.netloc or not all(
+            part in value for part in ("{z}", "{x}", "{y}")
+        ):
+            raise ValueError(
+                "must be an http:// or https:// URL template with {z}, {x} and {y}, e.g. "
+                "https://tile.openstreetmap.org/{z}/{x}/{y}.png (or be empty for no tiles)"
+            )
         return value
 
     @field_validator("log_level")
