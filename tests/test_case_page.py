@@ -149,7 +149,7 @@ async def test_photos_and_voice_are_fetched_once_shown_to_who_may_see_and_never_
     async with await _signed_in(lin) as browser:
         page = await _page(browser, url)
         assert f'<img src="/cases/{case.number}/files/1"' in page
-        assert f'<audio controls preload="none" src="/cases/{case.number}/files/2">' in page
+        assert f'<audio controls preload="none" src="/cases/{case.number}/files/2"' in page
         assert office.emulator.token not in page and photo not in page and voice not in page
         before = _get_files(office)
         kind, jpeg = await _file(browser, url + "/files/1")

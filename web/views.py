@@ -361,7 +361,7 @@ async def _case_page(
         "deadlines": [(hours, words.DEADLINES[hours]) for hours in DEADLINE_HOURS],
         "timezone": case.township.timezone, "local_time": local_time,
         "overdue": _overdue(case, cases.now()),
-        "files": [f for f in files if f.event_id is None],
+        "files": [f for f in files if f.event_id is None], "file_unavailable": FILE_UNAVAILABLE,
         "event_files": {
             event_id: [f for f in files if f.event_id == event_id]
             for event_id in {f.event_id for f in files if f.event_id is not None}
