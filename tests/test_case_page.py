@@ -5,9 +5,15 @@ emulator for Telegram."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -16,10 +22,11 @@ from conftest import TEST_REDIS_URL
 
 from bot import cases, scope
 from bot.config import SettingsError, load_settings
-from bot.emulator import MAX_DOWNLOAD_BYTES
+from bot.emulator import MAX_DOWNLOAD_BYTES, BotAPIEmulator
 from bot.models import Account, Case, CaseEvent, CaseStatus, Category, Grid, Official, Villager
-from bot.sandbox import Phone, Sandbox
-from web import pins
+from bot.sandbox import EXAMPLE_DIRECTORY, Phone, Sandbox
+from bot.startup import import_directory_file
+from web import pins, signin
 
 COMMITTEE_CHAT = -1001000000101  # 正达村两委's group chat, above 正达村第一网格
 
@@ -127,6 +134,12 @@ def _map_data(page: str) -> dict:
     assert found is not None, "no map on the page"
     data: dict = json.loads(found.group(1))
     return data
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _get_files(office: Sandbox) -> int:
@@ -409,3 +422,65 @@ async def test_escalate_and_supervise_need_the_csrf_token(office: Sandbox) -> No
                 assert "表单已失效" in refused
     assert not await CaseEvent.filter(action__in=["escalate", "supervise"]).exists()
     assert (await Case.get(id=case.id)).status == CaseStatus.ACCEPTED
+
+
+# ---- the back office alone ----------------------------------------------------------------------
+
+
+async def test_the_back_office_alone_fetches_files_with_the_bot_token(
+    database: str, tmp_path: Path
+) -> None:
+    """`villagebot web` in a process of its own makes a Bot of BOT_TOKEN to fetch with."""
+    emulator = BotAPIEmulator()
+    await emulator.start()
+    try:
+        await import_directory_file(load_settings(
+            database_url=database, directory_file=EXAMPLE_DIRECTORY
+        ))
+        lin = await Official.get(code="lin-xiuying")
+        lin.account = await Account.create(id=9003, first_name="林秀英", language="zh-hans")
+        await lin.save()
+        villager_account = await Account.create(id=1001, first_name="李明", language="zh-hans")
+        grid = await Grid.get(village__code="zhengda", code="g1")
+        villager = await Villager.create(
+            account=villager_account, township_id=1, village_id=grid.village_id,  # type: ignore[attr-defined]
+            grid=grid, name="李明",
+        )
+        photo = (await emulator.user(1001, "李明").send_photo())["photo"][-1]["file_id"]
+        case = await _report(villager, "村口垃圾桶满了", "litter", photos=[photo])
+        port = _free_port()
+        environment = {k: v for k, v in os.environ.items() if not k.upper().startswith(
+            ("BOT_", "TELEGRAM_", "DATABASE_", "REDIS_", "WEB_", "DIRECTORY_")
+        )}
+        environment.update(
+            BOT_TOKEN=emulator.token, TELEGRAM_API_URL=emulator.base_url, DATABASE_URL=database,
+            WEB_LISTEN=f"127.0.0.1:{port}", WEB_URL=f"http://127.0.0.1:{port}",
+            WEB_FILES=str(tmp_path / "files"),
+        )
+        office = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", "web", env=environment, cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert office.stdout is not None
+            line = await asyncio.wait_for(office.stdout.readline(), timeout=90)
+            assert line.decode().startswith("back office on"), line
+            assert lin.account is not None
+            link = f"http://127.0.0.1:{port}/signin/{await signin.issue(lin.account)}"
+            async with _browser() as browser:
+                async with browser.get(link) as response:
+                    assert response.status == 200 and response.url.path == "/cases"
+                url = f"http://127.0.0.1:{port}/cases/{case.number}"
+                page = await _page(browser, url)
+                assert emulator.token not in page
+                kind, jpeg = await _file(browser, url + "/files/1")
+                assert kind == "image/jpeg" and jpeg.startswith(b"\xff\xd8")
+                assert await _file(browser, url + "/files/1") == (kind, jpeg)
+            assert emulator.stats.requests["getFile"] == 1
+            assert [p.read_bytes() for p in (tmp_path / "files").iterdir()] == [jpeg]
+        finally:
+            office.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(office.communicate(), timeout=90)
+            assert office.returncode == 0 and emulator.token not in stderr.decode()
+    finally:
+        await emulator.stop()
