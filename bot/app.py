@@ -99,10 +99,11 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
     return dispatcher
 
 
-async def start_web(settings: Settings) -> WebServer:
-    """The back office on WEB_LISTEN, or `CannotStart` saying why it cannot listen there."""
+async def start_web(settings: Settings, bot: Bot | None = None) -> WebServer:
+    """The back office on WEB_LISTEN, or `CannotStart` saying why it cannot listen there;
+    `bot` fetches the cases' files from Telegram for it."""
     try:
-        server = await WebServer.start(settings)
+        server = await WebServer.start(settings, bot)
     except OSError as error:
         raise CannotStart(
             f"setting WEB_LISTEN: cannot serve the back office on {settings.web_listen}: "
@@ -163,7 +164,7 @@ class Villagebot:
                 )
                 await supervisor.start()
                 undo.push_async_callback(supervisor.stop)
-            web = await start_web(settings) if settings.web_listen else None
+            web = await start_web(settings, bot) if settings.web_listen else None
             undo.pop_all()  # started: from now on `stop` undoes it
         # What start-up made lives as long as the process: aiogram alone is some 200,000
         # objects (the whole Bot API as pydantic models). Frozen, the collector stops walking

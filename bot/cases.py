@@ -41,6 +41,7 @@ from bot.scope import (
     may_handle,
     may_note,
     may_resolve,
+    may_supervise,
 )
 from bot.worktime import calendar_of
 
@@ -65,6 +66,7 @@ class Action(StrEnum):
     CLOSE = "close"
     OVERDUE = "overdue"
     OVERDUE_UNACCEPTED = "unaccepted"
+    SUPERVISE = "supervise"
 
 
 N, A, R, C = CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.RESOLVED, CaseStatus.CLOSED
@@ -83,6 +85,8 @@ TRANSITIONS: dict[Action, tuple[frozenset[CaseStatus], CaseStatus]] = {
     # 督办: a deadline passed and one more supervising level is told; the case stays put.
     Action.OVERDUE: (frozenset({A}), A),
     Action.OVERDUE_UNACCEPTED: (frozenset({N}), N),
+    # 督办 by hand: a dispatcher or a leader urges the assignee on; the case stays put.
+    Action.SUPERVISE: (frozenset({A}), A),
 }
 
 
@@ -355,8 +359,11 @@ async def escalate(
     case = await _load(case_id)
     if official is not None and not await may_escalate(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    if note is not None and len(note.strip()) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
     actor_id = official.account_id if official is not None else None  # type: ignore[attr-defined]
-    return await _escalate(case, Action.ESCALATE, actor_id, note, at or now())
+    return await _escalate(case, Action.ESCALATE, actor_id, (note or "").strip() or None,
+                           at or now())
 
 
 async def assign(
@@ -389,6 +396,24 @@ async def add_note(
     note = _words(note, case)
     return await _move(
         case, Action.NOTE, official.account_id, at=at or now(), note=note, public=public  # type: ignore[attr-defined]
+    )
+
+
+async def supervise(
+    case_id: int, official: Official, note: str | None = None, *, at: datetime | None = None
+) -> Change:
+    """督办 by hand: the assignee of a case being handled is urged on, with an optional word
+    of what is expected; an internal event (the villager is not told), the case stays put."""
+    case = await _load(case_id)
+    if not await may_supervise(official, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    if case.status != CaseStatus.ACCEPTED or case.assignee_id is None:  # type: ignore[attr-defined]
+        raise CaseRefused(Refusal.WRONG_STATE, case)
+    note = (note or "").strip() or None
+    if note is not None and len(note) > NOTE_MAX:
+        raise CaseRefused(Refusal.TOO_LONG, case)
+    return await _move(
+        case, Action.SUPERVISE, official.account_id, at=at or now(), note=note, public=False,  # type: ignore[attr-defined]
     )
 
 

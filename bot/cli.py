@@ -65,16 +65,25 @@ async def _web(settings: Settings, _args: argparse.Namespace) -> int:
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signal_number, stopping.set)
     from bot import db
-    from bot.app import start_web
+    from bot.app import build_bot, start_web
     from bot.i18n import catalogs
     from bot.startup import CannotStart
 
     catalogs()
+    # The cases' photos and voice messages are fetched with the bot's token; the token stays
+    # in this process (the browser gets the files from the back office).
+    bot = build_bot(settings) if settings.bot_token else None
+    if bot is None:
+        logging.getLogger(__name__).warning(
+            "BOT_TOKEN is not set: the back office shows only the case files kept already"
+        )
     await db.start(settings.database_url)
     try:
-        server = await start_web(settings)
+        server = await start_web(settings, bot)
     except CannotStart as error:
         await db.stop()
+        if bot is not None:
+            await bot.session.close()
         return _fail(str(error), 1)
     print(f"back office on {settings.web_listen}, signing in at {settings.web_url}", flush=True)
     try:
@@ -82,6 +91,8 @@ async def _web(settings: Settings, _args: argparse.Namespace) -> int:
     finally:
         await server.stop()
         await db.stop()
+        if bot is not None:
+            await bot.session.close()
     return 0
 
 

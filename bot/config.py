@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     #: True once the township has set the bot's domain (WEB_URL's) with @BotFather /setdomain:
     #: the sign-in page then offers Telegram's Login Widget besides the /web link.
     web_login_widget: bool = False
+    #: Where the back office keeps the photos and voice messages it fetched from Telegram.
+    web_files: Path = Path("data/files")
+    #: The map's tile server, a URL template with {z}, {x} and {y} ({s} optional); empty for
+    #: no tiles: the pins on a plain background.
+    web_tiles: str = ""
+    web_tiles_attribution: str = ""
 
     @field_validator("bot_token")
     @classmethod
@@ -168,6 +174,22 @@ class Settings(BaseSettings):
             key = b""
         if len(key) != 32:
             raise ValueError("must be 32 bytes in urlsafe base64 (44 characters)")
+        return value
+
+    @field_validator("web_tiles")
+    @classmethod
+    def _web_tiles(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value.replace("{", "").replace("}", ""))
+        if parts.scheme not in ("http", "https") or not parts.netloc or not all(
+            part in value for part in ("{z}", "{x}", "{y}")
+        ):
+            raise ValueError(
+                "must be an http:// or https:// URL template with {z}, {x} and {y}, e.g. "
+                "https://tile.openstreetmap.org/{z}/{x}/{y}.png (or be empty for no tiles)"
+            )
         return value
 
     @field_validator("log_level")

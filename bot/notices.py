@@ -726,6 +726,24 @@ async def _overdue(scene: Scene) -> None:
                          unit=unit)
 
 
+SUPERVISED = N_("🔔 Supervision: {name} urges you on case {number}; it is to be resolved by "
+                "{deadline}.")
+SUPERVISED_SAYING = N_("🔔 Supervision: {name} urges you on case {number}; it is to be resolved "
+                       "by {deadline}. {name} wrote: {note}")
+
+
+async def _urged(scene: Scene) -> None:
+    """督办 by hand: the assignee is urged on by name, with the case's work buttons; nobody
+    else is told (the event is internal, the villager never reads it)."""
+    language = _assignee_language(scene)
+    note = scene.event.note
+    await _tell_assignee(
+        scene, SUPERVISED_SAYING if note else SUPERVISED, keyboard=True,
+        name=_name(scene.actor, language), note=note or "",
+        deadline=local_time(scene.case.resolve_by, scene.timezone),
+    )
+
+
 def _assignee_language(scene: Scene) -> str:
     return scene.assignee_account.language if scene.assignee_account else scene.group_language
 
@@ -801,6 +819,7 @@ HANDLERS = {
     "close": _closed,
     "overdue": _overdue,
     "unaccepted": _unaccepted,
+    "supervise": _urged,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -109,7 +110,11 @@ class Sandbox:
         # is its time, so a test moves days on without waiting for them.
         settings.setdefault("scheduler", False)
         # The back office only when asked, on a free port of loopback: `web_url` is its address.
+        # The back office keeps the files it fetched from Telegram in a folder of its own.
+        self._files: tempfile.TemporaryDirectory[str] | None = None
         if web:
+            self._files = tempfile.TemporaryDirectory(prefix="villagebot-files-")
+            settings.setdefault("web_files", Path(self._files.name))
             port = _free_port()
             settings.setdefault("web_listen", f"127.0.0.1:{port}")
             settings.setdefault("web_url", f"http://127.0.0.1:{port}")
@@ -172,6 +177,8 @@ class Sandbox:
     async def stop(self) -> None:
         await self._stop_bot()
         await self.emulator.stop()
+        if self._files is not None:
+            self._files.cleanup()
 
     async def __aenter__(self) -> Sandbox:
         return await self.start()

@@ -10,6 +10,8 @@ told (bot.cases, bot.notices) ask here. The rules:
 - Accept, decline, escalate: members of the case's unit, and dispatchers where the case is
   township-wide; the assignee may also escalate. Assign and write notes: a dispatcher (same
   proviso) or a leader of the case's unit; notes also the assignee; resolve: the assignee.
+- Supervise (督办) by hand, a nudge to the assignee: a dispatcher (same proviso) or a leader
+  of the case's unit or of a unit above it, never the assignee themself.
 - Assign offers only officials who may see the case, never the one who just declined it.
 - The reporter's name and phone go only to those handling the case: the case's unit (its
   group chat, its members) and the assignee; an anonymous report's to nobody.
@@ -161,6 +163,17 @@ async def may_assign(official: Official, case: Case) -> bool:
     if await _dispatches(official, case):
         return True
     return await _member_of(official, [case.unit_id], leader=True)  # type: ignore[attr-defined]
+
+
+async def may_supervise(official: Official, case: Case) -> bool:
+    """督办 a case by hand: a dispatcher, or a leader of its unit or of a unit above it (whom
+    the case's chain lets see it); the assignee does not urge themself."""
+    if not _in_township(official, case) or is_assignee(official, case):
+        return False
+    if await _dispatches(official, case):
+        return True
+    units = [case.unit_id, *[u.id for u in await chain(case)]]  # type: ignore[attr-defined]
+    return await _member_of(official, units, leader=True)
 
 
 async def may_note(official: Official, case: Case) -> bool:

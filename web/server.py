@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
+from aiogram import Bot
 from aiohttp import web
 from aiohttp_session import setup as setup_sessions
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
@@ -24,7 +25,8 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import dashboard, directory, login, views
+from web import casemap, dashboard, directory, login, views
+from web.files import FILES, FileStore
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -45,7 +47,9 @@ async def session_key(settings: Settings) -> bytes:
     return base64.urlsafe_b64decode(key.secret.encode())
 
 
-def build(settings: Settings, key: bytes) -> web.Application:
+def build(settings: Settings, key: bytes, bot: Bot | None = None) -> web.Application:
+    """The application; `bot` fetches the cases' photos and voice messages from Telegram
+    (the bot's own in `run`, one made from BOT_TOKEN in `web`; None: only those kept)."""
     app = web.Application(client_max_size=views.MAX_BODY)
     setup_sessions(
         app,
@@ -60,10 +64,12 @@ def build(settings: Settings, key: bytes) -> web.Application:
         undefined=jinja2.StrictUndefined,
     )
     app[views.SETTINGS] = settings
+    app[FILES] = FileStore(settings.web_files, bot)
     app.router.add_routes(login.routes)  # before views': /signin/telegram is no link token
     app.router.add_routes(views.routes)
     app.router.add_routes(directory.routes)
     app.router.add_routes(dashboard.routes)
+    app.router.add_routes(casemap.routes)
     app.router.add_static("/static", STATIC)
     return app
 
@@ -76,10 +82,12 @@ class WebServer:
     port: int
 
     @classmethod
-    async def start(cls, settings: Settings) -> WebServer:
+    async def start(cls, settings: Settings, bot: Bot | None = None) -> WebServer:
         """Listen, or raise OSError (the address is taken, say) with nothing left running."""
         host, port = web_address(settings.web_listen)
-        runner = web.AppRunner(build(settings, await session_key(settings)), access_log=None)
+        runner = web.AppRunner(
+            build(settings, await session_key(settings), bot), access_log=None
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port)

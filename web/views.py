@@ -12,10 +12,12 @@ import logging
 import math
 import re
 import secrets
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from functools import reduce
+from html import escape
 from operator import or_
 from typing import Any
 from urllib.parse import urlencode
@@ -51,7 +53,8 @@ from bot.models import (
 )
 from bot.notices import local_time
 from bot.people import Person
-from web import signin, words
+from web import pins, signin, words
+from web.files import FILES, case_files
 from web.tables import Cell, Table, download
 
 log = logging.getLogger(__name__)
@@ -625,8 +628,24 @@ async def case_export(request: web.Request) -> web.StreamResponse:
 
 # ---- a case -------------------------------------------------------------------------------------
 
+NOT_ALLOWED_TO_ESCALATE = N_(
+    "Only the case's unit, the official handling it or a dispatcher can escalate it."
+)
+NOT_ALLOWED_TO_SUPERVISE = N_(
+    "Only a dispatcher or a leader of the case's unit or of a unit above it can supervise it."
+)
+NO_SUPERVISOR = N_("There is no higher unit to send this case to.")
+NOT_SUPERVISABLE = N_("Only a case being handled by someone can be supervised.")
+#: What a photo or voice message that Telegram would not give shows instead.
+FILE_UNAVAILABLE = N_("This file could not be fetched from Telegram. Try again later.")
 
-async def _seen_case(request: web.Request) -> Case | None:
+
+async def language_of(request: web.Request) -> str:
+    """The reader's language, for what is rendered outside a template."""
+    return _language(request, await get_session(request))
+
+
+async def seen_case(request: web.Request) -> Case | None:
     """The case of the URL when the viewer may see it; None for a number guessed or hidden."""
     case = await Case.get_or_none(number=request.match_info["number"][:32])
     if case is None:
@@ -639,7 +658,7 @@ async def _seen_case(request: web.Request) -> Case | None:
     return None
 
 
-async def _not_found(request: web.Request) -> web.Response:
+async def not_found(request: web.Request) -> web.Response:
     return await message_page(request, N_("No such case, or not one you may see."), 404)
 
 
@@ -651,34 +670,94 @@ async def _case_page(
     person = viewer.person
     await case.fetch_related("category", "village", "grid", "unit", "township", "assignee",
                              "reporter")
-    assigner = await acting(person, case, "assign") if case.status in (
-        CaseStatus.NEW, CaseStatus.ACCEPTED) else None
+    open_case = case.status in (CaseStatus.NEW, CaseStatus.ACCEPTED)
+    assigner = await acting(person, case, "assign") if open_case else None
     noter = await acting(person, case, "work") if case.status == CaseStatus.ACCEPTED else None
+    # Escalate as the card offers it: to whoever may, while there is a unit above.
+    upper = await scope.escalation_target(case) if open_case else None
+    escalator = await acting(person, case, "escalate") if upper is not None else None
+    supervisor = (
+        await acting(person, case, "supervise")
+        if case.status == CaseStatus.ACCEPTED and case.assignee is not None else None
+    )
     personal = person.account.id in await scope.personal_data_chats(case)
+    events = await cases.history(case.id)
+    files = case_files(case, events)
+    language = await language_of(request)
     return await render(request, "case.html", {
-        "case": case, "events": await cases.history(case.id),
+        "case": case, "events": events,
         "statuses": words.STATUS_NAMES, "actions": ACTION_NAMES,
         "reporter": case.reporter if personal else None,
         "candidates": await scope.assign_candidates(case, 50) if assigner else [],
         "may_note": noter is not None,
+        "upper": upper if escalator is not None else None,
+        "may_supervise": supervisor is not None,
+        "note_max": cases.NOTE_MAX,
         "deadlines": [(hours, words.DEADLINES[hours]) for hours in DEADLINE_HOURS],
         "timezone": case.township.timezone, "local_time": local_time,
         "overdue": _overdue(case, cases.now()),
+        "files": [f for f in files if f.event_id is None], "file_unavailable": FILE_UNAVAILABLE,
+        "event_files": {
+            event_id: [f for f in files if f.event_id == event_id]
+            for event_id in {f.event_id for f in files if f.event_id is not None}
+        },
+        "map": pins.map_data(request.app[SETTINGS], [case], language, cluster=False)
+        if case.latitude is not None and case.longitude is not None else None,
         "refusal": refusal, "refusal_values": values or {},
     }, status=status)
 
 
 @routes.get("/cases/{number}")
 async def case_view(request: web.Request) -> web.StreamResponse:
-    case = await _seen_case(request)
+    case = await seen_case(request)
     if case is None:
-        return await _not_found(request)
+        return await not_found(request)
     return await _case_page(request, case)
+
+
+def _placeholder_image(text: str) -> bytes:
+    """A photo that could not be fetched, as a picture saying so (an <img> shows no page)."""
+    lines = "".join(
+        f'<text x="50%" y="{46 + 8 * n}%" text-anchor="middle">{escape(line)}</text>'
+        for n, line in enumerate(textwrap.wrap(text, 28))
+    )
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="320" height="240" '
+        'font-family="sans-serif" font-size="14" fill="#555">'
+        f'<rect width="100%" height="100%" fill="#eee"/>{lines}</svg>'
+    ).encode()
+
+
+@routes.get("/cases/{number}/files/{n}")
+async def case_file(request: web.Request) -> web.StreamResponse:
+    """A photo or the voice message of a case, for one who may see the case: fetched from
+    Telegram by the server once and kept (`web.files`); the browser never sees a file id."""
+    case = await seen_case(request)
+    if case is None:
+        return await not_found(request)
+    n = _number(request.match_info["n"])
+    files = case_files(case, await cases.history(case.id))
+    if n is None or not 1 <= n <= len(files):
+        return await not_found(request)
+    found = files[n - 1]
+    path = await request.app[FILES].get(found.file_id)
+    if path is None:
+        text = catalogs().text(FILE_UNAVAILABLE, await language_of(request))
+        if found.kind == "photo":
+            return web.Response(body=_placeholder_image(text), status=502,
+                                content_type="image/svg+xml",
+                                headers={"Cache-Control": "no-store"})
+        return await message_page(request, FILE_UNAVAILABLE, 502)
+    return web.FileResponse(path, headers={
+        "Content-Type": found.content_type,
+        # The same bytes for ever; private: only those who may see the case get them.
+        "Cache-Control": "private, max-age=86400",
+    })
 
 
 async def _act(
     request: web.Request, case: Case, check: str, not_allowed: str,
-    act: Callable[[Official], Any],
+    act: Callable[[Official], Any], refusals: Mapping[Refusal, str] | None = None,
 ) -> web.StreamResponse:
     """One action through `bot.cases`, by the viewer's identity that may take it (else the
     first, for the domain to refuse); a refusal is shown on the case's page in words."""
@@ -689,7 +768,8 @@ async def _act(
     except CaseRefused as refused:
         log.warning("back office: case %s: %s by account %s refused: %s", case.number, check,
                     person.account.id, refused.reason.value)
-        text = not_allowed if refused.reason == Refusal.NOT_ALLOWED else words.CASE_REFUSALS.get(
+        texts = {**words.CASE_REFUSALS, **(refusals or {})}
+        text = not_allowed if refused.reason == Refusal.NOT_ALLOWED else texts.get(
             refused.reason, words.CASE_REFUSALS[Refusal.CHANGED]
         )
         fresh = await Case.get(id=case.id)
@@ -701,9 +781,9 @@ async def _act(
 
 @routes.post("/cases/{number}/note")
 async def note(request: web.Request) -> web.StreamResponse:
-    case = await _seen_case(request)
+    case = await seen_case(request)
     if case is None:
-        return await _not_found(request)
+        return await not_found(request)
     text = str((await request.post()).get("note", ""))
     return await _act(
         request, case, "work", words.NOT_ALLOWED_TO_NOTE,
@@ -713,9 +793,9 @@ async def note(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/cases/{number}/assign")
 async def assign(request: web.Request) -> web.StreamResponse:
-    case = await _seen_case(request)
+    case = await seen_case(request)
     if case is None:
-        return await _not_found(request)
+        return await not_found(request)
     form = await request.post()
     hours = _number(str(form.get("hours", "")))
     to = await Official.get_or_none(
@@ -732,4 +812,32 @@ async def assign(request: web.Request) -> web.StreamResponse:
     return await _act(
         request, case, "assign",
         words.NOT_ASSIGNABLE if may_assign else words.NOT_ALLOWED_TO_ASSIGN, act,
+    )
+
+
+@routes.post("/cases/{number}/escalate")
+async def escalate(request: web.Request) -> web.StreamResponse:
+    """Escalate as the card's button does: one level up, with an optional note."""
+    case = await seen_case(request)
+    if case is None:
+        return await not_found(request)
+    text = str((await request.post()).get("note", ""))
+    return await _act(
+        request, case, "escalate", NOT_ALLOWED_TO_ESCALATE,
+        lambda official: cases.escalate(case.id, official, text),
+        {Refusal.NO_SUPERVISOR: NO_SUPERVISOR},
+    )
+
+
+@routes.post("/cases/{number}/supervise")
+async def supervise(request: web.Request) -> web.StreamResponse:
+    """督办: the assignee is urged on in Telegram, and the history records it."""
+    case = await seen_case(request)
+    if case is None:
+        return await not_found(request)
+    text = str((await request.post()).get("note", ""))
+    return await _act(
+        request, case, "supervise", NOT_ALLOWED_TO_SUPERVISE,
+        lambda official: cases.supervise(case.id, official, text),
+        {Refusal.WRONG_STATE: NOT_SUPERVISABLE},
     )

@@ -46,8 +46,8 @@ class Casework(StatesGroup):
 
 # ---- who acts ---------------------------------------------------------------------------------
 
-#: What a tap needs: handle (accept/decline), escalate, assign, work (notes), resolve, and
-#: verdict (the reporter's Solved / Not solved).
+#: What a tap needs: handle (accept/decline), escalate, assign, work (notes), resolve,
+#: supervise (督办, from the back office), and verdict (the reporter's Solved / Not solved).
 Check = str
 
 
@@ -60,6 +60,8 @@ async def allowed(official: Official, case: Case, check: Check) -> bool:
         return await scope.may_assign(official, case)
     if check == "work":
         return await scope.may_note(official, case)
+    if check == "supervise":
+        return await scope.may_supervise(official, case)
     return scope.may_resolve(official, case)
 
 

@@ -55,6 +55,7 @@ ACTION_NAMES: dict[str, str] = {
     # Who was told depends on the case (bot.scope.supervision): the card's notices name them.
     "overdue": N_("overdue: its supervisors were told"),
     "unaccepted": N_("not accepted in time: its supervisors were told"),
+    "supervise": N_("supervised: the assignee was urged on"),
     UNDELIVERED: N_("a message could not be delivered"),
 }
 
