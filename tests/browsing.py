@@ -78,7 +78,7 @@ class BackOffice:
 
     async def count(self) -> str:
         """The list's count line, e.g. "共 3 件事项"."""
-        return await self.page.locator("p.count").inner_text()
+        return await self.page.locator("p.count .total").inner_text()
 
     async def filter(
         self,

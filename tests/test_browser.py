@@ -138,7 +138,7 @@ async def test_the_language_switch_changes_every_page_and_stays_for_the_session(
     made = await _three_cases(back_office)
     await back_office.sign_in(su)
     assert await back_office.count() == "共 3 件事项"
-    assert any("CJK" in font for font in await back_office.fonts("p.count"))
+    assert any("CJK" in font for font in await back_office.fonts("p.count .total"))
 
     await back_office.switch_language("English")
     assert await back_office.count() == "3 cases"
@@ -155,6 +155,64 @@ async def test_the_language_switch_changes_every_page_and_stays_for_the_session(
     assert "登出" in await back_office.text()
     await back_office.switch_language("简体中文")
     assert await back_office.count() == "共 3 件事项"
+
+
+async def test_the_dashboard_counts_this_months_cases_and_leads_to_the_overdue_ones(
+    back_office: BackOffice,
+) -> None:
+    su = await _official(back_office, "su-jinqiao", 9002)
+    await _three_cases(back_office)
+    await back_office.sign_in(su)
+    await back_office.nav("数据总览")
+    page = back_office.page
+    tile = page.locator(".tile", has=page.locator(".name", has_text="新收"))
+    assert await tile.locator(".value").inner_text() == "3"
+    period = page.locator("select[name=period] option:checked")
+    assert await period.inner_text() == "本月"  # this month unless another period is chosen
+    chart = page.locator("svg")
+    assert await chart.count() >= 1 and await chart.first.is_visible()
+    by_village = page.locator("section", has=page.locator("h2", has_text="分村情况"))
+    assert "正达村" in await by_village.inner_text()
+
+    await page.select_option("select[name=village]", label="坂里村")
+    await page.get_by_role("button", name="查看").click()
+    await page.wait_for_load_state()
+    assert "坂里村" in await back_office.heading()
+    assert await tile.locator(".value").inner_text() == "1"
+
+
+async def test_the_map_shows_the_pins_in_scope_and_a_pin_opens_its_case(
+    back_office: BackOffice,
+) -> None:
+    """No tile server is set (the default): the pins still show, on a plain background."""
+    su = await _official(back_office, "su-jinqiao", 9002)
+    zhengda = await _villager(back_office, 1001)
+    spots = [(25.70, 117.90), (25.80, 118.00), (25.90, 118.10)]
+    made = [
+        (await cases.report(
+            zhengda, await Category.get(code="litter"), description=f"垃圾 {n}",
+            latitude=lat, longitude=lng,
+        )).case
+        for n, (lat, lng) in enumerate(spots)
+    ]
+    await _report(zhengda, "没有位置的事项", "roads")  # no pin: not on the map
+    await back_office.sign_in(su)
+    await back_office.nav("地图")
+    page = back_office.page
+    assert "共 3 件带位置的事项" in await back_office.text()
+    pins = page.locator("#map path.leaflet-interactive")
+    await pins.first.wait_for()
+    assert await pins.count() == 3
+    assert await page.locator("#map img.leaflet-tile").count() == 0  # no tiles were asked for
+
+    await pins.nth(0).click(force=True)
+    popup = page.locator(".leaflet-popup-content a")
+    await popup.wait_for()
+    number = await popup.inner_text()
+    assert number in {case.number for case in made}
+    await popup.click()
+    await page.wait_for_url(f"{back_office.url}/cases/{number}")
+    assert number in await back_office.heading()
 
 
 def test_without_chromium_the_browser_tests_are_skipped_saying_how_to_get_it(

@@ -26,6 +26,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 WIDTH = 1200
 #: Each picture and the page it shows; `{story}` is the number of the demo's closed case.
 PAGES = {
+    "back-office-dashboard.png": "/dashboard",
     "back-office-cases.png": "/cases",
     "back-office-case.png": "/cases/{story}",
 }

@@ -6,7 +6,8 @@
   var source = document.getElementById("map-data");
   if (!element || !source || !window.L) { return; }
   var data = JSON.parse(source.textContent);
-  var map = L.map(element, { attributionControl: Boolean(data.attribution) });
+  // maxZoom on the map itself: without a tile layer nothing else gives the cluster layer one.
+  var map = L.map(element, { attributionControl: Boolean(data.attribution), maxZoom: 19 });
   if (data.tiles) {
     L.tileLayer(data.tiles, { maxZoom: 19, attribution: data.attribution }).addTo(map);
   }
@@ -29,10 +30,13 @@
     layer.addLayer(marker);
     points.push([pin.lat, pin.lng]);
   });
-  layer.addTo(map);
+  // The view first: the cluster layer asks the map's zoom as it is added.
   if (points.length === 1) {
     map.setView(points[0], 16);
   } else if (points.length > 1) {
     map.fitBounds(L.latLngBounds(points), { padding: [24, 24], maxZoom: 16 });
+  } else {
+    map.setView([0, 0], 2);
   }
+  layer.addTo(map);
 }());
