@@ -113,6 +113,16 @@ async def database(database_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def office(database_url: str) -> AsyncIterator[Sandbox]:
+    """The sandbox with its back office served on a free port (see tests/backoffice.py)."""
+    import backoffice
+
+    running = await backoffice.start(database_url)
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
 async def sandbox(database_url: str) -> AsyncIterator[Sandbox]:
     """The real bot over the Bot API emulator, with the demo township imported."""
     from bot.sandbox import Sandbox

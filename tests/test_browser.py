@@ -14,48 +14,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import backoffice
 from browsing import NO_CHROMIUM, BackOffice
 
 from bot import cases
 from bot.emulator import buttons
-from bot.models import Account, Case, CaseStatus, Category, Grid, Official, Villager
+from bot.models import Case, CaseStatus, Category, Official, Villager
 from bot.sandbox import Phone
 
 
 async def _official(office: BackOffice, code: str, telegram_id: int) -> Phone:
-    """An official of the demo township, bound to a Telegram account with an open chat."""
-    official = await Official.get(code=code)
-    official.account = await Account.create(
-        id=telegram_id, first_name=official.name, language="zh-hans"
-    )
-    await official.save()
-    handset = office.sandbox.phone(telegram_id, official.name)
-    await handset.send("/help")
-    await handset.expect("/web")
-    return handset
+    return await backoffice.official(office.sandbox, code, telegram_id)
 
 
 async def _villager(
     office: BackOffice, telegram_id: int, village: str = "zhengda", name: str = "李明"
 ) -> Villager:
-    """A registered villager whose chat with the bot is open, so that notices reach them."""
-    account = await Account.create(id=telegram_id, first_name=name, language="zh-hans")
-    grid = await Grid.get(village__code=village, code="g1")
-    villager = await Villager.create(
-        account=account, township_id=1, village_id=grid.village_id,  # type: ignore[attr-defined]
-        grid=grid, name=name, phone="+8613800000001",
-    )
-    handset = office.sandbox.phone(telegram_id, name)
-    await handset.send("/help")
-    await handset.expect("/report")
-    return villager
-
-
-async def _report(villager: Villager, description: str, category: str) -> Case:
-    change = await cases.report(
-        villager, await Category.get(code=category), description=description
-    )
-    return change.case
+    registered, _handset = await backoffice.villager(office.sandbox, telegram_id, village, name)
+    return registered
 
 
 async def _three_cases(office: BackOffice) -> dict[str, Case]:
@@ -63,9 +39,9 @@ async def _three_cases(office: BackOffice) -> dict[str, Case]:
     zhengda = await _villager(office, 1001)
     banli = await _villager(office, 1003, village="banli", name="王芳")
     made = {
-        "litter": await _report(zhengda, "村口垃圾桶满了，垃圾散了一地", "litter"),
-        "road": await _report(zhengda, "村道塌了一块，车过不去", "roads"),
-        "light": await _report(banli, "坂里村桥头的路灯坏了", "streetlights"),
+        "litter": await backoffice.report(zhengda, "村口垃圾桶满了，垃圾散了一地", "litter"),
+        "road": await backoffice.report(zhengda, "村道塌了一块，车过不去", "roads"),
+        "light": await backoffice.report(banli, "坂里村桥头的路灯坏了", "streetlights"),
     }
     await cases.accept(made["road"].id, await Official.get(code="su-jinqiao"))
     return made
@@ -195,7 +171,7 @@ async def test_the_map_shows_the_pins_in_scope_and_a_pin_opens_its_case(
         )).case
         for n, (lat, lng) in enumerate(spots)
     ]
-    await _report(zhengda, "没有位置的事项", "roads")  # no pin: not on the map
+    await backoffice.report(zhengda, "没有位置的事项", "roads")  # no pin: not on the map
     await back_office.sign_in(su)
     await back_office.nav("地图")
     page = back_office.page

@@ -6,42 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
+import backoffice
 import pytest
-from conftest import TEST_REDIS_URL
 from openpyxl import load_workbook
 from tortoise import connections
 
 from bot import cases
 from bot.models import Account, Case, CaseStatus, Category, Grid, Official, Unit, Village, Villager
-from bot.sandbox import Phone, Sandbox
-
-
-@pytest.fixture
-async def office(database_url: str) -> AsyncIterator[Sandbox]:
-    """The sandbox with its back office served on a free port."""
-    if TEST_REDIS_URL:
-        from redis.asyncio import Redis
-
-        async with Redis.from_url(TEST_REDIS_URL) as redis:
-            await redis.flushdb()
-    async with Sandbox(database_url, redis_url=TEST_REDIS_URL or None, web=True) as running:
-        yield running
-
-
-async def _official(office: Sandbox, code: str, telegram_id: int) -> Phone:
-    official = await Official.get(code=code)
-    official.account = await Account.create(
-        id=telegram_id, first_name=official.name, language="zh-hans"
-    )
-    await official.save()
-    handset = office.phone(telegram_id, official.name)
-    await handset.send("/help")
-    await handset.expect("/web")
-    return handset
+from bot.sandbox import Sandbox
 
 
 async def _villager(telegram_id: int, village: str = "zhengda", name: str = "李明") -> Villager:
@@ -51,43 +25,6 @@ async def _villager(telegram_id: int, village: str = "zhengda", name: str = "李
         account=account, township_id=1, village_id=grid.village_id,  # type: ignore[attr-defined]
         grid=grid, name=name, phone="+8613800000001",
     )
-
-
-async def _report(villager: Villager, description: str, category: str, **extra: object) -> Case:
-    change = await cases.report(
-        villager, await Category.get(code=category), description=description, **extra  # type: ignore[arg-type]
-    )
-    return change.case
-
-
-async def _signed_in(handset: Phone) -> aiohttp.ClientSession:
-    await handset.send("/web")
-    message = await handset.expect("/signin/")
-    found = re.search(r"https?://\S+/signin/\S+", message["text"])
-    assert found is not None
-    browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with browser.get(found.group(0)) as response:
-        assert response.status == 200 and response.url.path == "/cases"
-    return browser
-
-
-async def _page(browser: aiohttp.ClientSession, url: str) -> str:
-    async with browser.get(url) as response:
-        text = await response.text()
-        assert response.status == 200, text
-        return text
-
-
-async def _file(browser: aiohttp.ClientSession, url: str) -> tuple[bytes, aiohttp.ClientResponse]:
-    async with browser.get(url) as response:
-        body = await response.read()
-        assert response.status == 200, body[:500]
-        return body, response
-
-
-def _listed(page: str) -> list[str]:
-    """The case numbers the page lists, in its order."""
-    return re.findall(r'<a href="/cases/([^"]+)">', page)
 
 
 def _csv_rows(body: bytes) -> list[list[str]]:
@@ -113,13 +50,13 @@ def _shanghai(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 async def test_each_filter_narrows_the_list(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     li = await _villager(1001)
     wang = await _villager(1003, village="banli", name="王芳")
-    litter = await _report(li, "村口垃圾桶满了", "litter")
-    roads = await _report(li, "村道塌了一块", "roads", anonymous=True)
-    banli = await _report(wang, "坂里村的路灯坏了，WiFi 杆也歪了", "streetlights")
-    late = await _report(wang, "桥边护栏松动", "roads")
+    litter = await backoffice.report(li, "村口垃圾桶满了", "litter")
+    roads = await backoffice.report(li, "村道塌了一块", "roads", anonymous=True)
+    banli = await backoffice.report(wang, "坂里村的路灯坏了，WiFi 杆也歪了", "streetlights")
+    late = await backoffice.report(wang, "桥边护栏松动", "roads")
     await cases.accept(roads.id, await Official.get(code="su-jinqiao"))
     await _at(litter, created_at=_shanghai(22, 23, 30))  # 15:30 UTC on the 22nd
     await _at(roads, created_at=_shanghai(23, 0, 30))  # 16:30 UTC, also the 22nd in UTC
@@ -149,10 +86,10 @@ async def test_each_filter_narrows_the_list(office: Sandbox) -> None:
         f"q={late.number[-3:]}": {c for c in every if late.number[-3:] in c},
         "status=new&anonymous=no&from=2026-11-24": {banli.number, late.number},
     }
-    async with await _signed_in(su) as browser:
+    async with await backoffice.signed_in(su) as browser:
         for query, numbers in expected.items():
-            page = await _page(browser, f"{office.web_url}/cases?{query}")
-            assert set(_listed(page)) == numbers, query
+            page = await backoffice.page(browser, f"{office.web_url}/cases?{query}")
+            assert set(backoffice.listed(page)) == numbers, query
             assert f"共 {len(numbers)} 件事项" in page, query
 
 
@@ -165,12 +102,12 @@ async def _six(office: Sandbox) -> dict[str, Case]:
     wang = await _villager(1003, village="banli", name="王芳")
     zhao = await _villager(1004, village="houfang", name="赵强")
     made = {
-        "a": await _report(li, "一号", "litter"),
-        "b": await _report(wang, "二号", "roads"),
-        "c": await _report(zhao, "三号", "litter"),
-        "d": await _report(li, "四号", "roads"),
-        "e": await _report(wang, "五号", "streetlights"),
-        "f": await _report(zhao, "六号", "streetlights"),
+        "a": await backoffice.report(li, "一号", "litter"),
+        "b": await backoffice.report(wang, "二号", "roads"),
+        "c": await backoffice.report(zhao, "三号", "litter"),
+        "d": await backoffice.report(li, "四号", "roads"),
+        "e": await backoffice.report(wang, "五号", "streetlights"),
+        "f": await backoffice.report(zhao, "六号", "streetlights"),
     }
     su = await Official.get(code="su-jinqiao")
     hour = timedelta(hours=1)
@@ -188,7 +125,7 @@ async def _six(office: Sandbox) -> dict[str, Case]:
 
 
 async def test_sorting_orders_by_each_column_both_ways(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     made = await _six(office)
     number = {key: case.number for key, case in made.items()}
 
@@ -213,34 +150,34 @@ async def test_sorting_orders_by_each_column_both_ways(office: Sandbox) -> None:
         "sort=category": order("acbdef"),
         "sort=category&order=desc": order("fedbca"),
     }
-    async with await _signed_in(su) as browser:
+    async with await backoffice.signed_in(su) as browser:
         for query, numbers in expected.items():
-            page = await _page(browser, f"{office.web_url}/cases?{query}")
-            assert _listed(page) == numbers, query
-        page = await _page(browser, f"{office.web_url}/cases?sort=deadline")
+            page = await backoffice.page(browser, f"{office.web_url}/cases?{query}")
+            assert backoffice.listed(page) == numbers, query
+        page = await backoffice.page(browser, f"{office.web_url}/cases?sort=deadline")
         assert 'href="/cases?sort=deadline&amp;order=desc"' in page  # the header turns it round
         assert 'href="/cases?sort=village"' in page
 
 
 async def test_pages_keep_the_filters_and_the_sort(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     li = await _villager(1001)
-    made = [await _report(li, f"第{n}处垃圾", "litter") for n in range(55)]
-    await _report(li, "村道塌了一块", "roads")  # filtered out
+    made = [await backoffice.report(li, f"第{n}处垃圾", "litter") for n in range(55)]
+    await backoffice.report(li, "村道塌了一块", "roads")  # filtered out
     litter = (await Category.get(code="litter")).id
-    async with await _signed_in(su) as browser:
+    async with await backoffice.signed_in(su) as browser:
         url = f"{office.web_url}/cases?category={litter}&sort=number&order=asc"
-        first = await _page(browser, url)
+        first = await backoffice.page(browser, url)
         assert "共 55 件事项" in first and "第 1 / 2 页" in first
-        assert _listed(first) == [case.number for case in made[:50]]
+        assert backoffice.listed(first) == [case.number for case in made[:50]]
         following = re.search(r'<a href="([^"]+)">下一页</a>', first)
         assert following is not None
         link = following.group(1).replace("&amp;", "&")
         assert f"category={litter}" in link and "sort=number" in link and "order=asc" in link
-        second = await _page(browser, office.web_url + link)
-        assert _listed(second) == [case.number for case in made[50:]]
+        second = await backoffice.page(browser, office.web_url + link)
+        assert backoffice.listed(second) == [case.number for case in made[50:]]
         assert "第 2 / 2 页" in second and "上一页" in second
-        beyond = await _page(browser, f"{office.web_url}/cases?category={litter}&page=9")
+        beyond = await backoffice.page(browser, f"{office.web_url}/cases?category={litter}&page=9")
         assert "第 2 / 2 页" in beyond  # the last page, not an empty one
 
 
@@ -248,23 +185,24 @@ async def test_pages_keep_the_filters_and_the_sort(office: Sandbox) -> None:
 
 
 async def test_a_unit_members_list_and_exports_hold_only_their_scope(office: Sandbox) -> None:
-    wu = await _official(office, "wu-lijuan", 9004)  # 坂里村's grids
-    lin = await _official(office, "lin-xiuying", 9003)  # 正达村 grid 1 and its committee
-    wang = await _official(office, "wang-qing", 9005)  # 纪委
+    wu = await backoffice.official(office, "wu-lijuan", 9004)  # 坂里村's grids
+    lin = await backoffice.official(office, "lin-xiuying", 9003)  # 正达村 grid 1 and its committee
+    wang = await backoffice.official(office, "wang-qing", 9005)  # 纪委
     li = await _villager(1001)
     fang = await _villager(1003, village="banli", name="王芳")
-    zhengda = await _report(li, "村口垃圾桶满了", "litter")
-    banli = await _report(fang, "坂里村的垃圾没人收", "litter")
-    secret = await _report(li, "村干部吃拿卡要", "misconduct")
+    zhengda = await backoffice.report(li, "村口垃圾桶满了", "litter")
+    banli = await backoffice.report(fang, "坂里村的垃圾没人收", "litter")
+    secret = await backoffice.report(li, "村干部吃拿卡要", "misconduct")
     expected = {wu: {banli.number}, lin: {zhengda.number}, wang: {secret.number}}
     for handset, numbers in expected.items():
-        async with await _signed_in(handset) as browser:
-            assert set(_listed(await _page(browser, f"{office.web_url}/cases"))) == numbers
+        async with await backoffice.signed_in(handset) as browser:
+            listed = backoffice.listed(await backoffice.page(browser, f"{office.web_url}/cases"))
+            assert set(listed) == numbers
             for query in ("", "?q=垃圾", f"?q={secret.number}", "?sort=deadline"):
-                body, _ = await _file(browser, f"{office.web_url}/cases.csv{query}")
+                body, _ = await backoffice.download(browser, f"{office.web_url}/cases.csv{query}")
                 exported = {row[0] for row in _csv_rows(body)[1:]}
                 assert exported <= numbers and (exported or query), query
-                body, _ = await _file(browser, f"{office.web_url}/cases.xlsx{query}")
+                body, _ = await backoffice.download(browser, f"{office.web_url}/cases.xlsx{query}")
                 assert {row[0] for row in _xlsx_rows(body)[1:]} == exported, query
 
 
@@ -272,77 +210,101 @@ async def test_a_unit_members_list_and_exports_hold_only_their_scope(office: San
 
 
 async def test_the_csv_has_the_bom_and_the_rows_the_list_shows(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     made = await _six(office)
     query = "status=new&sort=deadline"
-    async with await _signed_in(su) as browser:
-        page = await _page(browser, f"{office.web_url}/cases?{query}")
+    async with await backoffice.signed_in(su) as browser:
+        page = await backoffice.page(browser, f"{office.web_url}/cases?{query}")
         assert f'href="/cases.csv?{query.replace("&", "&amp;")}"' in page
         assert f'href="/cases.xlsx?{query.replace("&", "&amp;")}"' in page
-        body, response = await _file(browser, f"{office.web_url}/cases.csv?{query}")
-        assert response.headers["Content-Type"].startswith("text/csv")
-        assert "attachment" in response.headers["Content-Disposition"]
+        body, headers = await backoffice.download(browser, f"{office.web_url}/cases.csv?{query}")
+        assert headers["Content-Type"].startswith("text/csv")
+        assert "attachment" in headers["Content-Disposition"]
     rows = _csv_rows(body)
-    assert rows[0] == ["事项编号", "反映时间", "状态", "村", "类别", "单位", "办理人", "期限",
-                       "逾期", "问题描述"]
-    assert [row[0] for row in rows[1:]] == _listed(page) == [
-        made[key].number for key in "eca"
+    assert rows[0] == [
+        "事项编号",
+        "反映时间",
+        "状态",
+        "村",
+        "类别",
+        "单位",
+        "办理人",
+        "期限",
+        "逾期",
+        "问题描述",
     ]
+    numbers = [made[key].number for key in "eca"]
+    assert [row[0] for row in rows[1:]] == backoffice.listed(page) == numbers
     e = await Case.get(id=made["e"].id)
     assert e.accept_by is not None
     local = timedelta(hours=8)
     assert rows[1][1:] == [
-        f"{e.created_at + local:%Y-%m-%d %H:%M}", "待受理", "坂里村", "路灯维修", "坂里村两委", "",
-        f"{e.accept_by + local:%Y-%m-%d %H:%M}", "", "五号",
+        f"{e.created_at + local:%Y-%m-%d %H:%M}",
+        "待受理",
+        "坂里村",
+        "路灯维修",
+        "坂里村两委",
+        "",
+        f"{e.accept_by + local:%Y-%m-%d %H:%M}",
+        "",
+        "五号",
     ]
     assert "李明" not in body.decode("utf-8-sig") and "+86" not in body.decode("utf-8-sig")
 
 
 async def test_the_xlsx_holds_what_the_list_shows_with_real_dates(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     made = await _six(office)
     await _at(made["d"], resolve_by=cases.now() - timedelta(hours=1))  # overdue now
-    async with await _signed_in(su) as browser:
-        page = await _page(browser, f"{office.web_url}/cases?sort=village")
-        body, response = await _file(browser, f"{office.web_url}/cases.xlsx?sort=village")
-        csv_body, _ = await _file(browser, f"{office.web_url}/cases.csv?sort=village")
-    assert response.headers["Content-Type"].startswith(
+    async with await backoffice.signed_in(su) as browser:
+        page = await backoffice.page(browser, f"{office.web_url}/cases?sort=village")
+        cases_at = f"{office.web_url}/cases"
+        body, headers = await backoffice.download(browser, f"{cases_at}.xlsx?sort=village")
+        csv_body, _ = await backoffice.download(browser, f"{cases_at}.csv?sort=village")
+    assert headers["Content-Type"].startswith(
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     )
     rows = _xlsx_rows(body)
-    assert [row[0] for row in rows[1:]] == _listed(page)
+    assert [row[0] for row in rows[1:]] == backoffice.listed(page)
     assert len(rows[0]) == 10
     by_number = {row[0]: row for row in rows[1:]}
     d = by_number[made["d"].number]
     assert isinstance(d[1], datetime) and isinstance(d[7], datetime)
     assert d[2] == "办理中" and d[6] == "苏进侨" and d[8] == "逾期" and d[9] == "四号"
     assert by_number[made["f"].number][7] is None  # closed: no deadline
-    texts = [[("" if cell is None else cell if isinstance(cell, str) else
-               f"{cell:%Y-%m-%d %H:%M}") for cell in row] for row in rows]
+    texts = [
+        [
+            ("" if cell is None else cell if isinstance(cell, str) else f"{cell:%Y-%m-%d %H:%M}")
+            for cell in row
+        ]
+        for row in rows
+    ]
     assert texts == _csv_rows(csv_body)
 
 
 async def test_the_export_holds_every_page_not_only_the_first(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     li = await _villager(1001)
-    made = [await _report(li, f"第{n}处垃圾", "litter") for n in range(120)]
-    async with await _signed_in(su) as browser:
-        page = await _page(browser, f"{office.web_url}/cases")
-        body, _ = await _file(browser, f"{office.web_url}/cases.csv")
-        xlsx, _ = await _file(browser, f"{office.web_url}/cases.xlsx?q=处垃圾&order=asc")
-    assert len(_listed(page)) == 50
+    made = [await backoffice.report(li, f"第{n}处垃圾", "litter") for n in range(120)]
+    async with await backoffice.signed_in(su) as browser:
+        page = await backoffice.page(browser, f"{office.web_url}/cases")
+        body, _ = await backoffice.download(browser, f"{office.web_url}/cases.csv")
+        xlsx, _ = await backoffice.download(
+            browser, f"{office.web_url}/cases.xlsx?q=处垃圾&order=asc"
+        )
+    assert len(backoffice.listed(page)) == 50
     assert [row[0] for row in _csv_rows(body)[1:]] == [c.number for c in reversed(made)]
     assert [row[0] for row in _xlsx_rows(xlsx)[1:]] == [c.number for c in made]
 
 
 async def test_a_formula_in_a_description_stays_text_in_the_exports(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     li = await _villager(1001)
     formula = '=HYPERLINK("http://evil.example","点这里")'
-    await _report(li, formula, "litter")
-    async with await _signed_in(su) as browser:
-        body, _ = await _file(browser, f"{office.web_url}/cases.csv")
-        xlsx, _ = await _file(browser, f"{office.web_url}/cases.xlsx")
+    await backoffice.report(li, formula, "litter")
+    async with await backoffice.signed_in(su) as browser:
+        body, _ = await backoffice.download(browser, f"{office.web_url}/cases.csv")
+        xlsx, _ = await backoffice.download(browser, f"{office.web_url}/cases.xlsx")
     assert _csv_rows(body)[1][9] == "'" + formula
     cell = load_workbook(io.BytesIO(xlsx)).worksheets[0]["J2"]
     assert cell.data_type == "s" and cell.value == "'" + formula
@@ -354,28 +316,48 @@ async def test_a_formula_in_a_description_stays_text_in_the_exports(office: Sand
 async def test_garbage_parameters_are_ignored_or_explained_never_an_error(
     office: Sandbox,
 ) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     li = await _villager(1001)
-    case = await _report(li, "村口垃圾桶满了", "litter")
+    case = await backoffice.report(li, "村口垃圾桶满了", "litter")
     garbage = [
-        "status=lost", "village=abc", "village=%C2%B2", "page=%EF%BC%93",
-        "village=99999999999999", "unit=-3", "category=1.5",
-        "page=-1", "page=abc", "page=99999999999", "sort=password", "sort=deadline&order=up",
-        "overdue=yes", "anonymous=maybe", "q=" + "长" * 500, "q=%25_%5C'%22", "q=%00",
-        "from=9999-12-31", "to=9999-12-31", "from=0001-01-01", "to=2026-02-30",
-        "from=yesterday", "status=new&status=closed", "village=&unit=&category=",
+        "status=lost",
+        "village=abc",
+        "village=%C2%B2",
+        "page=%EF%BC%93",
+        "village=99999999999999",
+        "unit=-3",
+        "category=1.5",
+        "page=-1",
+        "page=abc",
+        "page=99999999999",
+        "sort=password",
+        "sort=deadline&order=up",
+        "overdue=yes",
+        "anonymous=maybe",
+        "q=" + "长" * 500,
+        "q=%25_%5C'%22",
+        "q=%00",
+        "from=9999-12-31",
+        "to=9999-12-31",
+        "from=0001-01-01",
+        "to=2026-02-30",
+        "from=yesterday",
+        "status=new&status=closed",
+        "village=&unit=&category=",
     ]
-    async with await _signed_in(su) as browser:
+    async with await backoffice.signed_in(su) as browser:
         for query in garbage:
-            page = await _page(browser, f"{office.web_url}/cases?{query}")
+            page = await backoffice.page(browser, f"{office.web_url}/cases?{query}")
             assert "件事项" in page, query
             for fmt in ("csv", "xlsx"):
-                await _file(browser, f"{office.web_url}/cases.{fmt}?{query}")
-        ignored = await _page(browser, f"{office.web_url}/cases?status=lost&sort=password")
-        assert _listed(ignored) == [case.number]
-        bad_date = await _page(browser, f"{office.web_url}/cases?from=yesterday")
-        assert "“yesterday”不是日期" in bad_date and _listed(bad_date) == [case.number]
-        reversed_period = await _page(
+                await backoffice.download(browser, f"{office.web_url}/cases.{fmt}?{query}")
+        ignored = await backoffice.page(
+            browser, f"{office.web_url}/cases?status=lost&sort=password"
+        )
+        assert backoffice.listed(ignored) == [case.number]
+        bad_date = await backoffice.page(browser, f"{office.web_url}/cases?from=yesterday")
+        assert "“yesterday”不是日期" in bad_date and backoffice.listed(bad_date) == [case.number]
+        reversed_period = await backoffice.page(
             browser, f"{office.web_url}/cases?from=2026-11-25&to=2026-11-01"
         )
         assert "结束日期早于开始日期" in reversed_period and "共 0 件事项" in reversed_period
@@ -394,6 +376,10 @@ async def test_the_migration_gives_postgres_the_search_and_filter_indexes(databa
     for column in ("number", "description"):
         assert f"gin ((({column})::character varying) gin_trgm_ops)" in made
         assert f"gin (upper((({column})::character varying)::text) gin_trgm_ops)" in made
-    for columns in ("unit_id, created_at", "village_id, created_at", "category_id, created_at",
-                    "assignee_id, status"):
+    for columns in (
+        "unit_id, created_at",
+        "village_id, created_at",
+        "category_id, created_at",
+        "assignee_id, status",
+    ):
         assert f"btree ({columns})" in made

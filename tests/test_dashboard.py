@@ -8,17 +8,16 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import pytest
-from conftest import TEST_REDIS_URL, make_villager
+import backoffice
+from conftest import make_villager
 from openpyxl import load_workbook
 
 from bot import cases
-from bot.models import Account, Case, Category, Official, Township, Village, Villager
+from bot.models import Case, Category, Official, Township, Village, Villager
 from bot.sandbox import Phone, Sandbox
 from scheduler import digest, ranking, repeats
 from scheduler.figures import duration, percent
@@ -29,54 +28,22 @@ DESCRIPTION = "正达溪边堆了一车建筑垃圾"
 ZONE = "Asia/Shanghai"
 
 
-@pytest.fixture
-async def office(database_url: str) -> AsyncIterator[Sandbox]:
-    """The sandbox with its back office served on a free port."""
-    if TEST_REDIS_URL:
-        from redis.asyncio import Redis
-
-        async with Redis.from_url(TEST_REDIS_URL) as redis:
-            await redis.flushdb()
-    async with Sandbox(database_url, redis_url=TEST_REDIS_URL or None, web=True) as running:
-        yield running
-
-
-async def _official(office: Sandbox, code: str, telegram_id: int) -> Phone:
-    official = await Official.get(code=code)
-    official.account = await Account.create(
-        id=telegram_id, first_name=official.name, language="zh-hans"
-    )
-    await official.save()
-    handset = office.phone(telegram_id, official.name)
-    await handset.send("/help")
-    await handset.expect("/web")
-    return handset
-
-
 async def _signed_in(
     office: Sandbox, handset: Phone, language: str = "en"
 ) -> aiohttp.ClientSession:
-    await handset.send("/web")
-    message = await handset.expect("/signin/")
-    found = re.search(r"https?://\S+/signin/\S+", message["text"])
-    assert found is not None
-    browser = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with browser.get(found.group(0)) as response:
-        assert response.status == 200
-        page = await response.text()
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert csrf is not None
-    async with browser.post(office.web_url + "/language",
-                            data={"language": language, "csrf": csrf.group(1)}) as response:
-        assert response.status == 200
+    """Signed in, reading the pages in `language`."""
+    browser = await backoffice.signed_in(handset)
+    page = await backoffice.page(browser, office.web_url + "/cases")
+    await backoffice.post(
+        browser, office.web_url + "/language",
+        {"language": language, "csrf": backoffice.csrf(page)},
+    )
     return browser
 
 
 async def _get(browser: aiohttp.ClientSession, url: str, status: int = 200) -> bytes:
-    async with browser.get(url) as response:
-        body = await response.read()
-        assert response.status == status, body.decode(errors="replace")
-        return body
+    body, _headers = await backoffice.download(browser, url, status)
+    return body
 
 
 def _week() -> digest.Week:
@@ -169,8 +136,8 @@ def _figures_of(rows: list[list[str]] | list[list[object]]) -> dict[str, str]:
 async def test_the_dashboard_shows_the_hand_count_on_the_page_and_in_both_files(
     office: Sandbox,
 ) -> None:
-    su = await _official(office, "su-jinqiao", 9002)  # a dispatcher: the township
-    await _official(office, "lin-xiuying", 9003)
+    su = await backoffice.official(office, "su-jinqiao", 9002)  # a dispatcher: the township
+    await backoffice.official(office, "lin-xiuying", 9003)
     await _week_of_cases()
     week = _week()
     async with await _signed_in(office, su) as browser:
@@ -213,7 +180,7 @@ async def test_the_dashboard_shows_the_hand_count_on_the_page_and_in_both_files(
 async def test_the_digest_and_the_dashboard_give_the_same_numbers_for_the_same_week(
     office: Sandbox,
 ) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     await _week_of_cases()
     week = _week()
     async with await _signed_in(office, su) as browser:
@@ -247,7 +214,7 @@ async def test_the_digest_and_the_dashboard_give_the_same_numbers_for_the_same_w
 
 
 async def test_a_rate_with_nothing_to_count_shows_a_dash(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     await _week_of_cases()
     async with await _signed_in(office, su) as browser:
         quiet = "?period=range&from=2020-01-06&to=2020-01-12"
@@ -264,8 +231,8 @@ async def test_a_rate_with_nothing_to_count_shows_a_dash(office: Sandbox) -> Non
 async def test_a_unit_member_counts_only_their_scope_and_a_village_narrows(
     office: Sandbox,
 ) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
-    wu = await _official(office, "wu-lijuan", 9004)  # 坂里村's grids: case D only
+    su = await backoffice.official(office, "su-jinqiao", 9002)
+    wu = await backoffice.official(office, "wu-lijuan", 9004)  # 坂里村's grids: case D only
     await _week_of_cases()
     banli = await Village.get(code="banli")
     zhengda = await Village.get(code="zhengda")
@@ -296,7 +263,7 @@ async def test_a_unit_member_counts_only_their_scope_and_a_village_narrows(
 
 
 async def test_bad_choices_are_answered_in_words_and_never_an_error(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     await _week_of_cases()
     elsewhere = await Township.create(code="XT", name="别乡")
     foreign = await Village.create(township=elsewhere, code="v1", name="别村")
@@ -330,7 +297,7 @@ async def test_bad_choices_are_answered_in_words_and_never_an_error(office: Sand
 
 
 async def test_open_repeat_problems_are_those_with_a_case_not_closed(office: Sandbox) -> None:
-    su = await _official(office, "su-jinqiao", 9002)
+    su = await backoffice.official(office, "su-jinqiao", 9002)
     lin = await Official.get(code="lin-xiuying")
     li = await make_villager(1001, phone=PHONE)
     policy = Policy(quiet_hours=None, repeat_threshold=3)
