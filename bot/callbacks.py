@@ -96,7 +96,7 @@ CASE_ACTIONS = (
 #: Used by the size check: the largest payload each class can produce.
 #: Steps of posting a notice (`NoticeStep.action`).
 NOTICE_ACTIONS = (
-    "kind", "done", "skip", "township", "villages", "village", "grid", "gridv", "confirm",
+    "kind", "done", "township", "villages", "village", "grid", "gridv", "gridg", "confirm",
     "cancel",
 )
 

@@ -57,6 +57,20 @@ KIND_LABELS: dict[NoticeKind, str] = {
 }
 
 
+#: Characters that show nothing: a title of only these is empty.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+
+
+def clean(value: str | None) -> str:
+    """The text as readers see it: without blank or invisible characters around it."""
+    text = (value or "").strip()
+    while text and (text[0] in INVISIBLE or text[0].isspace()):
+        text = text[1:]
+    while text and (text[-1] in INVISIBLE or text[-1].isspace()):
+        text = text[:-1]
+    return text
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -124,10 +138,10 @@ def heading(notice: Notice, language: str) -> str:
 
 
 def message_text(notice: Notice, language: str) -> str:
-    lines = [heading(notice, language), "", notice.body]
     if notice.withdrawn_at is not None:
-        lines = [text(N_("⛔ This notice was withdrawn."), language), "", *lines]
-    return "\n".join(lines)
+        banner = text(N_("⛔ This notice was withdrawn."), language)
+        return f"{banner}\n{heading(notice, language)}"
+    return "\n".join([heading(notice, language), "", notice.body])
 
 
 def open_keyboard(notice: Notice, language: str) -> InlineKeyboardMarkup | None:
