@@ -100,7 +100,7 @@ async def _post_to_village(
 ) -> dict:
     """Drive /notice to the preview and confirm; returns the confirmation message."""
     await poster.send("/notice")
-    await poster.expect("请选择类别")
+    await poster.expect("请点通知类别")
     await poster.tap("财务公开")
     await poster.expect("请发送标题")
     await poster.send(title)
@@ -109,7 +109,7 @@ async def _post_to_village(
     await poster.expect("然后点“完成”")
     await poster.tap("✅ 完成")
     await poster.expect("发给谁")
-    await poster.tap("选择村")
+    await poster.tap("点选几个村")
     await poster.expect("请点要发送的村")
     await poster.tap(village_label)
     await poster.emulator.wait_for(
@@ -237,7 +237,7 @@ async def test_villagers_list_notices_and_see_a_withdrawn_one_as_withdrawn(
     await poster.user.send_document("第二份.pdf")
     await poster.expect("一条通知只能附一个文件")
     await poster.tap("✅ 完成")
-    await poster.tap("选择村")
+    await poster.tap("点选几个村")
     await poster.tap("坂里村")
     await poster.emulator.wait_for(POSTER, lambda m: "✅ 坂里村" in buttons(m), newest=True)
     await poster.tap("➡️ 继续")
