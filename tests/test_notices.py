@@ -8,12 +8,20 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+import yaml
 from conftest import TEST_REDIS_URL
 from tortoise.transactions import in_transaction
 
 from bot import delivery, public_notices
 from bot.callbacks import OpenNotice, WithdrawNotice
 from bot.delivery import post
+from bot.directory import (
+    DirectoryError,
+    dump_yaml,
+    export_directory,
+    import_directory,
+    load_directory,
+)
 from bot.emulator import buttons
 from bot.models import (
     Account,
@@ -27,7 +35,7 @@ from bot.models import (
     Village,
     Villager,
 )
-from bot.sandbox import Phone, Sandbox
+from bot.sandbox import EXAMPLE_DIRECTORY, Phone, Sandbox
 
 POSTER = 5001
 COMMITTEE_CHAT = -1001000000101  # 正达村两委's group
@@ -320,3 +328,30 @@ async def test_bad_input_is_answered_in_the_users_language(sandbox: Sandbox) -> 
     await poster.tap("✖️ Cancel")
     await poster.expect("Cancelled. Nothing was sent.")
     assert await Notice.all().count() == 0
+
+
+def _directory_problems(roles: object) -> list[str]:
+    data = yaml.safe_load(EXAMPLE_DIRECTORY.read_text(encoding="utf-8"))
+    data["township"]["notice_roles"] = roles
+    with pytest.raises(DirectoryError) as caught:
+        load_directory(dump_yaml(data))
+    return caught.value.problems
+
+
+def test_the_directory_checks_notice_roles() -> None:
+    assert _directory_problems([]) == ["township.notice_roles: must name at least one role"]
+    assert _directory_problems(["leader", "leader"]) == [
+        "township.notice_roles: names a role twice"
+    ]
+    assert len(_directory_problems(["mayor"])) == 1
+
+
+async def test_notice_roles_are_imported_and_exported(database: str) -> None:
+    data = yaml.safe_load(EXAMPLE_DIRECTORY.read_text(encoding="utf-8"))
+    await import_directory(load_directory(dump_yaml(data)))
+    assert (await Township.get(code="BL")).notice_roles == ["leader", "dispatcher", "admin"]
+    assert "notice_roles" not in (await export_directory("BL"))["township"], "the default"
+    data["township"]["notice_roles"] = ["admin", "member"]
+    await import_directory(load_directory(dump_yaml(data)))
+    assert (await Township.get(code="BL")).notice_roles == ["admin", "member"]
+    assert (await export_directory("BL"))["township"]["notice_roles"] == ["admin", "member"]
