@@ -22,7 +22,7 @@ from bot import db
 from bot.config import Settings
 from bot.delivery import Courier, DirectReplies
 from bot.flows import casework as casework_flow
-from bot.flows import registration, report
+from bot.flows import notice, registration, report
 from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
@@ -88,6 +88,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         common.routes.router(),
         villager.routes.router(),
         lists.routes.router(),
+        notice.routes.router(),
         admin.routes.router(),
         web.routes.router(),
         casework.routes.router(),  # case cards' buttons, in groups too

@@ -94,6 +94,28 @@ CASE_ACTIONS = (
 )
 
 #: Used by the size check: the largest payload each class can produce.
+#: Steps of posting a notice (`NoticeStep.action`).
+NOTICE_ACTIONS = (
+    "kind", "done", "township", "villages", "village", "grid", "gridv", "gridg", "confirm",
+    "cancel",
+)
+
+
+class NoticeStep(CallbackData, prefix="n1"):
+    """A step of posting a public notice: `action` names it, `value` a kind, village or grid."""
+
+    action: Annotated[str, Field(max_length=8)]
+    value: RowId = 0
+
+
+class OpenNotice(CallbackData, prefix="o1"):
+    notice_id: RowId
+
+
+class WithdrawNotice(CallbackData, prefix="w1"):
+    notice_id: RowId
+
+
 WORST_CASES: tuple[CallbackData, ...] = (
     ChooseTownship(township_id=2**31 - 1),
     ChooseVillage(village_id=2**31 - 1),
@@ -106,4 +128,7 @@ WORST_CASES: tuple[CallbackData, ...] = (
     CaseAction(case_id=2**31 - 1, action=max(CASE_ACTIONS, key=len)),
     AssignTo(case_id=2**31 - 1, official_id=2**31 - 1, hours=24 * 366),
     RateCase(case_id=2**31 - 1, stars=5),
+    NoticeStep(action=max(NOTICE_ACTIONS, key=len), value=2**31 - 1),
+    OpenNotice(notice_id=2**31 - 1),
+    WithdrawNotice(notice_id=2**31 - 1),
 )

@@ -145,6 +145,9 @@ NOT_MODIFIED = "message is not modified"
 ERROR_MAX = 255
 #: `Delivery.priority` of an emergency case's rows.
 EMERGENCY = 1
+#: `Delivery.priority` of a broadcast (a public notice): below every case's rows, so a
+#: notice to thousands never holds back a card or a reply queued after it.
+BROADCAST = -1
 UPLOAD_NAME = "chart.png"
 OWNER_MAX = 64
 
@@ -220,11 +223,11 @@ async def post(
                 "not_before": now,
                 "priority": await _priority(case_id),
             }
-            if common["priority"]:
-                # The chat's earlier rows stand between it and this one: they go first too.
-                await _pending().filter(chat_id=chat_id, priority__lt=common["priority"]).update(
-                    priority=common["priority"]
-                )
+            # The chat's earlier rows stand between it and this one: they go first too (a
+            # broadcast's row waiting in this chat, the rows before an emergency's).
+            await _pending().filter(chat_id=chat_id, priority__lt=common["priority"]).update(
+                priority=common["priority"]
+            )
             if voice is not None:
                 await Delivery.create(kind=DeliveryKind.VOICE, payload={"voice": voice}, **common)
             if image is not None:
@@ -264,6 +267,37 @@ async def post(
     if not joined:
         wake()
     return row
+
+
+async def broadcast(
+    messages: Sequence[tuple[int, str, str, InlineKeyboardMarkup | None]],
+) -> int:
+    """Queue one text per chat, `(chat_id, key, text, keyboard)`, at `BROADCAST` priority.
+
+    Written in bulk in the caller's transaction: thousands of rows in a few statements. A key
+    already queued is left out, so each chat gets it once; returns how many were queued.
+    """
+    keys = [key for _, key, _, _ in messages]
+    known: set[str] = set()
+    for start in range(0, len(keys), BATCH):
+        known.update(
+            await Delivery.filter(key__in=keys[start : start + BATCH]).values_list(
+                "key", flat=True
+            )
+        )
+    now = _now()
+    rows = [
+        Delivery(
+            chat_id=chat_id, kind=DeliveryKind.TEXT, payload=_text_payload(text, keyboard),
+            key=key, created_at=now, not_before=now, priority=BROADCAST,
+        )
+        for chat_id, key, text, keyboard in messages
+        if key not in known
+    ]
+    await Delivery.bulk_create(rows, batch_size=BATCH)
+    if not _in_callers_transaction():
+        wake()
+    return len(rows)
 
 
 async def edit(
@@ -499,6 +533,19 @@ async def _undelivered(row_ids: list[int], *, forbidden: bool) -> None:
     except Exception:
         log.exception("courier: telling about undelivered rows %s failed", row_ids)
     wake()
+
+
+async def _finished(keys: Sequence[str | None]) -> None:
+    """Keyed rows sent or failed for good: a broadcast whose last row this was is reported."""
+    from bot import public_notices  # the domain queues through this module: imported when needed
+
+    done = [key for key in keys if key]
+    if not done:
+        return
+    try:
+        await public_notices.finished(done)
+    except Exception:
+        log.exception("courier: settling broadcasts of %s failed", done)
 
 
 def _describe(error: BaseException) -> str:
@@ -763,6 +810,7 @@ class Courier:
                 log.warning("courier: recording delivery %s as sent failed; again", row.id)
                 await asyncio.sleep(0.5)
         self.sent += 1
+        await _finished([row.key])
 
     @staticmethod
     async def _fail(row: Delivery, error: str) -> None:
@@ -771,6 +819,7 @@ class Courier:
             failed_at=_now(), lease_until=None, error=error[:ERROR_MAX]
         )
         await _undelivered([row.id], forbidden=False)
+        await _finished([row.key])
 
     @staticmethod
     async def _release(row: Delivery, *, delay: float, count: bool, error: str | None) -> None:
@@ -806,6 +855,7 @@ class Courier:
             failed_at=now, lease_until=None, error=error[:ERROR_MAX]
         )
         await _undelivered(list(failing), forbidden=True)
+        await _finished(await Delivery.filter(id__in=list(failing)).values_list("key", flat=True))
 
     @staticmethod
     async def _migrated(row: Delivery, new_chat_id: int) -> None:

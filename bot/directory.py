@@ -37,6 +37,7 @@ from tortoise.transactions import in_transaction
 from bot.i18n import N_, catalogs
 from bot.languages import LANGUAGES, ZH_HANS
 from bot.models import (
+    NOTICE_ROLES,
     Account,
     Category,
     Grid,
@@ -266,6 +267,14 @@ def _office_hours(value: str) -> str:
     return value
 
 
+def _notice_roles(value: list[Role]) -> list[Role]:
+    if not value:
+        raise Wrong(N_("must name at least one role"))
+    if len(set(value)) != len(value):
+        raise Wrong(N_("names a role twice"))
+    return value
+
+
 class CalendarSpec(_Spec):
     # Counted by categories with `working_hours: true` (see bot.worktime).
     office_hours: Annotated[StrictStr, AfterValidator(_office_hours)] = DEFAULT_OFFICE_HOURS
@@ -293,6 +302,10 @@ class TownshipSpec(_Spec):
         Field(default_factory=dict)
     )
     calendar: CalendarSpec = Field(default_factory=CalendarSpec)
+    #: Which roles may post public notices (通知公告).
+    notice_roles: Annotated[list[Role], AfterValidator(_notice_roles)] = Field(
+        default_factory=lambda: [Role(role) for role in NOTICE_ROLES]
+    )
 
 
 class GridSpec(_Spec):
@@ -1007,6 +1020,7 @@ class _Importer:
             "days_off": [day.isoformat() for day in spec.calendar.days_off],
             "working_days": [day.isoformat() for day in spec.calendar.working_days],
             "office_hours": spec.calendar.office_hours,
+            "notice_roles": [str(role) for role in spec.notice_roles],
             "active": True,
         }
         return await self._write("townships", Township, row, wanted)
@@ -1305,6 +1319,9 @@ def _township_dict(row: Township) -> dict[str, Any]:
         calendar["working_days"] = [date.fromisoformat(day) for day in row.working_days]
     if calendar:
         out["calendar"] = calendar
+    roles = row.notice_roles if row.notice_roles is not None else list(NOTICE_ROLES)
+    if list(roles) != list(NOTICE_ROLES):
+        out["notice_roles"] = list(roles)
     return out
 
 

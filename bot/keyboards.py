@@ -44,6 +44,7 @@ SKIP = N_("Skip")
 MY_CASES = N_("📋 My cases")
 REPORT = N_("📝 Report a problem")
 SEND_LOCATION = N_("📍 Send my location")
+NOTICES = N_("📢 Notices")
 
 #: What a language calls itself; rendered in that language, so each reads its own name.
 LANGUAGE_NAME = N_("English")
@@ -80,11 +81,12 @@ def villager_menu() -> ReplyKeyboardMarkup:
         [
             KeyboardButton(text=_(REPORT)),  # the first and widest: what villagers come for
             KeyboardButton(text=_(MY_CASES)),
+            KeyboardButton(text=_(NOTICES)),
             KeyboardButton(text=_(PROFILE)),
             KeyboardButton(text=_(LANGUAGE)),
             KeyboardButton(text=_(HELP)),
         ],
-        1, 2, 2, resize_keyboard=True, is_persistent=True,
+        1, 2, 3, resize_keyboard=True, is_persistent=True,
     )
 
 

@@ -39,6 +39,10 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+#: Who may post a public notice when the directory does not say.
+NOTICE_ROLES: tuple[str, ...] = (Role.LEADER, Role.DISPATCHER, Role.ADMIN)
+
+
 class Named:
     """Directory rows carry a name and optional translations of it (`names`)."""
 
@@ -63,6 +67,9 @@ class Township(Model, Named):
     office_hours = fields.CharField(max_length=64, default=DEFAULT_OFFICE_HOURS)
     # The language of its group chats and channel, read by many (zh-hans, zh-hant or en).
     language = fields.CharField(max_length=8, default="zh-hans")
+    # Which roles may post a public notice (the directory's `notice_roles`).
+    # None: `NOTICE_ROLES`.
+    notice_roles: list[str] | None = fields.JSONField(null=True)  # type: ignore[assignment]
     active = fields.BooleanField(default=True)
 
     class Meta:
@@ -458,3 +465,53 @@ class Delivery(Model):
     class Meta:
         table = "delivery"
         indexes = (("sent_at", "failed_at", "not_before"), ("chat_id", "id"), ("case_id", "id"))
+
+
+class NoticeKind(StrEnum):
+    """What a public notice is about (村务公开 and the rest)."""
+
+    VILLAGE = "village"  # village affairs
+    FINANCE = "finance"
+    PARTY = "party"
+    GENERAL = "general"
+
+
+class Audience(StrEnum):
+    TOWNSHIP = "township"
+    VILLAGES = "villages"
+    GRID = "grid"
+
+
+class Notice(Model):
+    """A public notice (通知公告) to the villagers of a township, some villages or one grid.
+
+    Its deliveries are keyed `notice:<id>:<villager id>`, so each villager is queued once;
+    `reported_at` is set when the poster was told how far it went.
+    """
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="notices", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(NoticeKind, max_length=16)
+    title = fields.CharField(max_length=100)
+    body = fields.TextField()
+    photos: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    document = fields.CharField(max_length=255, null=True, description="Telegram file id")
+    document_name = fields.CharField(max_length=255, null=True)
+    audience = fields.CharEnumField(Audience, max_length=16)
+    village_ids: list[int] = fields.JSONField(default=list)  # type: ignore[assignment]
+    grid: fields.ForeignKeyNullableRelation[Grid] = fields.ForeignKeyField(
+        "models.Grid", related_name="notices", null=True, on_delete=fields.RESTRICT
+    )
+    poster: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="notices", on_delete=fields.RESTRICT
+    )
+    reach = fields.IntField(default=0)
+    created_at = fields.DatetimeField()
+    reported_at = fields.DatetimeField(null=True)
+    withdrawn_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "notice"
+        indexes = (("township_id", "created_at"),)

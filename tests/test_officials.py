@@ -27,7 +27,9 @@ async def test_an_official_joins_with_a_link_and_sees_the_official_help(sandbox:
     await su.send("/start")
     await su.expect("欢迎回来，苏进侨。")
     menu = sandbox.emulator.commands({"type": "chat", "chat_id": 9002})
-    assert [c["command"] for c in menu] == ["start", "tasks", "pool", "web", "language", "help"]
+    assert [c["command"] for c in menu] == [
+        "start", "tasks", "pool", "notice", "notices", "web", "language", "help"
+    ]
 
 
 async def test_a_used_link_is_refused_to_someone_else_in_their_language(sandbox: Sandbox) -> None:
@@ -53,7 +55,9 @@ async def test_an_admin_invites_from_the_chat(sandbox: Sandbox) -> None:
     await admin.send("/help")
     await admin.expect("/invite")
     assert [c["command"] for c in sandbox.emulator.commands({"type": "chat", "chat_id": 9001})] \
-        == ["start", "tasks", "pool", "web", "language", "help", "invite"]
+        == [
+        "start", "tasks", "pool", "notice", "notices", "web", "language", "help", "invite"
+    ]
     await admin.send("/invite")
     await admin.expect("要邀请哪位工作人员？")
     await admin.tap("苏进侨")
@@ -87,6 +91,6 @@ async def test_default_menus_are_set_per_language(sandbox: Sandbox) -> None:
         "Start or return to the main menu"
     )
     assert [c["command"] for c in emulator.commands()] == [
-        "start", "report", "mycases", "profile", "language", "help"
+        "start", "report", "mycases", "notices", "profile", "language", "help"
     ]
     assert await Account.all().count() == 0
