@@ -219,22 +219,23 @@ async def test_the_one_tap_proposal_is_approved_on_the_faq_page_and_answers_the_
     # An official who is no administrator is told there is no such page.
     lin_browser = await _signed_in(lin)
     async with lin_browser:
-        await _page(lin_browser, "/faq", 404)
-        assert "/faq" not in await _page(lin_browser, "/cases")
+        await _page(lin_browser, f"{office.web_url}/faq", 404)
+        assert 'href="/faq"' not in await _page(lin_browser, f"{office.web_url}/cases")
 
     browser = await _signed_in(admin)
     async with browser:
-        page = await _page(browser, "/faq")
+        page = await _page(browser, f"{office.web_url}/faq")
         assert "宅基地建房审批要多久" in page and case.number in page
         csrf = re.search(r'name="csrf" value="([^"]+)"', page)
         assert csrf is not None
+        review = f"{office.web_url}/faq/{proposal.id}"
         async with browser.post(
-            f"/faq/{proposal.id}", data={"csrf": csrf.group(1), "decision": "approve"}
+            review, data={"csrf": csrf.group(1), "decision": "approve"}
         ) as response:
             assert response.status == 200
             assert "从现在起" in await response.text()
         async with browser.post(
-            f"/faq/{proposal.id}", data={"csrf": csrf.group(1), "decision": "reject"}
+            review, data={"csrf": csrf.group(1), "decision": "reject"}
         ) as response:
             assert response.status == 409, "reviewed once"
         assert (await FaqEntry.get(id=proposal.id)).status == FaqStatus.LIVE
@@ -257,7 +258,7 @@ async def test_the_one_tap_proposal_is_approved_on_the_faq_page_and_answers_the_
 async def test_only_the_resolving_official_proposes_and_only_policy_cases(
     sandbox: Sandbox,
 ) -> None:
-    villager, li = await _villager(sandbox, LI, "李明")
+    _, li = await _villager(sandbox, LI, "李明")
     lin = await _official(sandbox, "lin-xiuying", LIN)
     zheng = await Official.get(code="zheng-guohua")
     await _ask(li, "拖拉机年检去哪里办")
@@ -275,7 +276,7 @@ faq:
   - code: dibao-apply
     question: "  "
     answer: 带户口本
-    questions: {fr: Comment demander le dibao ?}
+    questions: {fr: "Comment demander le dibao"}
   - code: dibao-apply
     question: 医保什么时候交？
   - code: x
