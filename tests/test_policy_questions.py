@@ -164,6 +164,15 @@ async def test_no_match_offers_the_officials_and_cancel_sends_nothing(sandbox: S
     assert case.category.policy and case.description == "拖拉机年检去哪里办"
 
 
+async def test_the_report_button_while_asking_starts_a_report(sandbox: Sandbox) -> None:
+    _, li = await _villager(sandbox, LI, "李明")
+    await li.press("💬 政策咨询")
+    await li.expect("您想了解什么？")
+    await li.press("📝 我要反映问题")
+    await li.expect("您要反映哪方面的问题？请点一个类别。")
+    assert not await Case.exists()
+
+
 async def test_the_policy_category_is_not_offered_in_the_report_flow(sandbox: Sandbox) -> None:
     _, li = await _villager(sandbox, LI, "李明")
     await li.press("📝 我要反映问题")

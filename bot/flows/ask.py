@@ -80,7 +80,11 @@ def _entry_text(match: faq.Match, language: str) -> str:
     ])
 
 
-@routes.message(Ask.question, F.text, ~F.text.startswith("/"))
+#: The report button goes on to the report flow, which comes after this one.
+NOT_A_MENU_BUTTON = ~Pressed(keyboards.REPORT)
+
+
+@routes.message(Ask.question, F.text, ~F.text.startswith("/"), NOT_A_MENU_BUTTON)
 async def question_written(message: Message, state: FSMContext, person: Person) -> None:
     data = (await state.get_data()).get("ask")
     if data is None or person.villager is None:
@@ -116,14 +120,14 @@ async def question_written(message: Message, state: FSMContext, person: Person) 
     )
 
 
-@routes.message(Ask.question, ~F.text.startswith("/"))
+@routes.message(Ask.question, ~F.text.startswith("/"), NOT_A_MENU_BUTTON)
 async def expected_a_question(message: Message) -> None:
     await message.answer(
         _("Please type your question as text."), reply_markup=keyboards.faq_cancel()
     )
 
 
-@routes.message(Ask.verdict, ~F.text.startswith("/"))
+@routes.message(Ask.verdict, ~F.text.startswith("/"), NOT_A_MENU_BUTTON)
 async def expected_a_verdict(message: Message) -> None:
     await message.answer(_("Please use the buttons above."))
 
