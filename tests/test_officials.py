@@ -87,6 +87,6 @@ async def test_default_menus_are_set_per_language(sandbox: Sandbox) -> None:
         "Start or return to the main menu"
     )
     assert [c["command"] for c in emulator.commands()] == [
-        "start", "report", "mycases", "profile", "language", "help"
+        "start", "report", "mycases", "ask", "profile", "language", "help"
     ]
     assert await Account.all().count() == 0
