@@ -21,8 +21,8 @@ from aiogram.methods.base import Response, TelegramMethod, TelegramType
 from bot import db
 from bot.config import Settings
 from bot.delivery import Courier, DirectReplies
+from bot.flows import ask, notice, registration, report
 from bot.flows import casework as casework_flow
-from bot.flows import notice, registration, report
 from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
@@ -93,6 +93,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         web.routes.router(),
         casework.routes.router(),  # case cards' buttons, in groups too
         casework_flow.routes.router(),
+        ask.routes.router(),
         report.routes.router(),
         registration.routes.router(),
         fallback.routes.router(),

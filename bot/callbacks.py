@@ -76,6 +76,18 @@ class AssignTo(CallbackData, prefix="a1"):
     hours: Annotated[int, Field(ge=0, le=24 * 366)] = 0
 
 
+class FaqVerdict(CallbackData, prefix="q1"):
+    """The villager on the FAQ's answers: `action` is one of FAQ_ACTIONS."""
+
+    action: str
+
+
+class ProposeFaq(CallbackData, prefix="f1"):
+    """The official who answered a policy question offers it to the FAQ."""
+
+    case_id: RowId
+
+
 class RateCase(CallbackData, prefix="s1"):
     """The villager's verdict: `stars` 1 to 5, or 0 for "not solved"."""
 
@@ -87,6 +99,8 @@ PROFILE_FIELDS = ("name", "village", "phone", "language")
 REPORT_ACTIONS = (
     "back", "skip", "done", "submit", "edit", "cancel", "anonymous", "resume", "restart",
 )
+#: yes: it answered; ask: make it a case; cancel: neither.
+FAQ_ACTIONS = ("yes", "ask", "cancel")
 REPORT_STEPS = ("category", "description", "photos", "location", "summary")
 CASE_ACTIONS = (
     "accept", "decline", "escalate", "assign", "note", "internal", "resolve", "solved",
@@ -131,4 +145,6 @@ WORST_CASES: tuple[CallbackData, ...] = (
     NoticeStep(action=max(NOTICE_ACTIONS, key=len), value=2**31 - 1),
     OpenNotice(notice_id=2**31 - 1),
     WithdrawNotice(notice_id=2**31 - 1),
+    FaqVerdict(action=max(FAQ_ACTIONS, key=len)),
+    ProposeFaq(case_id=2**31 - 1),
 )

@@ -40,6 +40,8 @@ from bot.models import (
     NOTICE_ROLES,
     Account,
     Category,
+    FaqEntry,
+    FaqStatus,
     Grid,
     Level,
     Official,
@@ -53,6 +55,10 @@ from bot.worktime import DEFAULT_OFFICE_HOURS, parse_office_hours
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 NAME_MAX = 100
+#: A FAQ question, an answer, a keyword (bot.faq).
+QUESTION_MAX = 500
+ANSWER_MAX = 2000
+KEYWORD_MAX = 50
 INT64_MAX = 2**63 - 1
 _CODE = re.compile(r"[a-z0-9_-]{1,32}")
 _TOWNSHIP_CODE = re.compile(r"[A-Z]{1,8}")
@@ -177,6 +183,18 @@ def _names(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _text(limit: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise Wrong(N_("must not be empty"))
+        if len(value) > limit:
+            raise Wrong(N_("must be at most {limit} characters"), limit=limit)
+        return value
+
+    return check
+
+
 def _language(value: str) -> str:
     if value not in LANGUAGES:
         raise Wrong(N_("must be one of {choices}"), choices=", ".join(LANGUAGES))
@@ -250,6 +268,9 @@ PhoneNumber = Annotated[StrictStr, BeforeValidator(_quoted), AfterValidator(_num
 Hours = Annotated[StrictInt, AfterValidator(_positive)]
 GroupChatId = Annotated[StrictInt, AfterValidator(_group_chat_id)]
 TelegramId = Annotated[StrictInt, AfterValidator(_telegram_id)]
+Question = Annotated[StrictStr, AfterValidator(_text(QUESTION_MAX))]
+Answer = Annotated[StrictStr, AfterValidator(_text(ANSWER_MAX))]
+Keyword = Annotated[StrictStr, AfterValidator(_text(KEYWORD_MAX))]
 
 
 class _Spec(BaseModel):
@@ -345,6 +366,8 @@ class CategorySpec(_Spec):
     working_hours: StrictBool = False
     emergency: StrictBool = False
     confidential: StrictBool = False
+    #: 政策咨询: policy questions the FAQ did not answer become cases of this category.
+    policy: StrictBool = False
 
 
 class CategoryGroupSpec(_Spec):
@@ -368,6 +391,22 @@ class OfficialSpec(_Spec):
     telegram_id: TelegramId | None = None
 
 
+class FaqSpec(_Spec):
+    """A township FAQ entry: `question`/`answer` in the township's language, translations in
+    `questions`/`answers` (as `name`/`names`), and keywords that match it in any language."""
+
+    code: Code
+    question: Question
+    questions: Annotated[dict[StrictStr, Question], AfterValidator(_names)] = Field(
+        default_factory=dict
+    )
+    answer: Answer
+    answers: Annotated[dict[StrictStr, Answer], AfterValidator(_names)] = Field(
+        default_factory=dict
+    )
+    keywords: list[Keyword] = Field(default_factory=list)
+
+
 class DirectoryFile(_Spec):
     """One township's directory, as read from its file and checked."""
 
@@ -376,6 +415,7 @@ class DirectoryFile(_Spec):
     units: list[UnitSpec] = Field(default_factory=list)
     categories: list[CategoryGroupSpec] = Field(default_factory=list)
     officials: list[OfficialSpec] = Field(default_factory=list)
+    faq: list[FaqSpec] = Field(default_factory=list)
 
     def leaves(self) -> Iterable[tuple[CategoryGroupSpec, CategorySpec]]:
         for group in self.categories:
@@ -388,6 +428,7 @@ _SECTIONS: dict[str, type[_Spec]] = {
     "units": UnitSpec,
     "categories": CategoryGroupSpec,
     "officials": OfficialSpec,
+    "faq": FaqSpec,
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -535,6 +576,7 @@ class _Checker:
         self.units: list[tuple[int, UnitSpec]] = []
         self.groups: list[tuple[int, CategoryGroupSpec]] = []
         self.officials: list[tuple[int, OfficialSpec]] = []
+        self.faq: list[tuple[int, FaqSpec]] = []
         self.sections: dict[str, list[Any]] = {}
         self.all_units_valid = True
         self.village_codes = _Namespace(UNKNOWN_VILLAGE)
@@ -564,6 +606,7 @@ class _Checker:
         self._units()
         self._categories()
         self._officials()
+        self._faq()
         if self.problems:
             raise DirectoryError(self.problems)
         assert self.township is not None
@@ -573,6 +616,7 @@ class _Checker:
             units=[spec for _, spec in self.units],
             categories=[spec for _, spec in self.groups],
             officials=[spec for _, spec in self.officials],
+            faq=[spec for _, spec in self.faq],
         )
 
     def _structure(self) -> None:
@@ -588,6 +632,7 @@ class _Checker:
             "units": self.units,
             "categories": self.groups,
             "officials": self.officials,
+            "faq": self.faq,
         }
         for section, spec in _SECTIONS.items():
             items = self.data.get(section)
@@ -759,7 +804,35 @@ class _Checker:
         for i, group in self.groups:
             for k, leaf in enumerate(group.children):
                 self._leaf(f"categories[{i}].children[{k}]", leaf)
+        self._policy()
         self._coverage()
+
+    def _faq(self) -> None:
+        self._namespace(
+            N_("unknown FAQ entry {code}"),
+            [(f"faq[{i}]", item) for i, item in enumerate(self.sections["faq"])],
+            [(f"faq[{i}]", spec) for i, spec in self.faq],
+        )
+
+    def _policy(self) -> None:
+        """One policy-question category at most: a question must know where it goes."""
+        first: str | None = None
+        for i, group in self.groups:
+            for k, leaf in enumerate(group.children):
+                if not leaf.policy:
+                    continue
+                path = f"categories[{i}].children[{k}]"
+                if first is not None:
+                    self.problem(
+                        f"{path}.policy", N_("only one policy category; {other} is one already"),
+                        other=first,
+                    )
+                elif leaf.emergency or leaf.confidential:
+                    self.problem(
+                        f"{path}.policy",
+                        N_("a policy category cannot be emergency or confidential"),
+                    )
+                first = first or path
 
     def _leaf(self, path: str, leaf: CategorySpec) -> None:
         if leaf.resolve_hours < leaf.accept_hours:
@@ -905,6 +978,7 @@ class ImportReport:
     categories: Counts = field(default_factory=Counts)
     officials: Counts = field(default_factory=Counts)
     accounts: Counts = field(default_factory=Counts)
+    faq: Counts = field(default_factory=Counts)
 
     def kinds(self) -> dict[str, Counts]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "township"}
@@ -948,6 +1022,7 @@ _KINDS = {
     "units": N_("units"),
     "categories": N_("categories"),
     "officials": N_("officials"),
+    "faq": N_("FAQ entries"),
     "accounts": N_("accounts"),
 }
 
@@ -1004,6 +1079,7 @@ class _Importer:
         units = await self._units(township, villages, grids)
         await self._categories(township, units)
         await self._officials(township, units)
+        await self._faq(township)
         return self.report
 
     async def _township(self) -> Township:
@@ -1143,6 +1219,7 @@ class _Importer:
                     "working_hours": False,
                     "emergency": False,
                     "confidential": False,
+                    "policy": False,
                     "active": True,
                 },
             )
@@ -1166,6 +1243,7 @@ class _Importer:
                         "working_hours": leaf.working_hours,
                         "emergency": leaf.emergency,
                         "confidential": leaf.confidential,
+                        "policy": leaf.policy,
                         "active": True,
                     },
                 )
@@ -1218,6 +1296,32 @@ class _Importer:
         await self._deactivate(
             "officials", Official, (row for code, row in existing.items() if code not in listed)
         )
+
+    async def _faq(self, township: Township) -> None:
+        """The file's entries; one approved in the back office and not in the file stays."""
+        existing = {
+            row.code: row
+            for row in await FaqEntry.filter(township_id=township.id).using_db(self.db)
+        }
+        kept: set[str] = set()
+        for position, spec in enumerate(self.file.faq):
+            await self._write("faq", FaqEntry, existing.get(spec.code), {
+                "township_id": township.id,
+                "code": spec.code,
+                "question": spec.question,
+                "questions": spec.questions,
+                "answer": spec.answer,
+                "answers": spec.answers,
+                "keywords": spec.keywords,
+                "position": position,
+                "status": FaqStatus.LIVE,
+                "from_file": True,
+                "active": True,
+            })
+            kept.add(spec.code)
+        await self._deactivate("faq", FaqEntry, (
+            row for code, row in existing.items() if code not in kept and row.from_file
+        ))
 
     async def _accounts(self) -> dict[int, Account]:
         """The accounts of the officials' telegram_ids, created for those never seen yet."""
@@ -1339,6 +1443,9 @@ async def export_directory(township_code: str) -> dict[str, Any]:
         "position", "id"
     )
     officials = await Official.filter(township_id=township.id, active=True).order_by("id")
+    faq = await FaqEntry.filter(
+        township_id=township.id, active=True, status=FaqStatus.LIVE
+    ).order_by("position", "id")
     memberships = await Official.filter(
         township_id=township.id, active=True, units__active=True
     ).order_by("id", "units__id").values_list("id", "units__code")
@@ -1379,7 +1486,7 @@ async def export_directory(township_code: str) -> dict[str, Any]:
                 out["unit"] = unit_codes[leaf.unit_id]  # type: ignore[attr-defined]
             out["accept_hours"] = leaf.accept_hours
             out["resolve_hours"] = leaf.resolve_hours
-            for flag in ("working_hours", "emergency", "confidential"):
+            for flag in ("working_hours", "emergency", "confidential", "policy"):
                 if getattr(leaf, flag):
                     out[flag] = True
             children.append(out)
@@ -1410,7 +1517,24 @@ async def export_directory(township_code: str) -> dict[str, Any]:
         "units": unit_list,
         "categories": category_list,
         "officials": official_list,
+        "faq": [_faq_dict(entry) for entry in faq],
     }
+
+
+def _faq_dict(entry: FaqEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": entry.code, "question": entry.question}
+    if questions := _translations(entry.questions):
+        out["questions"] = questions
+    out["answer"] = entry.answer
+    if answers := _translations(entry.answers):
+        out["answers"] = answers
+    if entry.keywords:
+        out["keywords"] = list(entry.keywords)
+    return out
+
+
+def _translations(texts: dict[str, str]) -> dict[str, str]:
+    return {language: texts[language] for language in LANGUAGES if language in texts}
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

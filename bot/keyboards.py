@@ -27,7 +27,9 @@ from bot.callbacks import (
     ChooseTownship,
     ChooseVillage,
     EditProfile,
+    FaqVerdict,
     InviteOfficial,
+    ProposeFaq,
     ReportStep,
 )
 from bot.i18n import N_, _, catalogs
@@ -43,6 +45,7 @@ SHARE_PHONE = N_("📱 Share my phone number")
 SKIP = N_("Skip")
 MY_CASES = N_("📋 My cases")
 REPORT = N_("📝 Report a problem")
+ASK = N_("💬 Ask a question")
 SEND_LOCATION = N_("📍 Send my location")
 NOTICES = N_("📢 Notices")
 
@@ -81,6 +84,7 @@ def villager_menu() -> ReplyKeyboardMarkup:
         [
             KeyboardButton(text=_(REPORT)),  # the first and widest: what villagers come for
             KeyboardButton(text=_(MY_CASES)),
+            KeyboardButton(text=_(ASK)),
             KeyboardButton(text=_(NOTICES)),
             KeyboardButton(text=_(PROFILE)),
             KeyboardButton(text=_(LANGUAGE)),
@@ -155,6 +159,32 @@ def open_cases(cases: list[Case]) -> InlineKeyboardMarkup:
     return _choices(
         [(case.number, CaseAction(case_id=case.id, action="open")) for case in cases], columns=2
     )
+
+
+# ---- policy questions -------------------------------------------------------------------
+
+
+def faq_cancel() -> InlineKeyboardMarkup:
+    return inline([button(_("✖️ Cancel"), FaqVerdict(action="cancel"))], 1)
+
+
+def faq_verdict() -> InlineKeyboardMarkup:
+    """Under the FAQ's answers: did they answer the question?"""
+    return inline([
+        button(_("👍 Yes, thank you"), FaqVerdict(action="yes")),
+        button(_("👎 No, ask the officials"), FaqVerdict(action="ask")),
+    ], 1)
+
+
+def faq_nothing_found() -> InlineKeyboardMarkup:
+    return inline([
+        button(_("📨 Send it to the officials"), FaqVerdict(action="ask")),
+        button(_("✖️ Cancel"), FaqVerdict(action="cancel")),
+    ], 1)
+
+
+def propose_faq(case_id: int) -> InlineKeyboardMarkup:
+    return inline([button(_("📚 Add to the FAQ"), ProposeFaq(case_id=case_id))], 1)
 
 
 # ---- the report flow --------------------------------------------------------------------

@@ -19,6 +19,7 @@ VILLAGER_COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", N_("Start or return to the main menu")),
     ("report", N_("Report a problem")),
     ("mycases", N_("Your cases and how they stand")),
+    ("ask", N_("Ask a policy question")),
     ("notices", N_("Public notices for your village")),
     ("profile", N_("Your name, village and phone")),
     ("language", N_("Change the language")),

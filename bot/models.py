@@ -156,11 +156,70 @@ class Category(Model, Named):
     working_hours = fields.BooleanField(default=False)
     emergency = fields.BooleanField(default=False)
     confidential = fields.BooleanField(default=False)
+    #: 政策咨询: the category a policy question becomes a case of (`bot.faq`).
+    policy = fields.BooleanField(default=False)
     active = fields.BooleanField(default=True)
 
     class Meta:
         table = "category"
         unique_together = (("township", "code"),)
+
+
+class FaqStatus(StrEnum):
+    """A proposal waits for an administrator; approved or from the file, it is live."""
+
+    PROPOSED = "proposed"
+    LIVE = "live"
+    REJECTED = "rejected"
+
+
+class FaqEntry(Model):
+    """A question villagers ask and the township's answer, in its languages (`bot.faq`).
+
+    `question`/`answer` are in the township's language, `questions`/`answers` translations,
+    as `name`/`names` are for directory rows. `from_file`: the directory file owns the entry
+    (an import that leaves it out deactivates it); an entry approved in the back office stays
+    until a file lists its code.
+    """
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="faq", on_delete=fields.RESTRICT
+    )
+    code = fields.CharField(max_length=32)
+    question = fields.TextField()
+    questions: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    answer = fields.TextField()
+    answers: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
+    keywords: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    position = fields.IntField(default=0)
+    status = fields.CharEnumField(FaqStatus, max_length=16, default=FaqStatus.LIVE)
+    from_file = fields.BooleanField(default=True)
+    #: The policy case an official proposed this from, and who proposed and reviewed it.
+    case: fields.ForeignKeyNullableRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="faq_entries", null=True, on_delete=fields.RESTRICT
+    )
+    proposed_by: fields.ForeignKeyNullableRelation[Official] = fields.ForeignKeyField(
+        "models.Official", related_name="faq_proposals", null=True, on_delete=fields.RESTRICT
+    )
+    reviewed_by: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="faq_reviews", null=True, on_delete=fields.SET_NULL
+    )
+    reviewed_at = fields.DatetimeField(null=True)
+    #: How many times a villager said it answered their question.
+    helped = fields.IntField(default=0)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "faq_entry"
+        unique_together = (("township", "code"),)
+
+    def question_in(self, language: str) -> str:
+        return self.questions.get(language) or self.question
+
+    def answer_in(self, language: str) -> str:
+        return self.answers.get(language) or self.answer
 
 
 class Account(Model):

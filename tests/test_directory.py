@@ -142,7 +142,7 @@ async def test_export_then_import_changes_nothing(database: str) -> None:
     exported = await export_directory("BL")
     text = dump_yaml(exported)
     assert "正达村" in text  # readable Chinese, not \u escapes
-    assert list(exported) == ["township", "villages", "units", "categories", "officials"]
+    assert list(exported) == ["township", "villages", "units", "categories", "officials", "faq"]
 
     report = await import_directory(load_directory(text))
 

@@ -91,6 +91,6 @@ async def test_default_menus_are_set_per_language(sandbox: Sandbox) -> None:
         "Start or return to the main menu"
     )
     assert [c["command"] for c in emulator.commands()] == [
-        "start", "report", "mycases", "notices", "profile", "language", "help"
+        "start", "report", "mycases", "ask", "notices", "profile", "language", "help"
     ]
     assert await Account.all().count() == 0

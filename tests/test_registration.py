@@ -32,7 +32,7 @@ async def test_a_villager_registers_in_simplified_chinese(sandbox: Sandbox) -> N
     assert villager.phone == "+8613800001001"
     menu = sandbox.emulator.commands({"type": "chat", "chat_id": 1001})
     assert [c["command"] for c in menu] == [
-        "start", "report", "mycases", "notices", "profile", "language", "help"
+        "start", "report", "mycases", "ask", "notices", "profile", "language", "help"
     ]
     assert menu[0]["description"] == "开始或返回主菜单"
 

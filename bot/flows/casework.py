@@ -21,7 +21,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from bot import cases, scope
+from bot import cases, faq, keyboards, scope
 from bot.callbacks import CaseAction
 from bot.cases import CaseRefused, Refusal
 from bot.i18n import _
@@ -358,11 +358,15 @@ async def resolve(
         await _refused(message, state, person, refused, "resolve", case.id, "resolve")
         return
     await finish(state)
-    await message.answer(
-        _("Case {number} is resolved. The villager gets your evidence and will confirm.").format(
-            number=case.number
-        )
+    text = _("Case {number} is resolved. The villager gets your evidence and will confirm.").format(
+        number=case.number
     )
+    if await faq.is_policy_case(case):
+        # 政策咨询: one tap offers the question and this answer to the township FAQ.
+        text += "\n" + _("Tap below to propose this question and your answer for the FAQ.")
+        await message.answer(text, reply_markup=keyboards.propose_faq(case.id))
+        return
+    await message.answer(text)
 
 
 @routes.message(Casework.evidence, F.text)

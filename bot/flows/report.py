@@ -136,7 +136,10 @@ def _is_leaf(category: Category) -> bool:
 
 async def _catalogue(township_id: int) -> tuple[list[Category], dict[int, list[Category]]]:
     """The headings a villager can open, and the leaves under each."""
-    rows = await Category.filter(township_id=township_id, active=True).order_by("position", "id")
+    # The policy-question category is reached by asking (bot.flows.ask): the FAQ first.
+    rows = await Category.filter(
+        township_id=township_id, active=True, policy=False
+    ).order_by("position", "id")
     leaves: dict[int, list[Category]] = {}
     for row in rows:
         if row.parent_id is not None and _is_leaf(row):  # type: ignore[attr-defined]

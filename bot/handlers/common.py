@@ -50,6 +50,7 @@ def help_text(person: Person) -> str:
             "",
             _("/report: report a problem (or tap “📝 Report a problem” below)"),
             _("/mycases: your cases, how they stand and their history"),
+            _("/ask: ask a policy question; the township's answers first, then its officials"),
             _("/notices: public notices for your village, newest first"),
             _("/profile: your name, village, grid and phone"),
             _("/language: change the language"),
