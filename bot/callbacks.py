@@ -54,6 +54,12 @@ class ChooseCategory(CallbackData, prefix="k1"):
     category_id: RowId
 
 
+class ChoosePlace(CallbackData, prefix="w1"):
+    """The village a reported problem is in (the location step's "another village")."""
+
+    village_id: RowId
+
+
 class ReportStep(CallbackData, prefix="r1"):
     """A control in the report flow: `action` is one of REPORT_ACTIONS, `step` what it acts on."""
 
@@ -86,6 +92,7 @@ class RateCase(CallbackData, prefix="s1"):
 PROFILE_FIELDS = ("name", "village", "phone", "language")
 REPORT_ACTIONS = (
     "back", "skip", "done", "submit", "edit", "cancel", "anonymous", "resume", "restart",
+    "place",
 )
 REPORT_STEPS = ("category", "description", "photos", "location", "summary")
 CASE_ACTIONS = (
@@ -102,6 +109,7 @@ WORST_CASES: tuple[CallbackData, ...] = (
     EditProfile(field=max(PROFILE_FIELDS, key=len)),
     InviteOfficial(official_id=2**31 - 1),
     ChooseCategory(category_id=2**31 - 1),
+    ChoosePlace(village_id=2**31 - 1),
     ReportStep(action=max(REPORT_ACTIONS, key=len), step=max(REPORT_STEPS, key=len)),
     CaseAction(case_id=2**31 - 1, action=max(CASE_ACTIONS, key=len)),
     AssignTo(case_id=2**31 - 1, official_id=2**31 - 1, hours=24 * 366),

@@ -26,9 +26,11 @@ from bot.models import (
     CaseEvent,
     CaseStatus,
     Category,
+    Grid,
     Official,
     Township,
     Unit,
+    Village,
     Villager,
 )
 from bot.notices import announce
@@ -164,11 +166,15 @@ async def report(
     address: str | None = None,
     anonymous: bool = False,
     report_key: str | None = None,
+    village: Village | None = None,
     at: datetime | None = None,
 ) -> Change:
     """A villager's report becomes a numbered case at the responsible unit.
 
-    `report_key` names the draft: reporting it again returns the case it already made.
+    `village` is where the problem is when not in the reporter's own village (one of their
+    township's); the case then has no grid and goes to that village's units, never the
+    reporter's. `report_key` names the draft: reporting it again returns the case it already
+    made.
     """
     if report_key is not None and (earlier := await _reported(report_key)) is not None:
         return earlier
@@ -178,13 +184,18 @@ async def report(
     if len(photos) > PHOTOS_MAX:
         raise CaseRefused(Refusal.TOO_MANY_PHOTOS)
     await villager.fetch_related("township", "village", "grid")
-    unit = await responsible_unit(category, villager.village, villager.grid)
+    place, grid = villager.village, villager.grid
+    if village is not None and village.id != villager.village.id:
+        if village.township_id != villager.township.id:  # type: ignore[attr-defined]
+            raise CaseRefused(Refusal.NOT_ALLOWED)
+        place, grid = village, None
+    unit = await responsible_unit(category, place, grid, home=villager.village)
     with contextlib.suppress(IntegrityError):  # another report created this year's row first
         await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
     try:
         async with in_transaction():
             change = await _create(
-                villager, category, unit, description=description,
+                villager, category, unit, place, grid, description=description,
                 voice_file_id=voice_file_id, photos=photos, latitude=latitude,
                 longitude=longitude, address=address, anonymous=anonymous,
                 report_key=report_key, at=at,
@@ -209,6 +220,8 @@ async def _create(
     villager: Villager,
     category: Category,
     unit: Unit,
+    village: Village,
+    grid: Grid | None,
     *,
     description: str,
     voice_file_id: str | None,
@@ -226,8 +239,9 @@ async def _create(
         township_id=villager.township.id,
         reporter=villager,
         category=category,
-        village=villager.village,
-        grid=villager.grid,
+        village=village,
+        grid=grid,
+        reporter_village=villager.village,
         unit=unit,
         description=description,
         voice_file_id=voice_file_id,

@@ -322,11 +322,19 @@ class Case(Model):
     category: fields.ForeignKeyRelation[Category] = fields.ForeignKeyField(
         "models.Category", related_name="cases", on_delete=fields.RESTRICT
     )
+    # Where the problem is (migration 0008): the reporter's own village and grid unless they
+    # reported it in another village, whose grid nobody asks (see bot/flows/report.py).
     village: fields.ForeignKeyRelation[Village] = fields.ForeignKeyField(
         "models.Village", related_name="cases", on_delete=fields.RESTRICT
     )
     grid: fields.ForeignKeyNullableRelation[Grid] = fields.ForeignKeyField(
         "models.Grid", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
+    # The reporter's home village when they reported: the confidentiality rule keeps a case
+    # away from the units of both villages (bot/scope.py). Kept on the case, because a
+    # villager who moves must not open a way for the village they left.
+    reporter_village: fields.ForeignKeyNullableRelation[Village] = fields.ForeignKeyField(
+        "models.Village", related_name="reported_cases", null=True, on_delete=fields.RESTRICT
     )
     unit: fields.ForeignKeyRelation[Unit] = fields.ForeignKeyField(
         "models.Unit", related_name="cases", on_delete=fields.RESTRICT

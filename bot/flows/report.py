@@ -8,6 +8,13 @@ The confirmation itself is queued with the case (`bot.notices`), so it survives 
 
 An emergency category shows the township's emergency numbers, asks only for the description
 and goes straight to the summary. Edit on the summary reopens one step and comes back.
+
+Where the problem is: the location step says it is in the villager's own village, which costs
+the common case nothing; "Another village" opens the township's villages, own village first.
+A problem in another village is routed to that village's units with no grid: a villager does
+not know another village's grids, and a wrong guess would send the case to a grid worker with
+nothing to do with it, where the village committee (村两委) can pass it to the right grid.
+An emergency is reported where the villager lives; the description says where it is.
 """
 
 from __future__ import annotations
@@ -25,10 +32,10 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot import cases, keyboards
-from bot.callbacks import REPORT_STEPS, ChooseCategory, ReportStep
+from bot.callbacks import REPORT_STEPS, ChooseCategory, ChoosePlace, ReportStep
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Category, Township
+from bot.models import Category, Township, Village
 from bot.people import Person
 from bot.routers import Routes
 from bot.routing import NoResponsibleUnit
@@ -78,6 +85,7 @@ def _new_draft() -> Draft:
         "longitude": None,
         "address": None,
         "anonymous": False,
+        "village_id": None,  # where the problem is, when not the villager's own village
         "editing": False,
     }
 
@@ -208,14 +216,44 @@ async def _ask_photos(message: Message, draft: Draft) -> None:
     await message.answer(text, reply_markup=keyboards.report_step("photos", done=True))
 
 
-async def _ask_location(message: Message) -> None:
+async def _place(draft: Draft, person: Person) -> Village:
+    """The village the problem is in: the one chosen, else the villager's own. A chosen
+    village the directory has since retired falls back to the villager's own here, and
+    `_submit` refuses it, so that a case is never sent where the villager did not say."""
+    villager = person.villager
+    assert villager is not None
+    chosen = draft.get("village_id")
+    if chosen is not None:
+        village = await _chosen_village(chosen, person)
+        if village is not None:
+            return village
+    return await Village.get(id=villager.village_id)  # type: ignore[attr-defined]
+
+
+async def _chosen_village(village_id: int, person: Person) -> Village | None:
+    return await Village.get_or_none(
+        id=village_id, township_id=person.villager.township_id, active=True  # type: ignore[union-attr]
+    )
+
+
+async def _ask_location(message: Message, draft: Draft, person: Person) -> None:
     await message.answer(_("Where is the problem?"), reply_markup=keyboards.send_location())
+    village = (await _place(draft, person)).display_name(person.language)
+    if draft.get("village_id") is None:
+        place = _("In your village, {village}. Somewhere else? Tap “{button}”.").format(
+            village=village, button=_(keyboards.ANOTHER_VILLAGE)
+        )
+    else:
+        place = _("In {village}, not your own village. To change it, tap “{button}”.").format(
+            village=village, button=_(keyboards.ANOTHER_VILLAGE)
+        )
+    text = _(
+        "Tap “{button}” below to send a pin, or type the address or a landmark. "
+        "No location needed? Tap Skip."
+    ).format(button=_(keyboards.SEND_LOCATION))
     await message.answer(
-        _(
-            "Tap “{button}” below to send a pin, or type the address or a landmark. "
-            "No location needed? Tap Skip."
-        ).format(button=_(keyboards.SEND_LOCATION)),
-        reply_markup=keyboards.report_step("location", skip=True),
+        f"{place}\n{text}",
+        reply_markup=keyboards.report_step("location", skip=True, place=True),
     )
 
 
@@ -238,6 +276,8 @@ async def _summary_text(draft: Draft, person: Person) -> str:
     if draft.get("voice_file_id"):
         lines.append(_("Voice message: attached"))
     lines.append(_("Photos: {count}").format(count=len(draft["photos"])))
+    village = await _place(draft, person)
+    lines.append(_("Village: {name}").format(name=village.display_name(person.language)))
     if draft.get("latitude") is not None:
         lines.append(
             _("Location: a pin at {latitude}, {longitude}").format(
@@ -281,7 +321,7 @@ async def _ask(
     elif step == "photos":
         await _ask_photos(message, draft)
     elif step == "location":
-        await _ask_location(message)
+        await _ask_location(message, draft, person)
     else:
         await _show_summary(message, draft, person)
 
@@ -575,6 +615,43 @@ async def address_typed(message: Message, state: FSMContext, person: Person) -> 
     await _step_done("location", message, state, draft, person)
 
 
+async def _ask_place(message: Message, person: Person) -> None:
+    villager = person.villager
+    assert villager is not None
+    home = await Village.get(id=villager.village_id)  # type: ignore[attr-defined]
+    villages = await Village.filter(
+        township_id=villager.township_id, active=True  # type: ignore[attr-defined]
+    ).order_by("position", "id")
+    await message.answer(
+        _("Which village is the problem in?"),
+        reply_markup=keyboards.report_places(villages, home, person.language),
+    )
+
+
+@routes.callback_query(Report.location, ChoosePlace.filter())
+async def place_chosen(
+    query: CallbackQuery, callback_data: ChoosePlace, state: FSMContext, person: Person
+) -> None:
+    """A village of the villager's township; their own means no other village."""
+    draft = await _draft(state)
+    villager = person.villager
+    if draft is None or villager is None or not isinstance(query.message, Message):
+        await _stale(query)
+        return
+    village = await _chosen_village(callback_data.village_id, person)
+    if village is None:
+        await _stale(query)
+        return
+    await _answer(query)
+    with contextlib.suppress(TelegramBadRequest):
+        await query.message.edit_text(
+            _("Village: {name}").format(name=village.display_name(person.language))
+        )
+    own = village.id == villager.village_id  # type: ignore[attr-defined]
+    draft["village_id"] = None if own else village.id
+    await _ask("location", query.message, state, draft, person)
+
+
 @routes.message(Report.location, ~F.text.startswith("/"))
 async def expected_a_location(message: Message) -> None:
     await message.answer(
@@ -637,6 +714,10 @@ async def control(
         await _strip_buttons(message)
         draft.update(album=None, album_message=None, album_refused=0)
         await _step_done("photos", message, state, draft, person)
+    elif action == "place" and step == "location":
+        await _answer(query)
+        await _strip_buttons(message)
+        await _ask_place(message, person)
     elif action == "skip" and step == "location":
         await _answer(query)
         await _strip_buttons(message)
@@ -716,6 +797,11 @@ async def _submit(
     if category is None or not (draft.get("description") or draft.get("voice_file_id")):
         await _answer(query, _("This report is not complete yet."), alert=True)
         return
+    if draft.get("village_id") is not None and not await _chosen_village(
+        draft["village_id"], person
+    ):
+        await _answer(query, _("This report is not complete yet."), alert=True)
+        return
     try:
         change = await cases.report(
             villager,
@@ -728,12 +814,13 @@ async def _submit(
             address=draft.get("address"),
             anonymous=bool(draft.get("anonymous")),
             report_key=draft["key"],
+            village=await _place(draft, person),
         )
     except (NoResponsibleUnit, cases.CaseRefused):
         await _answer(
             query,
             _(
-                "No unit handles this kind of problem in your village yet. Tap Edit to choose "
+                "No unit handles this kind of problem in that village yet. Tap Edit to choose "
                 "another category, or contact your village committee."
             ),
             alert=True,
