@@ -82,6 +82,19 @@ class AssignTo(CallbackData, prefix="a1"):
     hours: Annotated[int, Field(ge=0, le=24 * 366)] = 0
 
 
+class SupporterRate(CallbackData, prefix="s2"):
+    """A supporter's (附议) stars for a resolved case, 1 to 5; not the case's rating."""
+
+    case_id: RowId
+    stars: Annotated[int, Field(ge=1, le=5)]
+
+
+class MeToo(CallbackData, prefix="m1"):
+    """Before submitting: "me too" (附议) on an open case of the same problem."""
+
+    case_id: RowId
+
+
 class RateCase(CallbackData, prefix="s1"):
     """The villager's verdict: `stars` 1 to 5, or 0 for "not solved"."""
 
@@ -92,7 +105,7 @@ class RateCase(CallbackData, prefix="s1"):
 PROFILE_FIELDS = ("name", "village", "phone", "language")
 REPORT_ACTIONS = (
     "back", "skip", "done", "submit", "edit", "cancel", "anonymous", "resume", "restart",
-    "place",
+    "place", "different",
 )
 REPORT_STEPS = ("category", "description", "photos", "location", "summary")
 CASE_ACTIONS = (
@@ -114,4 +127,6 @@ WORST_CASES: tuple[CallbackData, ...] = (
     CaseAction(case_id=2**31 - 1, action=max(CASE_ACTIONS, key=len)),
     AssignTo(case_id=2**31 - 1, official_id=2**31 - 1, hours=24 * 366),
     RateCase(case_id=2**31 - 1, stars=5),
+    SupporterRate(case_id=2**31 - 1, stars=5),
+    MeToo(case_id=2**31 - 1),
 )

@@ -29,6 +29,7 @@ from bot.callbacks import (
     ChooseVillage,
     EditProfile,
     InviteOfficial,
+    MeToo,
     ReportStep,
 )
 from bot.i18n import N_, _, catalogs
@@ -195,6 +196,18 @@ def report_step(
         *([button(_(ANOTHER_VILLAGE), ReportStep(action="place", step=step))] if place else []),
     ]
     return inline([*first, *_report_controls(step)], *([1] * len(first)), 2)
+
+
+#: "Me too" (附议) on a case offered before submitting.
+ME_TOO = N_("🙋 Me too")
+
+
+def same_problem(cases: list[Case]) -> InlineKeyboardMarkup:
+    """One "me too" per offered case, then "mine is different", which submits the report."""
+    return inline([
+        *(button(f"{_(ME_TOO)} · {case.number}", MeToo(case_id=case.id)) for case in cases),
+        button(_("➡️ No, mine is different"), ReportStep(action="different", step="summary")),
+    ], 1)
 
 
 def report_places(choices: list[Village], home: Village, language: str) -> InlineKeyboardMarkup:

@@ -358,6 +358,8 @@ class Case(Model):
     rating = fields.IntField(null=True)
     rating_comment = fields.TextField(null=True)
     reopen_count = fields.IntField(default=0)
+    # Villagers who joined the case (附议, `Supporter`), kept here for the card and the lists.
+    supporters = fields.IntField(default=0)
     escalation_level = fields.IntField(default=0)
     # How many supervising levels were told that the resolve deadline passed (督办).
     overdue_level = fields.IntField(default=0)
@@ -386,6 +388,27 @@ class Case(Model):
             ("category_id", "created_at"),
             ("assignee_id", "status"),
         )
+
+
+class Supporter(Model):
+    """A villager who met the same problem and joined an open case instead of reporting it
+    again (附议, "me too"): they follow it (its public updates, the request to rate it) and
+    count on it. One row per villager and case (migration 0009)."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="supporter_rows", on_delete=fields.RESTRICT
+    )
+    villager: fields.ForeignKeyRelation[Villager] = fields.ForeignKeyField(
+        "models.Villager", related_name="supported", on_delete=fields.CASCADE
+    )
+    # The supporter's own stars for the result, 1-5; not the case's rating (see README).
+    rating = fields.IntField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "supporter"
+        unique_together = (("case", "villager"),)
 
 
 class CaseEvent(Model):

@@ -23,6 +23,7 @@ import bisect
 import contextlib
 import secrets
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F
 from aiogram.exceptions import TelegramBadRequest
@@ -32,10 +33,10 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot import cases, keyboards
-from bot.callbacks import REPORT_STEPS, ChooseCategory, ChoosePlace, ReportStep
+from bot.callbacks import REPORT_STEPS, ChooseCategory, ChoosePlace, MeToo, ReportStep
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Category, Township, Village
+from bot.models import Case, Category, Township, Village
 from bot.people import Person
 from bot.routers import Routes
 from bot.routing import NoResponsibleUnit
@@ -86,6 +87,7 @@ def _new_draft() -> Draft:
         "address": None,
         "anonymous": False,
         "village_id": None,  # where the problem is, when not the villager's own village
+        "offered": [],  # the cases offered for "me too" (附议) before submitting
         "editing": False,
     }
 
@@ -735,6 +737,8 @@ async def control(
         await _show_summary(message, draft, person, edit=True)
     elif action == "submit" and step == "summary":
         await _submit(query, message, state, draft, person)
+    elif action == "different" and step == "summary" and draft.get("offered"):
+        await _submit(query, message, state, draft, person, offer=False)
     else:
         await _stale(query)
 
@@ -789,7 +793,13 @@ async def _edit(
 
 
 async def _submit(
-    query: CallbackQuery, message: Message, state: FSMContext, draft: Draft, person: Person
+    query: CallbackQuery,
+    message: Message,
+    state: FSMContext,
+    draft: Draft,
+    person: Person,
+    *,
+    offer: bool = True,
 ) -> None:
     villager = person.villager
     assert villager is not None
@@ -802,6 +812,19 @@ async def _submit(
     ):
         await _answer(query, _("This report is not complete yet."), alert=True)
         return
+    village = await _place(draft, person)
+    if offer:
+        same = await cases.same_problem(
+            villager, category, village,
+            latitude=draft.get("latitude"), longitude=draft.get("longitude"),
+        )
+        if same:
+            draft["offered"] = [case.id for case in same]
+            await _save(state, draft)
+            await _answer(query)
+            await _strip_buttons(message)
+            await _offer_same(message, same, person)
+            return
     try:
         change = await cases.report(
             villager,
@@ -814,7 +837,7 @@ async def _submit(
             address=draft.get("address"),
             anonymous=bool(draft.get("anonymous")),
             report_key=draft["key"],
-            village=await _place(draft, person),
+            village=village,
         )
     except (NoResponsibleUnit, cases.CaseRefused):
         await _answer(
@@ -845,4 +868,68 @@ async def submitted_already(query: CallbackQuery, state: FSMContext) -> None:
         query,
         _("This report was already submitted: {number}").format(number=last["number"]),
         alert=True,
+    )
+
+
+# ---- me too (附议) ------------------------------------------------------------------------
+
+SAME_DESCRIPTION_SHOWN = 60  # characters of another villager's description
+
+
+async def _offer_same(message: Message, same: list[Case], person: Person) -> None:
+    """Before a new case: the open cases that may be the same problem. Each shows its number,
+    category, village, day and the start of its description, never who reported it (only
+    cases neither confidential nor anonymous are offered: see `cases.same_problem`)."""
+    township = await Township.get(id=person.villager.township_id)  # type: ignore[union-attr]
+    lines = [_("Others have reported a problem like this. Is it one of these?"), ""]
+    for case in same:
+        await case.fetch_related("category", "village")
+        day = case.created_at.astimezone(ZoneInfo(township.timezone)).date().isoformat()
+        lines.append(
+            _("{number} · {category} · {village} · {day}").format(
+                number=case.number, category=case.category.display_name(person.language),
+                village=case.village.display_name(person.language), day=day,
+            )
+        )
+        described = case.description or _("(voice message)")
+        if len(described) > SAME_DESCRIPTION_SHOWN:
+            described = described[:SAME_DESCRIPTION_SHOWN] + "…"
+        lines += [described, ""]
+    lines.append(
+        _("“{me_too}” joins that case: you get its updates, and no new case is made.").format(
+            me_too=_(keyboards.ME_TOO)
+        )
+    )
+    await message.answer("\n".join(lines), reply_markup=keyboards.same_problem(same))
+
+
+@routes.callback_query(MeToo.filter())
+async def me_too(
+    query: CallbackQuery, callback_data: MeToo, state: FSMContext, person: Person
+) -> None:
+    """Join the case instead of reporting it again; the draft ends. A second tap (the draft
+    is gone by then) joins nothing more and says so."""
+    villager = person.villager
+    if villager is None or not isinstance(query.message, Message):
+        await _stale(query)
+        return
+    draft = await _draft(state)
+    try:
+        case = await cases.support(callback_data.case_id, villager)
+    except cases.CaseRefused as refused:
+        if refused.reason == cases.Refusal.CHANGED:
+            await _answer(query, _("You have already joined this case."), alert=True)
+            return
+        await _answer(query, _("This case can no longer be joined."), alert=True)
+        return
+    await _answer(query)
+    await _strip_buttons(query.message)
+    if draft is not None and callback_data.case_id in draft.get("offered", []):
+        await _drop_draft(state)
+    await query.message.answer(
+        _(
+            "You joined case {number} (me too): no new case was made. You will get its updates "
+            "and, once it is resolved, a request to rate it."
+        ).format(number=case.number),
+        reply_markup=keyboards.villager_menu(),
     )
