@@ -15,6 +15,9 @@ A problem in another village is routed to that village's units with no grid: a v
 not know another village's grids, and a wrong guess would send the case to a grid worker with
 nothing to do with it, where the village committee (村两委) can pass it to the right grid.
 An emergency is reported where the villager lives; the description says where it is.
+
+Me too (附议): Submit first offers the open cases of the same problem (`cases.same_problem`);
+"me too" joins one and ends the draft, "mine is different" submits. Emergencies skip the offer.
 """
 
 from __future__ import annotations
@@ -813,7 +816,7 @@ async def _submit(
         await _answer(query, _("This report is not complete yet."), alert=True)
         return
     village = await _place(draft, person)
-    if offer:
+    if offer and not category.emergency:  # an emergency goes out at once, never held up
         same = await cases.same_problem(
             villager, category, village,
             latitude=draft.get("latitude"), longitude=draft.get("longitude"),
