@@ -54,6 +54,12 @@ class ChooseCategory(CallbackData, prefix="k1"):
     category_id: RowId
 
 
+class ChoosePlace(CallbackData, prefix="h1"):
+    """The village a reported problem is in (the location step's "another village")."""
+
+    village_id: RowId
+
+
 class ReportStep(CallbackData, prefix="r1"):
     """A control in the report flow: `action` is one of REPORT_ACTIONS, `step` what it acts on."""
 
@@ -88,6 +94,19 @@ class ProposeFaq(CallbackData, prefix="f1"):
     case_id: RowId
 
 
+class SupporterRate(CallbackData, prefix="s2"):
+    """A supporter's (附议) stars for a resolved case, 1 to 5; not the case's rating."""
+
+    case_id: RowId
+    stars: Annotated[int, Field(ge=1, le=5)]
+
+
+class MeToo(CallbackData, prefix="m1"):
+    """Before submitting: "me too" (附议) on an open case of the same problem."""
+
+    case_id: RowId
+
+
 class RateCase(CallbackData, prefix="s1"):
     """The villager's verdict: `stars` 1 to 5, or 0 for "not solved"."""
 
@@ -98,6 +117,7 @@ class RateCase(CallbackData, prefix="s1"):
 PROFILE_FIELDS = ("name", "village", "phone", "language")
 REPORT_ACTIONS = (
     "back", "skip", "done", "submit", "edit", "cancel", "anonymous", "resume", "restart",
+    "place", "different",
 )
 #: yes: it answered; ask: make it a case; cancel: neither.
 FAQ_ACTIONS = ("yes", "ask", "cancel")
@@ -138,6 +158,7 @@ WORST_CASES: tuple[CallbackData, ...] = (
     EditProfile(field=max(PROFILE_FIELDS, key=len)),
     InviteOfficial(official_id=2**31 - 1),
     ChooseCategory(category_id=2**31 - 1),
+    ChoosePlace(village_id=2**31 - 1),
     ReportStep(action=max(REPORT_ACTIONS, key=len), step=max(REPORT_STEPS, key=len)),
     CaseAction(case_id=2**31 - 1, action=max(CASE_ACTIONS, key=len)),
     AssignTo(case_id=2**31 - 1, official_id=2**31 - 1, hours=24 * 366),
@@ -147,4 +168,6 @@ WORST_CASES: tuple[CallbackData, ...] = (
     WithdrawNotice(notice_id=2**31 - 1),
     FaqVerdict(action=max(FAQ_ACTIONS, key=len)),
     ProposeFaq(case_id=2**31 - 1),
+    SupporterRate(case_id=2**31 - 1, stars=5),
+    MeToo(case_id=2**31 - 1),
 )

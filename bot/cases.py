@@ -10,9 +10,10 @@ make a transition is `bot.scope`'s to say, and every transition asks it again.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from tortoise.exceptions import IntegrityError
@@ -26,12 +27,15 @@ from bot.models import (
     CaseEvent,
     CaseStatus,
     Category,
+    Grid,
     Official,
+    Supporter,
     Township,
     Unit,
+    Village,
     Villager,
 )
-from bot.notices import announce
+from bot.notices import announce, supported
 from bot.routing import responsible_unit
 from bot.scope import (
     escalation_target,
@@ -164,11 +168,15 @@ async def report(
     address: str | None = None,
     anonymous: bool = False,
     report_key: str | None = None,
+    village: Village | None = None,
     at: datetime | None = None,
 ) -> Change:
     """A villager's report becomes a numbered case at the responsible unit.
 
-    `report_key` names the draft: reporting it again returns the case it already made.
+    `village` is where the problem is when not in the reporter's own village (one of their
+    township's); the case then has no grid and goes to that village's units, never the
+    reporter's. `report_key` names the draft: reporting it again returns the case it already
+    made.
     """
     if report_key is not None and (earlier := await _reported(report_key)) is not None:
         return earlier
@@ -178,13 +186,18 @@ async def report(
     if len(photos) > PHOTOS_MAX:
         raise CaseRefused(Refusal.TOO_MANY_PHOTOS)
     await villager.fetch_related("township", "village", "grid")
-    unit = await responsible_unit(category, villager.village, villager.grid)
+    place, grid = villager.village, villager.grid
+    if village is not None and village.id != villager.village.id:
+        if village.township_id != villager.township.id:  # type: ignore[attr-defined]
+            raise CaseRefused(Refusal.NOT_ALLOWED)
+        place, grid = village, None
+    unit = await responsible_unit(category, place, grid, home=villager.village)
     with contextlib.suppress(IntegrityError):  # another report created this year's row first
         await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
     try:
         async with in_transaction():
             change = await _create(
-                villager, category, unit, description=description,
+                villager, category, unit, place, grid, description=description,
                 voice_file_id=voice_file_id, photos=photos, latitude=latitude,
                 longitude=longitude, address=address, anonymous=anonymous,
                 report_key=report_key, at=at,
@@ -209,6 +222,8 @@ async def _create(
     villager: Villager,
     category: Category,
     unit: Unit,
+    village: Village,
+    grid: Grid | None,
     *,
     description: str,
     voice_file_id: str | None,
@@ -226,8 +241,9 @@ async def _create(
         township_id=villager.township.id,
         reporter=villager,
         category=category,
-        village=villager.village,
-        grid=villager.grid,
+        village=village,
+        grid=grid,
+        reporter_village=villager.village,
         unit=unit,
         description=description,
         voice_file_id=voice_file_id,
@@ -511,3 +527,106 @@ async def history(case_id: int, *, public_only: bool = False) -> list[CaseEvent]
     if public_only:
         query = query.filter(public=True)
     return await query.order_by("id")
+
+
+# ---- me too (附议) ------------------------------------------------------------------------
+
+#: What "the same problem" means: an open case of the same category in the same village,
+#: reported within this many days, and within `SAME_PLACE_METRES` when both have a pin.
+SAME_PROBLEM_DAYS = 30
+SAME_PLACE_METRES = 300.0
+#: At most this many cases are offered; the newest first.
+SAME_PROBLEM_OFFERED = 3
+
+
+def metres_between(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance (haversine) between two pins in degrees."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin(
+        (lon2 - lon1) / 2
+    ) ** 2
+    return 2 * 6_371_000 * math.asin(math.sqrt(h))
+
+
+def _offerable() -> dict[str, object]:
+    """Never offered to another villager: a confidential category's case, an anonymous report
+    (its reporter asked not to be known; another villager's "me too" would point at it), and
+    a closed case."""
+    return {"category__confidential": False, "anonymous": False}
+
+
+async def same_problem(
+    villager: Villager,
+    category: Category,
+    village: Village,
+    *,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    at: datetime | None = None,
+) -> list[Case]:
+    """The open cases a villager about to report may mean (附议): same category, same
+    village, the last `SAME_PROBLEM_DAYS` days, within `SAME_PLACE_METRES` when both have a
+    pin; never their own, never one they joined, never a confidential or anonymous one."""
+    if category.confidential:
+        return []
+    at = at or now()
+    joined = Supporter.filter(villager_id=villager.id).values_list("case_id", flat=True)
+    rows = await Case.filter(
+        township_id=village.township_id,  # type: ignore[attr-defined]
+        category_id=category.id,
+        village_id=village.id,
+        created_at__gte=at - timedelta(days=SAME_PROBLEM_DAYS),
+        **_offerable(),
+    ).exclude(status=CaseStatus.CLOSED).exclude(reporter_id=villager.id).exclude(
+        id__in=await joined
+    ).order_by("-created_at", "-id").limit(50)
+    found: list[Case] = []
+    for case in rows:
+        if None not in (latitude, longitude, case.latitude, case.longitude) and metres_between(
+            (latitude, longitude), (case.latitude, case.longitude)  # type: ignore[arg-type]
+        ) > SAME_PLACE_METRES:
+            continue
+        found.append(case)
+    return found[:SAME_PROBLEM_OFFERED]
+
+
+async def support(case_id: int, villager: Villager, *, at: datetime | None = None) -> Case:
+    """"Me too": the villager follows the case and counts on it; no new case. Once per
+    villager: a second tap changes nothing and says so (Refusal.CHANGED)."""
+    at = at or now()
+    case = await Case.get_or_none(id=case_id).prefetch_related("category")
+    if case is None or case.township_id != villager.township_id:  # type: ignore[attr-defined]
+        raise CaseRefused(Refusal.NOT_FOUND)
+    if case.reporter_id == villager.id:  # type: ignore[attr-defined]
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    if case.category.confidential or case.anonymous:
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    if case.status == CaseStatus.CLOSED:
+        raise CaseRefused(Refusal.WRONG_STATE, case)
+    try:
+        async with in_transaction():
+            await Supporter.create(case_id=case.id, villager_id=villager.id, created_at=at)
+            await Case.filter(id=case.id).update(supporters=F("supporters") + 1)
+            case = await Case.get(id=case.id)
+            await supported(case)
+    except IntegrityError:
+        raise CaseRefused(Refusal.CHANGED, case) from None
+    delivery.wake()
+    return case
+
+
+async def rate_as_supporter(
+    case_id: int, villager: Villager, stars: int
+) -> Supporter:
+    """A supporter's stars for the result: kept on their row, once; the case's own rating and
+    its closing stay the reporter's (see README, satisfaction rate)."""
+    if not 1 <= stars <= 5:
+        raise CaseRefused(Refusal.BAD_RATING)
+    row = await Supporter.get_or_none(case_id=case_id, villager_id=villager.id)
+    if row is None:
+        raise CaseRefused(Refusal.NOT_ALLOWED)
+    updated = await Supporter.filter(id=row.id, rating__isnull=True).update(rating=stars)
+    if not updated:
+        raise CaseRefused(Refusal.CHANGED)
+    row.rating = stars
+    return row

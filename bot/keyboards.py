@@ -24,11 +24,13 @@ from bot.callbacks import (
     ChooseCategory,
     ChooseGrid,
     ChooseLanguage,
+    ChoosePlace,
     ChooseTownship,
     ChooseVillage,
     EditProfile,
     FaqVerdict,
     InviteOfficial,
+    MeToo,
     ProposeFaq,
     ReportStep,
 )
@@ -211,13 +213,47 @@ def report_categories(
     )
 
 
-def report_step(step: str, *, done: bool = False, skip: bool = False) -> InlineKeyboardMarkup:
-    """The controls under a step's question: Done or Skip when the step allows, Back, Cancel."""
+#: The location step's way to a problem outside the reporter's own village.
+ANOTHER_VILLAGE = N_("🏘 Another village")
+
+
+def report_step(
+    step: str, *, done: bool = False, skip: bool = False, place: bool = False
+) -> InlineKeyboardMarkup:
+    """The controls under a step's question: Done or Skip when the step allows, Another
+    village on the location step, Back, Cancel."""
     first = [
         *([button(_("✅ Done"), ReportStep(action="done", step=step))] if done else []),
         *([button(_(SKIP), ReportStep(action="skip", step=step))] if skip else []),
+        *([button(_(ANOTHER_VILLAGE), ReportStep(action="place", step=step))] if place else []),
     ]
-    return inline([*first, *_report_controls(step)], *([1] if first else []), 2)
+    return inline([*first, *_report_controls(step)], *([1] * len(first)), 2)
+
+
+#: "Me too" (附议) on a case offered before submitting.
+ME_TOO = N_("🙋 Me too")
+
+
+def same_problem(cases: list[Case]) -> InlineKeyboardMarkup:
+    """One "me too" per offered case, then "mine is different", which submits the report."""
+    return inline([
+        *(button(f"{_(ME_TOO)} · {case.number}", MeToo(case_id=case.id)) for case in cases),
+        button(_("➡️ No, mine is different"), ReportStep(action="different", step="summary")),
+    ], 1)
+
+
+def report_places(choices: list[Village], home: Village, language: str) -> InlineKeyboardMarkup:
+    """Where the problem is: the reporter's own village first, then the township's others."""
+    own = button(
+        _("📍 In my village ({village})").format(village=home.display_name(language)),
+        ChoosePlace(village_id=home.id),
+    )
+    others = [
+        button(v.display_name(language), ChoosePlace(village_id=v.id))
+        for v in choices
+        if v.id != home.id
+    ]
+    return inline([own, *others], 1, 2)
 
 
 def send_location() -> ReplyKeyboardMarkup:

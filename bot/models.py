@@ -388,11 +388,19 @@ class Case(Model):
     category: fields.ForeignKeyRelation[Category] = fields.ForeignKeyField(
         "models.Category", related_name="cases", on_delete=fields.RESTRICT
     )
+    # Where the problem is (migration 0008): the reporter's own village and grid unless they
+    # reported it in another village, whose grid nobody asks (see bot/flows/report.py).
     village: fields.ForeignKeyRelation[Village] = fields.ForeignKeyField(
         "models.Village", related_name="cases", on_delete=fields.RESTRICT
     )
     grid: fields.ForeignKeyNullableRelation[Grid] = fields.ForeignKeyField(
         "models.Grid", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
+    # The reporter's home village when they reported: the confidentiality rule keeps a case
+    # away from the units of both villages (bot/scope.py). Kept on the case, because a
+    # villager who moves must not open a way for the village they left.
+    reporter_village: fields.ForeignKeyNullableRelation[Village] = fields.ForeignKeyField(
+        "models.Village", related_name="reported_cases", null=True, on_delete=fields.RESTRICT
     )
     unit: fields.ForeignKeyRelation[Unit] = fields.ForeignKeyField(
         "models.Unit", related_name="cases", on_delete=fields.RESTRICT
@@ -416,6 +424,8 @@ class Case(Model):
     rating = fields.IntField(null=True)
     rating_comment = fields.TextField(null=True)
     reopen_count = fields.IntField(default=0)
+    # Villagers who joined the case (附议, `Supporter`), kept here for the card and the lists.
+    supporters = fields.IntField(default=0)
     escalation_level = fields.IntField(default=0)
     # How many supervising levels were told that the resolve deadline passed (督办).
     overdue_level = fields.IntField(default=0)
@@ -444,6 +454,27 @@ class Case(Model):
             ("category_id", "created_at"),
             ("assignee_id", "status"),
         )
+
+
+class Supporter(Model):
+    """A villager who met the same problem and joined an open case instead of reporting it
+    again (附议, "me too"): they follow it (its public updates, the request to rate it) and
+    count on it. One row per villager and case (migration 0009)."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="supporter_rows", on_delete=fields.RESTRICT
+    )
+    villager: fields.ForeignKeyRelation[Villager] = fields.ForeignKeyField(
+        "models.Villager", related_name="supported", on_delete=fields.CASCADE
+    )
+    # The supporter's own stars for the result, 1-5; not the case's rating (see README).
+    rating = fields.IntField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "supporter"
+        unique_together = (("case", "villager"),)
 
 
 class CaseEvent(Model):

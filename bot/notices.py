@@ -33,7 +33,7 @@ from aiogram.types import InlineKeyboardMarkup
 from tortoise.transactions import in_transaction
 
 from bot import delivery, scope
-from bot.callbacks import CaseAction
+from bot.callbacks import CaseAction, SupporterRate
 from bot.i18n import N_, catalogs
 from bot.keyboards import button, inline, villager_menu
 from bot.languages import LANGUAGES
@@ -209,6 +209,8 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
     if case.grid is not None:
         place += " · " + case.grid.display_name(language)
     lines.append(text(N_("Village: {place}"), language, place=place))
+    if case.supporters:
+        lines.append(text(N_("Me too: {count}"), language, count=case.supporters))
     if case.anonymous or scene.reporter is None:
         lines.append(text(N_("Reporter: anonymous"), language))
     elif not personal:
@@ -421,15 +423,53 @@ async def _tell_villager(
     **values: object,
 ) -> None:
     account = scene.reporter_account
-    if account is None:
+    if account is not None:
+        await delivery.post(
+            account.id,
+            text(message, account.language, number=scene.case.number, **values),
+            photos=photos or (),
+            keyboard=keyboard,
+            case_id=scene.case.id,
+        )
+    await _tell_supporters(scene, message, photos=photos, **values)
+
+
+async def _tell_supporters(
+    scene: Scene, message: str, *, photos: list[str] | None = None, **values: object
+) -> None:
+    """Whoever joined the case (附议) hears what its reporter hears, in the same outbox
+    transaction, once each; without the reporter's buttons. A resolution asks them for
+    their stars instead (`supporter_stars`)."""
+    if not scene.case.supporters:
         return
-    await delivery.post(
-        account.id,
-        text(message, account.language, number=scene.case.number, **values),
-        photos=photos or (),
-        keyboard=keyboard,
-        case_id=scene.case.id,
+    accounts = await Account.filter(
+        villager__supported__case_id=scene.case.id
+    ).order_by("id")
+    resolved = scene.event.action == "resolve"
+    for account in accounts:
+        body = text(message, account.language, number=scene.case.number, **values)
+        keyboard = None
+        if resolved:
+            body = text(
+                N_("✔️ Case {number}, which you joined with Me too, is resolved. {name} wrote: "
+                   "{note}\n\nHow do you rate the result?"),
+                account.language, number=scene.case.number, **values,
+            )
+            keyboard = supporter_stars(scene.case)
+        await delivery.post(
+            account.id, body, photos=photos or (), keyboard=keyboard, case_id=scene.case.id
+        )
+
+
+def supporter_stars(case: Case) -> InlineKeyboardMarkup:
+    return inline(
+        [button("⭐" * n, SupporterRate(case_id=case.id, stars=n)) for n in range(1, 6)], 1
     )
+
+
+async def supported(case: Case) -> None:
+    """A villager joined the case: every copy of its card shows the new supporter count."""
+    await _edit_cards(await _scene_of(case))
 
 
 async def _tell_assignee(

@@ -1,8 +1,11 @@
 """Who is responsible for a case, and who supervises whom (逐级派单).
 
-The sieve: a case starts at the lowest level that can handle its category, in the reporter's
-own grid or village, and climbs by escalation. A confidential category (清风) goes only to its
-configured unit, which the directory guarantees is not a unit of a village or grid.
+The sieve: a case starts at the lowest level that can handle its category, in the grid or
+village where the problem is (the reporter's own, or another village they named), and climbs
+by escalation. A problem in another village has no grid (a villager does not know another
+village's grids), so a grid-level category starts at that village's committee. A confidential
+category (清风) goes only to its configured unit, which the directory guarantees is not a unit
+of a village or grid; were it one, neither the problem's village nor the reporter's would do.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ async def _covering(kind: UnitKind, *, village: Village, grid: Grid | None = Non
     return await query.order_by("id").first()
 
 
-async def responsible_unit(category: Category, village: Village, grid: Grid | None) -> Unit:
-    """The unit a new case of `category` from `village`/`grid` goes to first."""
+async def responsible_unit(
+    category: Category, village: Village, grid: Grid | None, *, home: Village | None = None
+) -> Unit:
+    """The unit a new case of `category` in `village`/`grid` goes to first; `home` is the
+    reporter's own village when the problem is elsewhere."""
     if category.unit_id is not None:  # type: ignore[attr-defined]
         unit = await Unit.get_or_none(id=category.unit_id, active=True)  # type: ignore[attr-defined]
         if unit is None:
             raise NoResponsibleUnit(category.code)
-        if category.confidential and unit.village_id == village.id:  # type: ignore[attr-defined]
+        villages = {village.id, *([home.id] if home is not None else [])}
+        if category.confidential and unit.village_id in villages:  # type: ignore[attr-defined]
             raise NoResponsibleUnit(category.code)
         return unit
     unit: Unit | None = None

@@ -5,8 +5,10 @@ told (bot.cases, bot.notices) ask here. The rules:
 
 - The confidentiality rule: a case of a confidential category is seen only inside its own
   chain, the case's unit and the units above it, never through a unit of the reporter's
-  village or grid, and never township-wide: the general dispatchers see it only when they are
-  members of one of those units. Every other case is also seen by the township's dispatchers.
+  village or grid nor of the village or grid where the problem is (a villager may report a
+  problem in another village), and never township-wide: the general dispatchers see it only
+  when they are members of one of those units. Every other case is also seen by the
+  township's dispatchers.
 - Accept, decline, escalate: members of the case's unit, and dispatchers where the case is
   township-wide; the assignee may also escalate. Assign and write notes: a dispatcher (same
   proviso) or a leader of the case's unit; notes also the assignee; resolve: the assignee.
@@ -46,8 +48,19 @@ def township_wide_cases() -> Q:
 
 
 def unit_may_see(unit: Unit, case: Case, category: Category) -> bool:
-    """A confidential case never reaches a unit of the reporter's village or grid."""
-    return not (category.confidential and unit.village_id == case.village_id)  # type: ignore[attr-defined]
+    """A confidential case never reaches a unit of the problem's village or grid, nor of the
+    reporter's home village or grid (a grid's unit belongs to its village)."""
+    if not category.confidential or unit.village_id is None:  # type: ignore[attr-defined]
+        return True
+    return unit.village_id not in (case.village_id, case.reporter_village_id)  # type: ignore[attr-defined]
+
+
+def _confidential_away_from(village_id: int) -> Q:
+    """`unit_may_see` as a filter on cases, for the units of `village_id`."""
+    return Q(category__confidential=False) | (
+        ~Q(village_id=village_id)
+        & (Q(reporter_village_id__isnull=True) | ~Q(reporter_village_id=village_id))
+    )
 
 
 async def _category(case: Case) -> Category:
@@ -117,8 +130,8 @@ def _units_above(unit_id: int, units: dict[int, dict]) -> set[int]:
 async def cases_seen_by(official: Official) -> Q:
     """`may_see` as a filter on cases, so that a list loads only the cases its reader may open:
     the official's units and the units below them (a confidential case not through a unit of
-    its reporter's village), the cases assigned to them, and for a dispatcher every case that
-    is not confidential."""
+    its problem's or its reporter's village), the cases assigned to them, and for a dispatcher
+    every case that is not confidential."""
     if not official.active:
         return Q(id__in=[])
     own = set(await official.units.filter(active=True).values_list("id", flat=True))
@@ -140,7 +153,7 @@ async def cases_seen_by(official: Official) -> Q:
         reach = Q(unit_id__in=below)
         village = units[upper]["village_id"]
         if village is not None:  # the confidentiality rule, as `unit_may_see`
-            reach &= Q(category__confidential=False) | ~Q(village_id=village)
+            reach &= _confidential_away_from(village)
         seen |= reach
     return Q(township_id=official.township_id) & seen  # type: ignore[attr-defined]
 

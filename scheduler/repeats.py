@@ -2,8 +2,11 @@
 
 Which case sets off a warning is decided by the cases alone, not by when the scheduler looks:
 the first case that makes N within the 7 days before it, counted after the previous warning's
-quiet week. Two schedulers, or one that looks twice, name the same case, and the outbox key
-(village, category, that case, chat) lets the warning out once.
+quiet week. A case counts once for its report and once for each villager who joined it (附议,
+`Case.supporters`), at the time it was reported: a problem that ten people met is a repeat
+problem though only one of them reported it. Two schedulers, or one that looks twice, name
+the same case, and the outbox key (village, category, that case, chat) lets the warning out
+once.
 
 The dashboard lists the open problems (`open_bursts`): the same notion, read from the cases
 rather than from the warnings sent, so it also covers what a scope or a place narrows it to.
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.expressions import Q
-from tortoise.functions import Count
+from tortoise.functions import Count, Sum
 
 from bot import delivery, scope
 from bot.i18n import N_
@@ -57,14 +60,22 @@ async def _quiet_since(village_id: int, category_id: int, window: timedelta) -> 
     return case.created_at + window if case is not None else None
 
 
+def _weight(case: Case) -> int:
+    """What a case counts for: its report and each villager who joined it."""
+    return 1 + case.supporters
+
+
 def _trigger(cases: list[Case], threshold: int, window: timedelta, after: datetime) -> int:
-    """Index of the first case after `after` with `threshold` cases in the window ending at
-    it; -1 if none."""
+    """Index of the first case after `after` with `threshold` reports (cases and their
+    supporters) in the window ending at it; -1 if none."""
     first = 0
+    counted = 0
     for index, case in enumerate(cases):
+        counted += _weight(case)
         while cases[first].created_at <= case.created_at - window:
+            counted -= _weight(cases[first])
             first += 1
-        if case.created_at > after and index - first + 1 >= threshold:
+        if case.created_at > after and counted >= threshold:
             return index
     return -1
 
@@ -84,13 +95,14 @@ async def _recipients(township: Township, category: Category) -> list[tuple[int,
 async def warn(now: datetime, policy: Policy) -> int:
     """Queue the warnings that are due; returns how many places and categories were warned."""
     window = policy.repeat_window
-    groups = (
-        await Case.filter(created_at__gt=now - window, created_at__lte=now)
-        .annotate(count=Count("id"))
+    groups = [
+        group
+        for group in await Case.filter(created_at__gt=now - window, created_at__lte=now)
+        .annotate(count=Count("id"), joined=Sum("supporters"))
         .group_by("village_id", "category_id")
-        .filter(count__gte=policy.repeat_threshold)
-        .values("village_id", "category_id")
-    )
+        .values("village_id", "category_id", "count", "joined")
+        if group["count"] + (group["joined"] or 0) >= policy.repeat_threshold
+    ]
     warned = 0
     for group in groups:
         village_id, category_id = group["village_id"], group["category_id"]
@@ -128,7 +140,7 @@ async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: 
             N_("⚠️ Repeat problem: {count} cases of {category} in {village} within 7 days: "
                "{numbers}. Worth a look at the cause."),
             language,
-            count=len(burst),
+            count=sum(_weight(case) for case in burst),
             category=category.display_name(language),
             village=village.display_name(language),
             numbers=", ".join(numbers),
@@ -143,7 +155,8 @@ async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: 
 @dataclass
 class Burst:
     """Cases of one category in one village that made a repeat problem: `REPEAT_THRESHOLD` or
-    more within the window, chained (each within the window of the next ones)."""
+    more within the window (a case counting with its supporters), chained (each within the
+    window of the next ones)."""
 
     village_id: int
     category_id: int
@@ -153,17 +166,22 @@ class Burst:
     last: datetime
 
 
-def bursts(cases: list[tuple[str, datetime, bool]], threshold: int, window: timedelta) -> list[
-    tuple[int, int]
-]:
+def bursts(
+    cases: list[tuple[str, datetime, bool]], threshold: int, window: timedelta,
+    weights: list[int] | None = None,
+) -> list[tuple[int, int]]:
     """The runs (first, last index, inclusive) of `cases` (number, created, open; by time) in
-    which every case lies in a window holding `threshold` cases; overlapping runs are one."""
+    which every case lies in a window holding `threshold` reports (each case counting its
+    `weights`, 1 when not given); overlapping runs are one."""
     runs: list[tuple[int, int]] = []
     first = 0
+    counted = 0
     for index, (_, created, _) in enumerate(cases):
+        counted += weights[index] if weights else 1
         while cases[first][1] <= created - window:
+            counted -= weights[first] if weights else 1
             first += 1
-        if index - first + 1 < threshold:
+        if counted < threshold:
             continue
         if runs and first <= runs[-1][1]:
             runs[-1] = (runs[-1][0], index)
@@ -190,16 +208,19 @@ async def open_bursts(
         seen if seen is not None else Q(), created_at__gt=since - window, created_at__lt=until,
         **place,
     ).order_by("created_at", "id").values_list(
-        "village_id", "category_id", "number", "created_at", "status"
+        "village_id", "category_id", "number", "created_at", "status", "supporters"
     ), (3,))
     by_group: dict[tuple[int, int], list[tuple[str, datetime, bool]]] = {}
-    for village_id, category_id, number, created, status in rows:
+    weights: dict[tuple[int, int], list[int]] = {}
+    for village_id, category_id, number, created, status, joined in rows:
         by_group.setdefault((village_id, category_id), []).append(
             (number, created, status != CaseStatus.CLOSED)
         )
+        weights.setdefault((village_id, category_id), []).append(1 + (joined or 0))
     found = []
     for (village_id, category_id), cases in by_group.items():
-        for first, last in bursts(cases, policy.repeat_threshold, window):
+        group_weights = weights[(village_id, category_id)]
+        for first, last in bursts(cases, policy.repeat_threshold, window, group_weights):
             run = cases[first:last + 1]
             still_open = sum(1 for _, _, is_open in run if is_open)
             if still_open and run[-1][1] >= since:

@@ -453,7 +453,7 @@ def _overdue(case: Case, at: datetime) -> bool:
 #: What the list reads of a case, and nothing more (no reporter).
 LISTED = (
     "id", "number", "township_id", "created_at", "status", "village_id", "category_id",
-    "unit_id", "assignee_id", "accept_by", "resolve_by", "description",
+    "unit_id", "assignee_id", "accept_by", "resolve_by", "description", "supporters",
 )
 #: The list's columns, as its header and the export's header say them.
 HEADER = (
@@ -484,6 +484,7 @@ class Row:
     deadline: datetime | None
     overdue: bool
     description: str
+    supporters: int = 0  # villagers who joined the case (附议)
 
     @property
     def summary(self) -> str:
@@ -545,6 +546,7 @@ class Directory:
             deadline=_local(deadline, zone) if deadline is not None else None,
             overdue=deadline is not None and deadline < at,
             description=case["description"] or "",
+            supporters=case.get("supporters") or 0,
         )
 
 

@@ -8,6 +8,16 @@ The confirmation itself is queued with the case (`bot.notices`), so it survives 
 
 An emergency category shows the township's emergency numbers, asks only for the description
 and goes straight to the summary. Edit on the summary reopens one step and comes back.
+
+Where the problem is: the location step says it is in the villager's own village, which costs
+the common case nothing; "Another village" opens the township's villages, own village first.
+A problem in another village is routed to that village's units with no grid: a villager does
+not know another village's grids, and a wrong guess would send the case to a grid worker with
+nothing to do with it, where the village committee (村两委) can pass it to the right grid.
+An emergency is reported where the villager lives; the description says where it is.
+
+Me too (附议): Submit first offers the open cases of the same problem (`cases.same_problem`);
+"me too" joins one and ends the draft, "mine is different" submits. Emergencies skip the offer.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import bisect
 import contextlib
 import secrets
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot, F
 from aiogram.exceptions import TelegramBadRequest
@@ -25,10 +36,10 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot import cases, keyboards
-from bot.callbacks import REPORT_STEPS, ChooseCategory, ReportStep
+from bot.callbacks import REPORT_STEPS, ChooseCategory, ChoosePlace, MeToo, ReportStep
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Category, Township
+from bot.models import Case, Category, Township, Village
 from bot.people import Person
 from bot.routers import Routes
 from bot.routing import NoResponsibleUnit
@@ -78,6 +89,8 @@ def _new_draft() -> Draft:
         "longitude": None,
         "address": None,
         "anonymous": False,
+        "village_id": None,  # where the problem is, when not the villager's own village
+        "offered": [],  # the cases offered for "me too" (附议) before submitting
         "editing": False,
     }
 
@@ -211,14 +224,44 @@ async def _ask_photos(message: Message, draft: Draft) -> None:
     await message.answer(text, reply_markup=keyboards.report_step("photos", done=True))
 
 
-async def _ask_location(message: Message) -> None:
+async def _place(draft: Draft, person: Person) -> Village:
+    """The village the problem is in: the one chosen, else the villager's own. A chosen
+    village the directory has since retired falls back to the villager's own here, and
+    `_submit` refuses it, so that a case is never sent where the villager did not say."""
+    villager = person.villager
+    assert villager is not None
+    chosen = draft.get("village_id")
+    if chosen is not None:
+        village = await _chosen_village(chosen, person)
+        if village is not None:
+            return village
+    return await Village.get(id=villager.village_id)  # type: ignore[attr-defined]
+
+
+async def _chosen_village(village_id: int, person: Person) -> Village | None:
+    return await Village.get_or_none(
+        id=village_id, township_id=person.villager.township_id, active=True  # type: ignore[union-attr]
+    )
+
+
+async def _ask_location(message: Message, draft: Draft, person: Person) -> None:
     await message.answer(_("Where is the problem?"), reply_markup=keyboards.send_location())
+    village = (await _place(draft, person)).display_name(person.language)
+    if draft.get("village_id") is None:
+        place = _("In your village, {village}. Somewhere else? Tap “{button}”.").format(
+            village=village, button=_(keyboards.ANOTHER_VILLAGE)
+        )
+    else:
+        place = _("In {village}, not your own village. To change it, tap “{button}”.").format(
+            village=village, button=_(keyboards.ANOTHER_VILLAGE)
+        )
+    text = _(
+        "Tap “{button}” below to send a pin, or type the address or a landmark. "
+        "No location needed? Tap Skip."
+    ).format(button=_(keyboards.SEND_LOCATION))
     await message.answer(
-        _(
-            "Tap “{button}” below to send a pin, or type the address or a landmark. "
-            "No location needed? Tap Skip."
-        ).format(button=_(keyboards.SEND_LOCATION)),
-        reply_markup=keyboards.report_step("location", skip=True),
+        f"{place}\n{text}",
+        reply_markup=keyboards.report_step("location", skip=True, place=True),
     )
 
 
@@ -241,6 +284,8 @@ async def _summary_text(draft: Draft, person: Person) -> str:
     if draft.get("voice_file_id"):
         lines.append(_("Voice message: attached"))
     lines.append(_("Photos: {count}").format(count=len(draft["photos"])))
+    village = await _place(draft, person)
+    lines.append(_("Village: {name}").format(name=village.display_name(person.language)))
     if draft.get("latitude") is not None:
         lines.append(
             _("Location: a pin at {latitude}, {longitude}").format(
@@ -284,7 +329,7 @@ async def _ask(
     elif step == "photos":
         await _ask_photos(message, draft)
     elif step == "location":
-        await _ask_location(message)
+        await _ask_location(message, draft, person)
     else:
         await _show_summary(message, draft, person)
 
@@ -578,6 +623,43 @@ async def address_typed(message: Message, state: FSMContext, person: Person) -> 
     await _step_done("location", message, state, draft, person)
 
 
+async def _ask_place(message: Message, person: Person) -> None:
+    villager = person.villager
+    assert villager is not None
+    home = await Village.get(id=villager.village_id)  # type: ignore[attr-defined]
+    villages = await Village.filter(
+        township_id=villager.township_id, active=True  # type: ignore[attr-defined]
+    ).order_by("position", "id")
+    await message.answer(
+        _("Which village is the problem in?"),
+        reply_markup=keyboards.report_places(villages, home, person.language),
+    )
+
+
+@routes.callback_query(Report.location, ChoosePlace.filter())
+async def place_chosen(
+    query: CallbackQuery, callback_data: ChoosePlace, state: FSMContext, person: Person
+) -> None:
+    """A village of the villager's township; their own means no other village."""
+    draft = await _draft(state)
+    villager = person.villager
+    if draft is None or villager is None or not isinstance(query.message, Message):
+        await _stale(query)
+        return
+    village = await _chosen_village(callback_data.village_id, person)
+    if village is None:
+        await _stale(query)
+        return
+    await _answer(query)
+    with contextlib.suppress(TelegramBadRequest):
+        await query.message.edit_text(
+            _("Village: {name}").format(name=village.display_name(person.language))
+        )
+    own = village.id == villager.village_id  # type: ignore[attr-defined]
+    draft["village_id"] = None if own else village.id
+    await _ask("location", query.message, state, draft, person)
+
+
 @routes.message(Report.location, ~F.text.startswith("/"))
 async def expected_a_location(message: Message) -> None:
     await message.answer(
@@ -640,6 +722,10 @@ async def control(
         await _strip_buttons(message)
         draft.update(album=None, album_message=None, album_refused=0)
         await _step_done("photos", message, state, draft, person)
+    elif action == "place" and step == "location":
+        await _answer(query)
+        await _strip_buttons(message)
+        await _ask_place(message, person)
     elif action == "skip" and step == "location":
         await _answer(query)
         await _strip_buttons(message)
@@ -657,6 +743,8 @@ async def control(
         await _show_summary(message, draft, person, edit=True)
     elif action == "submit" and step == "summary":
         await _submit(query, message, state, draft, person)
+    elif action == "different" and step == "summary" and draft.get("offered"):
+        await _submit(query, message, state, draft, person, offer=False)
     else:
         await _stale(query)
 
@@ -711,7 +799,13 @@ async def _edit(
 
 
 async def _submit(
-    query: CallbackQuery, message: Message, state: FSMContext, draft: Draft, person: Person
+    query: CallbackQuery,
+    message: Message,
+    state: FSMContext,
+    draft: Draft,
+    person: Person,
+    *,
+    offer: bool = True,
 ) -> None:
     villager = person.villager
     assert villager is not None
@@ -719,6 +813,24 @@ async def _submit(
     if category is None or not (draft.get("description") or draft.get("voice_file_id")):
         await _answer(query, _("This report is not complete yet."), alert=True)
         return
+    if draft.get("village_id") is not None and not await _chosen_village(
+        draft["village_id"], person
+    ):
+        await _answer(query, _("This report is not complete yet."), alert=True)
+        return
+    village = await _place(draft, person)
+    if offer and not category.emergency:  # an emergency goes out at once, never held up
+        same = await cases.same_problem(
+            villager, category, village,
+            latitude=draft.get("latitude"), longitude=draft.get("longitude"),
+        )
+        if same:
+            draft["offered"] = [case.id for case in same]
+            await _save(state, draft)
+            await _answer(query)
+            await _strip_buttons(message)
+            await _offer_same(message, same, person)
+            return
     try:
         change = await cases.report(
             villager,
@@ -731,12 +843,13 @@ async def _submit(
             address=draft.get("address"),
             anonymous=bool(draft.get("anonymous")),
             report_key=draft["key"],
+            village=village,
         )
     except (NoResponsibleUnit, cases.CaseRefused):
         await _answer(
             query,
             _(
-                "No unit handles this kind of problem in your village yet. Tap Edit to choose "
+                "No unit handles this kind of problem in that village yet. Tap Edit to choose "
                 "another category, or contact your village committee."
             ),
             alert=True,
@@ -761,4 +874,68 @@ async def submitted_already(query: CallbackQuery, state: FSMContext) -> None:
         query,
         _("This report was already submitted: {number}").format(number=last["number"]),
         alert=True,
+    )
+
+
+# ---- me too (附议) ------------------------------------------------------------------------
+
+SAME_DESCRIPTION_SHOWN = 60  # characters of another villager's description
+
+
+async def _offer_same(message: Message, same: list[Case], person: Person) -> None:
+    """Before a new case: the open cases that may be the same problem. Each shows its number,
+    category, village, day and the start of its description, never who reported it (only
+    cases neither confidential nor anonymous are offered: see `cases.same_problem`)."""
+    township = await Township.get(id=person.villager.township_id)  # type: ignore[union-attr]
+    lines = [_("Others have reported a problem like this. Is it one of these?"), ""]
+    for case in same:
+        await case.fetch_related("category", "village")
+        day = case.created_at.astimezone(ZoneInfo(township.timezone)).date().isoformat()
+        lines.append(
+            _("{number} · {category} · {village} · {day}").format(
+                number=case.number, category=case.category.display_name(person.language),
+                village=case.village.display_name(person.language), day=day,
+            )
+        )
+        described = case.description or _("(voice message)")
+        if len(described) > SAME_DESCRIPTION_SHOWN:
+            described = described[:SAME_DESCRIPTION_SHOWN] + "…"
+        lines += [described, ""]
+    lines.append(
+        _("“{me_too}” joins that case: you get its updates, and no new case is made.").format(
+            me_too=_(keyboards.ME_TOO)
+        )
+    )
+    await message.answer("\n".join(lines), reply_markup=keyboards.same_problem(same))
+
+
+@routes.callback_query(MeToo.filter())
+async def me_too(
+    query: CallbackQuery, callback_data: MeToo, state: FSMContext, person: Person
+) -> None:
+    """Join the case instead of reporting it again; the draft ends. A second tap (the draft
+    is gone by then) joins nothing more and says so."""
+    villager = person.villager
+    if villager is None or not isinstance(query.message, Message):
+        await _stale(query)
+        return
+    draft = await _draft(state)
+    try:
+        case = await cases.support(callback_data.case_id, villager)
+    except cases.CaseRefused as refused:
+        if refused.reason == cases.Refusal.CHANGED:
+            await _answer(query, _("You have already joined this case."), alert=True)
+            return
+        await _answer(query, _("This case can no longer be joined."), alert=True)
+        return
+    await _answer(query)
+    await _strip_buttons(query.message)
+    if draft is not None and callback_data.case_id in draft.get("offered", []):
+        await _drop_draft(state)
+    await query.message.answer(
+        _(
+            "You joined case {number} (me too): no new case was made. You will get its updates "
+            "and, once it is resolved, a request to rate it."
+        ).format(number=case.number),
+        reply_markup=keyboards.villager_menu(),
     )

@@ -21,7 +21,7 @@ from aiogram.fsm.storage.base import BaseStorage
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot import cases, scope
-from bot.callbacks import AssignTo, CaseAction, RateCase
+from bot.callbacks import AssignTo, CaseAction, RateCase, SupporterRate
 from bot.cases import TRANSITIONS, Action, CaseRefused, Refusal
 from bot.flows.casework import Casework, acting, ask, log_refusal, refusal_text
 from bot.i18n import _
@@ -299,3 +299,28 @@ async def not_solved(
     await _answer(query)
     await _strip_buttons(query)
     await ask(bot, fsm_storage, query.from_user.id, Casework.unsolved, case)
+
+
+@routes.callback_query(SupporterRate.filter())
+async def supporter_stars(
+    query: CallbackQuery, callback_data: SupporterRate, person: Person
+) -> None:
+    """A supporter's (附议) stars: kept once on their row; the case stays the reporter's."""
+    villager = person.villager
+    if villager is None:
+        await _answer(query, _("This button is no longer active."), alert=True)
+        return
+    try:
+        await cases.rate_as_supporter(callback_data.case_id, villager, callback_data.stars)
+    except CaseRefused as refused:
+        if refused.reason == Refusal.CHANGED:
+            await _answer(query, _("You have already rated this case."), alert=True)
+        else:
+            await _answer(query, _("This button is no longer active."), alert=True)
+        return
+    await _answer(query)
+    await _strip_buttons(query)
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            _("Thank you! Your rating: {stars} of 5.").format(stars=callback_data.stars)
+        )

@@ -63,9 +63,12 @@ ACTION_NAMES: dict[str, str] = {
 def _line(case: Case, language: str, timezone: str, *, deadline: datetime | None) -> str:
     category = case.category.display_name(language)
     when = local_time(deadline, timezone) if deadline else local_time(case.created_at, timezone)
-    return _("{number} · {category} · {status} · {when}").format(
+    line = _("{number} · {category} · {status} · {when}").format(
         number=case.number, category=category, status=_(STATUS_NAMES[case.status]), when=when
     )
+    if case.supporters:  # villagers who joined it (附议)
+        line += " · " + _("Me too: {count}").format(count=case.supporters)
+    return line
 
 
 async def _show(

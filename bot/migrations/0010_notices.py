@@ -8,7 +8,7 @@ from bot.models import Audience, NoticeKind
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0007_case_list_indexes')]
+    dependencies = [('models', '0009_supporters')]
 
     initial = False
 

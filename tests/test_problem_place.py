@@ -1,0 +1,198 @@
+"""Where the problem is: a villager reports a problem in another village of the township, the
+case goes to that village's units, and a confidential case keeps away from both villages."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot import cases, scope
+from bot.emulator import buttons
+from bot.models import Account, Case, Category, Delivery, Grid, Official, Unit, Village, Villager
+from bot.routing import NoResponsibleUnit
+from bot.sandbox import Phone, Sandbox
+
+LI = 1001
+ZHENGDA_COMMITTEE_GROUP = -1001000000101
+BANLI_COMMITTEE_GROUP = -1001000000102
+
+
+async def _li(sandbox: Sandbox) -> tuple[Villager, Phone]:
+    """李明 of Zhengda grid 1, registered, with the main menu on screen."""
+    account = await Account.create(id=LI, first_name="李明", language="zh-hans")
+    grid = await Grid.get(village__code="zhengda", code="g1").prefetch_related("village")
+    villager = await Villager.create(
+        account=account, township_id=grid.village.township_id, village=grid.village,  # type: ignore[attr-defined]
+        grid=grid, name="李明",
+    )
+    phone = sandbox.phone(LI, "李明", language="zh-hans")
+    await phone.send("/start")
+    await phone.expect("李明")
+    return villager, phone
+
+
+async def _official(sandbox: Sandbox, code: str, telegram_id: int) -> Official:
+    official = await Official.get(code=code)
+    official.account = await Account.create(
+        id=telegram_id, first_name=official.name, language="zh-hans"
+    )
+    await official.save()
+    handset = sandbox.phone(telegram_id, official.name, language="zh-hans")
+    await handset.send("/help")
+    await handset.expect("/start")
+    return official
+
+
+async def _to_location(li: Phone) -> dict:
+    await li.press("📝 我要反映问题")
+    await li.expect("您要反映哪方面的问题？请点一个类别。")
+    await li.tap("环境卫生")
+    await li.expect("环境卫生：具体是哪一类？")
+    await li.tap("卫生清理")
+    await li.expect("请描述问题")
+    await li.send("去集市路上的垃圾堆没人清理")
+    await li.expect("照片能帮助工作人员了解情况")
+    await li.tap("✅ 完成")
+    return await li.expect("不需要位置？点“跳过”。")
+
+
+def _mentions(messages: list[dict], number: str) -> bool:
+    return any(number in (m.get("text") or m.get("caption") or "") for m in messages)
+
+
+async def test_the_own_village_costs_nothing_and_routes_to_the_own_grid(
+    sandbox: Sandbox,
+) -> None:
+    _, li = await _li(sandbox)
+    location = await _to_location(li)
+    assert "问题在您所在的正达村。在别的村？请点“🏘 在别的村”。" in location["text"]
+    assert "🏘 在别的村" in buttons(location)
+    await li.tap("跳过")
+    summary = await li.expect("请核对您的反映内容")
+    assert "村：正达村" in summary["text"]
+    await li.tap("✅ 提交")
+    await li.expect("将由正达村第一网格办理")
+    case = await Case.get().prefetch_related("village", "grid", "unit", "reporter_village")
+    assert (case.village.code, case.grid.code, case.unit.code) == ("zhengda", "g1", "zhengda-g1")  # type: ignore[union-attr]
+    assert case.reporter_village.code == "zhengda"  # type: ignore[union-attr]
+
+
+async def test_a_problem_in_a_neighbouring_village_reaches_that_village_not_the_reporters(
+    sandbox: Sandbox,
+) -> None:
+    zhengda = sandbox.emulator.group(ZHENGDA_COMMITTEE_GROUP, "正达村两委")
+    banli = sandbox.emulator.group(BANLI_COMMITTEE_GROUP, "坂里村两委")
+    lin = await _official(sandbox, "lin-xiuying", 9101)  # Zhengda grid 1 and committee
+    wu = await _official(sandbox, "wu-lijuan", 9102)  # Banli's grids
+    _, li = await _li(sandbox)
+    await _to_location(li)
+    await li.tap("🏘 在别的村")
+    places = await li.expect("问题在哪个村？")
+    assert buttons(places) == ["📍 在我们村（正达村）", "坂里村", "高层村", "后坊村"]
+    await li.tap("坂里村")
+    again = await li.expect("问题在坂里村（不是您所在的村）")
+    assert "🏘 在别的村" in buttons(again)
+    await li.send("去集市的路口")
+    summary = await li.expect("请核对您的反映内容")
+    assert "村：坂里村" in summary["text"] and "位置：去集市的路口" in summary["text"]
+    await li.tap("✅ 提交")
+    await li.expect("将由坂里村两委办理")
+
+    case = await Case.get().prefetch_related("village", "unit", "reporter_village")
+    assert (case.village.code, case.grid_id, case.unit.code) == ("banli", None, "banli-committee")  # type: ignore[attr-defined]
+    assert case.reporter_village.code == "zhengda"  # type: ignore[union-attr]
+    card = await sandbox.emulator.wait_for(banli.chat_id, case.number)
+    assert "坂里村" in card["text"]
+    chats = set(await Delivery.filter(case_id=case.id).values_list("chat_id", flat=True))
+    assert chats == {BANLI_COMMITTEE_GROUP, LI}, "Banli's committee and the reporter only"
+    assert not _mentions(zhengda.messages(), case.number)
+    for private in (9101, 9102):
+        assert not _mentions(sandbox.emulator.bot_messages(private), case.number)
+    assert not await scope.may_see(lin, case)
+    assert not await scope.may_see(wu, case), "nobody guessed Banli's grid"
+
+
+async def test_choosing_the_own_village_again_brings_back_the_own_grid(sandbox: Sandbox) -> None:
+    _, li = await _li(sandbox)
+    await _to_location(li)
+    await li.tap("🏘 在别的村")
+    await li.tap("高层村")
+    await li.expect("问题在高层村（不是您所在的村）")
+    await li.tap("🏘 在别的村")
+    await li.tap("📍 在我们村（正达村）")
+    await li.expect("问题在您所在的正达村")
+    await li.tap("跳过")
+    await li.tap("✅ 提交")
+    await li.expect("将由正达村第一网格办理")
+    case = await Case.get().prefetch_related("unit")
+    assert case.unit.code == "zhengda-g1"
+
+
+async def test_a_village_of_another_township_is_refused(sandbox: Sandbox) -> None:
+    villager, _ = await _li(sandbox)
+    litter = await Category.get(code="litter")
+    stranger = Village(id=10**6, township_id=10**6, code="far", name="远村")
+    with pytest.raises(cases.CaseRefused):
+        await cases.report(villager, litter, description="x", village=stranger)
+    assert not await Case.exists()
+
+
+async def _misconduct_in_banli(li: Phone) -> Case:
+    await li.press("📝 我要反映问题")
+    await li.tap("清风")
+    await li.tap("干部作风问题反映")
+    await li.expect("请描述问题")
+    await li.send("村干部吃拿卡要")
+    await li.tap("✅ 完成")
+    await li.tap("🏘 在别的村")
+    await li.tap("坂里村")
+    await li.expect("问题在坂里村")
+    await li.tap("跳过")
+    await li.tap("✅ 提交")
+    await li.expect("您的事项编号")
+    return await Case.get(category__code="misconduct").prefetch_related("unit")
+
+
+@pytest.mark.parametrize(
+    ("above", "official", "sees"),
+    [
+        ("zhengda-committee", "zheng-guohua", False),  # the reporter's home village
+        ("banli-committee", "yang-minghui", False),  # the problem's village
+        ("gaoceng-committee", "dai-yongfu", True),  # neither: the chain reaches it
+    ],
+)
+async def test_a_confidential_case_keeps_away_from_both_villages(
+    sandbox: Sandbox, above: str, official: str, sees: bool
+) -> None:
+    """The directory refuses a village unit above the discipline office; were one there, the
+    rule still keeps the case from the units of the reporter's and the problem's village."""
+    upper = await Unit.get(code=above)
+    await Unit.filter(code="jiwei").update(supervisor_id=upper.id)
+    reader = await _official(sandbox, official, 9201)
+    _, li = await _li(sandbox)
+    case = await _misconduct_in_banli(li)
+    assert case.unit.code == "jiwei"
+    assert (above in [u.code for u in await scope.chain(case)]) is sees
+    assert await scope.may_see(reader, case) is sees
+    listed = await Case.filter(await scope.cases_seen_by(reader)).values_list("id", flat=True)
+    assert (case.id in listed) is sees
+
+
+@pytest.mark.parametrize(
+    ("unit", "routed"),
+    [("zhengda-committee", False), ("banli-committee", False), ("houfang-committee", True)],
+)
+async def test_a_confidential_category_is_never_routed_into_either_village(
+    sandbox: Sandbox, unit: str, routed: bool
+) -> None:
+    villager, _ = await _li(sandbox)
+    target = await Unit.get(code=unit)
+    await Category.filter(code="misconduct").update(unit_id=target.id)
+    misconduct = await Category.get(code="misconduct")
+    banli = await Village.get(code="banli")
+    if routed:
+        change = await cases.report(villager, misconduct, description="x", village=banli)
+        assert change.case.unit_id == target.id  # type: ignore[attr-defined]
+    else:
+        with pytest.raises(NoResponsibleUnit):
+            await cases.report(villager, misconduct, description="x", village=banli)
+        assert not await Case.exists()
