@@ -19,7 +19,7 @@ from aiogram.types import CallbackQuery, InputMediaPhoto, Message
 from bot import keyboards, public_notices
 from bot.callbacks import NoticeStep, OpenNotice, WithdrawNotice
 from bot.filters import Pressed
-from bot.i18n import _
+from bot.i18n import N_, _
 from bot.models import Audience, Grid, Notice, NoticeKind, Village
 from bot.people import Person
 from bot.routers import Routes
@@ -90,18 +90,26 @@ async def kind_chosen(query: CallbackQuery, callback_data: NoticeStep, state: FS
     )
 
 
+async def _written(message: Message, limit: int, empty: str, too_long: str) -> str | None:
+    """The text sent, or None when it is empty or longer than `limit` (and the poster is told
+    which, to send it again)."""
+    text = public_notices.clean(message.text)
+    if not text:
+        await message.answer(_(empty))
+        return None
+    if len(text) > limit:
+        await message.answer(_(too_long).format(count=limit))
+        return None
+    return text
+
+
 @routes.message(Posting.title, F.text, ~F.text.startswith("/"))
 async def title_written(message: Message, state: FSMContext) -> None:
-    title = public_notices.clean(message.text)
-    if not title:
-        await message.answer(_("The title cannot be empty."))
-        return
-    if len(title) > public_notices.TITLE_MAX:
-        await message.answer(
-            _("The title is too long: at most {count} characters.").format(
-                count=public_notices.TITLE_MAX
-            )
-        )
+    title = await _written(
+        message, public_notices.TITLE_MAX, N_("The title cannot be empty."),
+        N_("The title is too long: at most {count} characters."),
+    )
+    if title is None:
         return
     draft = await _draft(state)
     draft["title"] = title
@@ -116,16 +124,11 @@ async def title_written(message: Message, state: FSMContext) -> None:
 
 @routes.message(Posting.body, F.text, ~F.text.startswith("/"))
 async def body_written(message: Message, state: FSMContext) -> None:
-    body = public_notices.clean(message.text)
-    if not body:
-        await message.answer(_("The text cannot be empty."))
-        return
-    if len(body) > public_notices.BODY_MAX:
-        await message.answer(
-            _("The text is too long: at most {count} characters.").format(
-                count=public_notices.BODY_MAX
-            )
-        )
+    body = await _written(
+        message, public_notices.BODY_MAX, N_("The text cannot be empty."),
+        N_("The text is too long: at most {count} characters."),
+    )
+    if body is None:
         return
     draft = await _draft(state)
     draft["body"] = body
