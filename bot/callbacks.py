@@ -124,7 +124,7 @@ FAQ_ACTIONS = ("yes", "ask", "cancel")
 REPORT_STEPS = ("category", "description", "photos", "location", "summary")
 CASE_ACTIONS = (
     "accept", "decline", "escalate", "assign", "note", "internal", "resolve", "solved",
-    "unsolved", "open", "history", "done", "skip", "cancel",
+    "unsolved", "open", "history", "done", "skip", "cancel", "confirm", "sendback",
 )
 
 #: Used by the size check: the largest payload each class can produce.

@@ -30,6 +30,7 @@ from bot.models import (
     Grid,
     Official,
     Supporter,
+    Task,
     Township,
     Unit,
     Village,
@@ -45,6 +46,7 @@ from bot.scope import (
     may_handle,
     may_note,
     may_resolve,
+    may_review,
     may_supervise,
 )
 from bot.worktime import calendar_of
@@ -71,6 +73,8 @@ class Action(StrEnum):
     OVERDUE = "overdue"
     OVERDUE_UNACCEPTED = "unaccepted"
     SUPERVISE = "supervise"
+    #: A township task's result accepted by its creator or a dispatcher (中心工作).
+    CONFIRM = "confirm"
 
 
 N, A, R, C = CaseStatus.NEW, CaseStatus.ACCEPTED, CaseStatus.RESOLVED, CaseStatus.CLOSED
@@ -91,6 +95,7 @@ TRANSITIONS: dict[Action, tuple[frozenset[CaseStatus], CaseStatus]] = {
     Action.OVERDUE_UNACCEPTED: (frozenset({N}), N),
     # 督办 by hand: a dispatcher or a leader urges the assignee on; the case stays put.
     Action.SUPERVISE: (frozenset({A}), A),
+    Action.CONFIRM: (frozenset({R}), C),
 }
 
 
@@ -141,6 +146,17 @@ async def accept_deadline(category: Category, at: datetime) -> datetime:
 
 async def resolve_deadline(category: Category, at: datetime) -> datetime:
     return await _deadline(category, at, category.resolve_hours or DEFAULT_RESOLVE_HOURS)
+
+
+async def _resolve_by(case: Case, category: Category, at: datetime) -> datetime:
+    """A new resolve deadline from `at` (escalated, reopened): a task's own deadline while it
+    is ahead, else the category's time from now."""
+    fresh = await resolve_deadline(category, at)
+    if case.task_id is not None:  # type: ignore[attr-defined]
+        task = await Task.get(id=case.task_id)  # type: ignore[attr-defined]
+        if task.deadline > at:
+            return task.deadline
+    return fresh
 
 
 def format_number(prefix: str, year: int, sequence: int) -> str:
@@ -339,7 +355,7 @@ async def _escalate(
         case, action, actor_id, at=at, note=note, unit_id=upper.id, assignee_id=None,
         accepted_at=None, escalation_level=case.escalation_level + 1, overdue_level=0,
         accept_by=await accept_deadline(category, at),
-        resolve_by=await resolve_deadline(category, at),
+        resolve_by=await _resolve_by(case, category, at),
     )
 
 
@@ -497,7 +513,73 @@ async def reopen(
     return await _move(
         case, Action.REOPEN, villager.account_id, at=at, note=reason,  # type: ignore[attr-defined]
         reopen_count=case.reopen_count + 1, resolved_at=None, overdue_level=0,
-        resolve_by=await resolve_deadline(category, at),
+        resolve_by=await _resolve_by(case, category, at),
+    )
+
+
+# ---- township tasks (中心工作): no villager; the creator reviews -------------------------------
+
+
+async def open_task_case(
+    task: Task, township: Township, creator: Official, unit: Unit, category: Category,
+    *, at: datetime,
+) -> Change:
+    """One target of a township task: a case at `unit`, in the task's category, with the
+    task's words and deadline; in the caller's transaction (`bot.tasks.create`), which has
+    made this year's counter row."""
+    number = await _next_number(township.id, township.code, at.year)
+    case = await Case.create(
+        number=number,
+        township_id=township.id,
+        task=task,
+        category=category,
+        village_id=unit.village_id,  # type: ignore[attr-defined]
+        grid_id=unit.grid_id,  # type: ignore[attr-defined]
+        unit=unit,
+        description=task.description or task.title,
+        photos=list(task.photos),
+        accept_by=min(await accept_deadline(category, at), task.deadline),
+        resolve_by=task.deadline,
+        check_at=at,
+        created_at=at,
+        updated_at=at,
+    )
+    event = await CaseEvent.create(
+        case=case, at=at, action=Action.REPORT, actor_id=creator.account_id,  # type: ignore[attr-defined]
+        from_status=None, to_status=case.status, unit=unit, note=task.title,
+        attachments=list(task.photos),
+    )
+    change = Change(case, event)
+    await announce(change)
+    return change
+
+
+async def confirm(case_id: int, official: Official, *, at: datetime | None = None) -> Change:
+    """A task's result is accepted: the case closes (its creator's word, as a villager's
+    stars close a report)."""
+    case = await _load(case_id)
+    if not await may_review(official, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    at = at or now()
+    return await _move(case, Action.CONFIRM, official.account_id, at=at, closed_at=at)  # type: ignore[attr-defined]
+
+
+async def send_back(
+    case_id: int, official: Official, reason: str, *, at: datetime | None = None
+) -> Change:
+    """A task's result is not accepted: back to the same assignee with the reviewer's reason
+    (a reopen, counted as a villager's is), to be done by the task's deadline or, when that
+    has passed, in the category's time."""
+    case = await _load(case_id)
+    if not await may_review(official, case):
+        raise CaseRefused(Refusal.NOT_ALLOWED, case)
+    reason = _words(reason, case)
+    at = at or now()
+    category = await Category.get(id=case.category_id)  # type: ignore[attr-defined]
+    return await _move(
+        case, Action.REOPEN, official.account_id, at=at, note=reason,  # type: ignore[attr-defined]
+        reopen_count=case.reopen_count + 1, resolved_at=None, overdue_level=0,
+        resolve_by=await _resolve_by(case, category, at),
     )
 
 

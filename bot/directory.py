@@ -1197,7 +1197,10 @@ class _Importer:
     async def _categories(self, township: Township, units: dict[str, Unit]) -> None:
         existing = {
             row.code: row
-            for row in await Category.filter(township_id=township.id).using_db(self.db)
+            # The township's task category is the bot's own (bot.tasks): no file names it.
+            for row in await Category.filter(township_id=township.id, task=False).using_db(
+                self.db
+            )
         }
         kept: set[str] = set()
         for position, group in enumerate(self.file.categories):
@@ -1439,7 +1442,7 @@ async def export_directory(township_code: str) -> dict[str, Any]:
         "position", "id"
     )
     units = await Unit.filter(township_id=township.id, active=True).order_by("id")
-    categories = await Category.filter(township_id=township.id, active=True).order_by(
+    categories = await Category.filter(township_id=township.id, active=True, task=False).order_by(
         "position", "id"
     )
     officials = await Official.filter(township_id=township.id, active=True).order_by("id")

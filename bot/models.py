@@ -158,6 +158,9 @@ class Category(Model, Named):
     confidential = fields.BooleanField(default=False)
     #: 政策咨询: the category a policy question becomes a case of (`bot.faq`).
     policy = fields.BooleanField(default=False)
+    #: 中心工作: the township's own category for its tasks' cases (`bot.tasks`), made by the
+    #: bot, never by the directory file, and never offered to villagers.
+    task = fields.BooleanField(default=False)
     active = fields.BooleanField(default=True)
 
     class Meta:
@@ -361,6 +364,33 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"  # rated, or closed by itself after a while
 
 
+class Task(Model):
+    """中心工作 (派单): the township's own work pushed down to units, one case per target unit.
+
+    Its cases go through the same loop as villagers' (`Case.task`); there is no villager, and
+    the creator (or a township dispatcher) reviews the evidence: accepts it, or sends it back.
+    """
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="tasks", on_delete=fields.RESTRICT
+    )
+    title = fields.CharField(max_length=100)
+    description = fields.TextField(default="")
+    photos: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
+    creator: fields.ForeignKeyRelation[Official] = fields.ForeignKeyField(
+        "models.Official", related_name="tasks", on_delete=fields.RESTRICT
+    )
+    deadline = fields.DatetimeField()
+    # The draft it came from: a Create delivered twice finds the task it already made.
+    key = fields.CharField(max_length=64, unique=True, null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "task"
+        indexes = (("township_id", "created_at"),)
+
+
 class CaseCounter(Model):
     """The last case number of a township and year: numbers without gaps or repeats."""
 
@@ -424,6 +454,10 @@ class Case(Model):
     rating = fields.IntField(null=True)
     rating_comment = fields.TextField(null=True)
     reopen_count = fields.IntField(default=0)
+    # The township task this case is one target of (中心工作); None for a villager's report.
+    task: fields.ForeignKeyNullableRelation[Task] = fields.ForeignKeyField(
+        "models.Task", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
     # Villagers who joined the case (附议, `Supporter`), kept here for the card and the lists.
     supporters = fields.IntField(default=0)
     escalation_level = fields.IntField(default=0)
@@ -453,6 +487,7 @@ class Case(Model):
             ("village_id", "created_at"),
             ("category_id", "created_at"),
             ("assignee_id", "status"),
+            ("task_id", "id"),
         )
 
 

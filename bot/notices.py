@@ -46,6 +46,7 @@ from bot.models import (
     DeliveryKind,
     Official,
     Role,
+    Task,
     Township,
     Unit,
     Villager,
@@ -96,6 +97,8 @@ INTERNAL_NOTE = N_("🔒 Internal note")
 RESOLVE = N_("✔️ Resolve")
 SOLVED = N_("👍 Solved")
 NOT_SOLVED = N_("👎 Not solved")
+ACCEPT_RESULT = N_("👍 Accept the result")
+SEND_BACK = N_("🔁 Send back")
 
 
 def card_keyboard(
@@ -122,6 +125,11 @@ def verdict_keyboard(case: Case, language: str) -> InlineKeyboardMarkup:
     return _keyboard([(SOLVED, "solved"), (NOT_SOLVED, "unsolved")], case.id, language)
 
 
+def review_keyboard(case: Case, language: str) -> InlineKeyboardMarkup:
+    """A township task's evidence, for its creator or a dispatcher (中心工作)."""
+    return _keyboard([(ACCEPT_RESULT, "confirm"), (SEND_BACK, "sendback")], case.id, language)
+
+
 # ---- what a change is about -----------------------------------------------------------------
 
 
@@ -140,6 +148,9 @@ class Scene:
     actor: Official | None
     #: The chats that may read the reporter's name and phone (bot.scope).
     personal: frozenset[int]
+    #: A township task's case: the task and who gave it (there is no reporter).
+    task: Task | None = None
+    creator: Official | None = None
 
     @property
     def timezone(self) -> str:
@@ -168,9 +179,13 @@ async def _scene(change: Change) -> Scene:
             township_id=case.township_id,  # type: ignore[attr-defined]
         ).order_by("id").first()
     upward = await scope.escalation_target(case) is not None
+    task = creator = None
+    if case.task_id is not None:  # type: ignore[attr-defined]
+        task = await Task.get(id=case.task_id)  # type: ignore[attr-defined]
+        creator = await Official.get(id=task.creator_id)  # type: ignore[attr-defined]
     return Scene(
         case, change.event, case.unit, upward, reporter, reporter_account, assignee,
-        assignee_account, actor, await scope.personal_data_chats(case),
+        assignee_account, actor, await scope.personal_data_chats(case), task, creator,
     )
 
 
@@ -192,13 +207,21 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
     `personal`: whether this reader may read the reporter's name and phone (bot.scope).
     """
     case = scene.case
-    lines = [
-        text(N_("🚨 Case {number}"), language, number=case.number)
-        if case.category.emergency
-        else text(N_("📋 Case {number}"), language, number=case.number),
-        text(N_("Category: {name}"), language, name=case.category.display_name(language)),
-        case.description or text(N_("(voice message)"), language),
-    ]
+    if scene.task is not None:
+        lines = [
+            text(N_("📌 Township task, case {number}"), language, number=case.number),
+            text(N_("Task: {title}"), language, title=scene.task.title),
+        ]
+        if scene.task.description:
+            lines.append(scene.task.description)
+    else:
+        lines = [
+            text(N_("🚨 Case {number}"), language, number=case.number)
+            if case.category.emergency
+            else text(N_("📋 Case {number}"), language, number=case.number),
+            text(N_("Category: {name}"), language, name=case.category.display_name(language)),
+            case.description or text(N_("(voice message)"), language),
+        ]
     if case.photos:
         lines.append(text(N_("Photos: {count}, sent above"), language, count=len(case.photos)))
     if case.latitude is not None and case.longitude is not None:
@@ -211,7 +234,9 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
     lines.append(text(N_("Village: {place}"), language, place=place))
     if case.supporters:
         lines.append(text(N_("Me too: {count}"), language, count=case.supporters))
-    if case.anonymous or scene.reporter is None:
+    if scene.task is not None:
+        lines.append(text(N_("Given by: {name}"), language, name=_name(scene.creator, language)))
+    elif case.anonymous or scene.reporter is None:
         lines.append(text(N_("Reporter: anonymous"), language))
     elif not personal:
         lines.append(text(N_("Reporter: known to the unit handling the case"), language))
@@ -225,7 +250,8 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
     else:
         lines.append(text(N_("Reporter: {name}"), language, name=scene.reporter.name))
     tz = scene.timezone
-    lines.append(text(N_("Reported: {when}"), language, when=local_time(case.created_at, tz)))
+    received = N_("Given: {when}") if scene.task is not None else N_("Reported: {when}")
+    lines.append(text(received, language, when=local_time(case.created_at, tz)))
     if case.status == CaseStatus.NEW:  # once taken, only the resolve deadline counts
         lines.append(text(N_("Accept by: {when}"), language, when=local_time(case.accept_by, tz)))
     lines.append(text(N_("Resolve by: {when}"), language, when=local_time(case.resolve_by, tz)))
@@ -241,10 +267,15 @@ def status_line(scene: Scene, language: str) -> str:
             N_("✅ Being handled by {name}, to be resolved by {deadline}"), language,
             name=name, deadline=local_time(case.resolve_by, tz),
         )
+    if case.status == CaseStatus.RESOLVED and scene.task is not None:
+        return text(N_("✔️ Resolved by {name}, waiting for {creator} to review it"),
+                    language, name=name, creator=_name(scene.creator, language))
     if case.status == CaseStatus.RESOLVED:
         return text(N_("✔️ Resolved by {name}, waiting for the villager's confirmation"),
                     language, name=name)
     if case.status == CaseStatus.CLOSED:
+        if scene.task is not None:
+            return text(N_("🔒 Closed, the result accepted"), language)
         if case.rating is not None:
             return text(N_("🔒 Closed, rated {stars} of 5"), language, stars=case.rating)
         return text(N_("🔒 Closed without a rating"), language)
@@ -461,6 +492,46 @@ async def _tell_supporters(
         )
 
 
+async def _reviewers(scene: Scene) -> list[Account]:
+    """Who reviews a task's result: its creator, or when the creator cannot be reached (no
+    bound account, no longer active) the township's dispatchers."""
+    creator = scene.creator
+    if creator is not None and creator.active and creator.account_id is not None:  # type: ignore[attr-defined]
+        account = await Account.get_or_none(id=creator.account_id)  # type: ignore[attr-defined]
+        if account is not None:
+            return [account]
+    dispatchers = await Official.filter(
+        township_id=scene.case.township_id, role=Role.DISPATCHER, active=True,  # type: ignore[attr-defined]
+        account_id__isnull=False,
+    ).values_list("account_id", flat=True)
+    return await Account.filter(id__in=list(dispatchers)).order_by("id")
+
+
+async def _tell_creator(
+    scene: Scene,
+    message: str,
+    *,
+    photos: list[str] | None = None,
+    review: bool = False,
+    **values: object,
+) -> None:
+    """A township task's news for whoever reviews it, in place of the villager's; `review`
+    adds the Accept the result / Send back buttons."""
+    assert scene.task is not None
+    for account in await _reviewers(scene):
+        if account.id == scene.event.actor_id:  # type: ignore[attr-defined]
+            continue
+        language = account.language
+        await delivery.post(
+            account.id,
+            text(message, language, number=scene.case.number, title=scene.task.title,
+                 unit=scene.unit.display_name(language), **values),
+            photos=photos or (),
+            keyboard=review_keyboard(scene.case, language) if review else None,
+            case_id=scene.case.id,
+        )
+
+
 def supporter_stars(case: Case) -> InlineKeyboardMarkup:
     return inline(
         [button("⭐" * n, SupporterRate(case_id=case.id, stars=n)) for n in range(1, 6)], 1
@@ -558,6 +629,11 @@ async def _moved(scene: Scene) -> None:
     await _edit_cards(scene)
     previous = await Unit.get_or_none(id=await _previous_unit_id(scene))
     await _post_cards(scene, previous, dispatchers_too=scene.event.action == "decline")
+    if scene.task is not None:
+        await _tell_creator(
+            scene, N_("↪️ Task “{title}”: case {number} was passed on to {unit}."),
+        )
+        return
     await _tell_villager(
         scene,
         N_("↪️ Your case {number} was passed on to {unit}."),
@@ -608,7 +684,11 @@ async def _noted(scene: Scene) -> None:
                  number=scene.case.number, note=event.note),
             case_id=scene.case.id,
         )
-    if event.public:
+    if event.public and scene.task is not None:
+        await _tell_creator(
+            scene, N_("💬 Task “{title}”, {unit} (case {number}): {note}"), note=event.note,
+        )
+    elif event.public:
         await _tell_villager(
             scene,
             N_("💬 News on your case {number} from {name}: {note}"),
@@ -619,6 +699,15 @@ async def _noted(scene: Scene) -> None:
 
 async def _resolved(scene: Scene) -> None:
     await _edit_cards(scene)
+    if scene.task is not None:
+        await _tell_creator(
+            scene,
+            N_("✔️ Task “{title}”: {unit} resolved case {number}. {name} wrote: {note}\n\n"
+               "Do you accept the result?"),
+            photos=list(scene.event.attachments), review=True,
+            name=_name(scene.assignee, scene.group_language), note=scene.event.note,
+        )
+        return
     language = _reader_language(scene)
     await _tell_villager(
         scene,
@@ -650,6 +739,17 @@ async def _rated(scene: Scene) -> None:
 
 async def _reopened(scene: Scene) -> None:
     await _edit_cards(scene)
+    if scene.task is not None:
+        await _tell_assignee(
+            scene,
+            N_("🔁 {name} sent case {number} back: {reason}\n"
+               "It is yours again, to be resolved by {deadline}."),
+            keyboard=True,
+            name=_name(scene.actor, _assignee_language(scene)),
+            reason=scene.event.note,
+            deadline=local_time(scene.case.resolve_by, scene.timezone),
+        )
+        return
     await _tell_assignee(
         scene,
         N_("🔁 The villager says case {number} is not solved: {reason}\n"
@@ -657,6 +757,15 @@ async def _reopened(scene: Scene) -> None:
         keyboard=True,
         reason=scene.event.note,
         deadline=local_time(scene.case.resolve_by, scene.timezone),
+    )
+
+
+async def _confirmed(scene: Scene) -> None:
+    """A township task's result accepted: the cards say so, the assignee hears it."""
+    await _edit_cards(scene)
+    await _tell_assignee(
+        scene, N_("👍 {name} accepted the result of case {number}. Thank you!"),
+        name=_name(scene.actor, _assignee_language(scene)),
     )
 
 
@@ -857,6 +966,7 @@ HANDLERS = {
     "rate": _rated,
     "reopen": _reopened,
     "close": _closed,
+    "confirm": _confirmed,
     "overdue": _overdue,
     "unaccepted": _unaccepted,
     "supervise": _urged,

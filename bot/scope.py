@@ -18,6 +18,10 @@ told (bot.cases, bot.notices) ask here. The rules:
 - The reporter's name and phone go only to those handling the case: the case's unit (its
   group chat, its members) and the assignee; an anonymous report's to nobody.
 - Supervision (督办) climbs the case's own chain; see `supervision`.
+- Township tasks (中心工作): a dispatcher gives one to any unit of a village (its committee,
+  its grids, the team that covers it), a leader to the units below their own. The creator
+  sees every case of their task; the creator and the township's dispatchers review the
+  evidence (accept the result or send it back).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from enum import StrEnum
 
 from tortoise.expressions import Q
 
-from bot.models import Case, CaseEvent, Category, Official, Role, Township, Unit
+from bot.models import Case, CaseEvent, Category, Official, Role, Task, Township, Unit, UnitKind
 from bot.routing import supervisors
 
 #: The events that bring a case to a unit: the latest of them says how it came there.
@@ -113,6 +117,8 @@ async def may_see(official: Official, case: Case) -> bool:
         return False
     if is_assignee(official, case) or await _dispatches(official, case):
         return True
+    if case.task_id is not None and await _created(official, case):  # type: ignore[attr-defined]
+        return True
     return await _member_of(official, [case.unit_id, *[u.id for u in await chain(case)]])  # type: ignore[attr-defined]
 
 
@@ -141,7 +147,7 @@ async def cases_seen_by(official: Official) -> Q:
             "id", "supervisor_id", "village_id", "active"
         )
     }
-    seen = Q(assignee_id=official.id)
+    seen = Q(assignee_id=official.id) | Q(task__creator_id=official.id)
     if own:
         seen |= Q(unit_id__in=sorted(own))
     if official.role == Role.DISPATCHER:
@@ -354,6 +360,64 @@ async def supervision(case: Case) -> list[Audience]:
     if not admins:
         return [Audience(Told.NOBODY, unit)]
     return [Audience(Told.ADMINS, unit, list(admins), cardless=True)]
+
+
+# ---- township tasks (中心工作) ------------------------------------------------------------------
+
+#: The kinds of unit a task may go to: each belongs to a village, where a task's case is.
+TASK_UNIT_KINDS = (UnitKind.VILLAGE, UnitKind.GRID, UnitKind.TOWNSHIP_TEAM)
+
+
+def may_create_task(official: Official) -> bool:
+    return official.active and official.role in (Role.DISPATCHER, Role.LEADER)
+
+
+async def task_targets(official: Official) -> list[Unit]:
+    """The units `official` may give a task to: for a dispatcher every unit of a village in
+    the township, for a leader those below their own units; village committees first, in
+    the directory's order of villages."""
+    if not may_create_task(official):
+        return []
+    query = Unit.filter(
+        township_id=official.township_id, active=True, kind__in=TASK_UNIT_KINDS,  # type: ignore[attr-defined]
+        village_id__isnull=False, village__active=True,
+    )
+    if official.role != Role.DISPATCHER:
+        own = set(await official.units.filter(active=True).values_list("id", flat=True))
+        units = {
+            row["id"]: row
+            for row in await Unit.filter(township_id=official.township_id).values(  # type: ignore[attr-defined]
+                "id", "supervisor_id", "village_id", "active"
+            )
+        }
+        below = [u for u in units if own & _units_above(u, units)]
+        query = query.filter(id__in=below or [0])
+    order = {kind: index for index, kind in enumerate(TASK_UNIT_KINDS)}
+    rows = await query.prefetch_related("village")
+    return sorted(rows, key=lambda u: (u.village.position, u.village.id, order[u.kind], u.id))
+
+
+async def _created(official: Official, case: Case) -> bool:
+    return await Task.filter(id=case.task_id, creator_id=official.id).exists()  # type: ignore[attr-defined]
+
+
+async def may_review(official: Official, case: Case) -> bool:
+    """Accept a task's result or send it back: its creator, or a township dispatcher."""
+    if case.task_id is None or not _in_township(official, case):  # type: ignore[attr-defined]
+        return False
+    return official.role == Role.DISPATCHER or await _created(official, case)
+
+
+def may_follow_task_everywhere(official: Official) -> bool:
+    """Every task of the township: its dispatchers; anyone else their own."""
+    return official.active and official.role == Role.DISPATCHER
+
+
+def may_follow_task(official: Official, task: Task) -> bool:
+    """A task's progress: its creator and the township's dispatchers."""
+    if not official.active or official.township_id != task.township_id:  # type: ignore[attr-defined]
+        return False
+    return official.id == task.creator_id or may_follow_task_everywhere(official)  # type: ignore[attr-defined]
 
 
 def may_manage_directory(official: Official) -> bool:

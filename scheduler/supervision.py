@@ -1,4 +1,5 @@
-"""督办: reminders before a deadline, escalation after it, auto-close of unrated cases.
+"""督办: reminders before a deadline, escalation after it, auto-close of unrated cases
+(never of a township task's case, whose result is accepted by a person).
 
 The database decides what is due. Every transition sets `Case.check_at` to its own moment;
 the sweep takes the cases whose `check_at` has come (an index, so the cost follows the work
@@ -130,6 +131,8 @@ async def plan(case: Case, policy: Policy) -> list[Step]:
             steps.append(Step(moment, "overdue", level=case.overdue_level + 1))
         return steps
     if case.status == CaseStatus.RESOLVED and case.resolved_at is not None:
+        if case.task_id is not None:  # type: ignore[attr-defined]
+            return []  # a township task's result waits for its reviewer's word (bot.tasks)
         return [Step(case.resolved_at + policy.auto_close, "close")]
     return []
 

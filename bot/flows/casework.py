@@ -27,6 +27,7 @@ from bot.cases import CaseRefused, Refusal
 from bot.i18n import _
 from bot.keyboards import button, inline
 from bot.models import Case, Official, Unit
+from bot.notices import local_time
 from bot.people import Person
 from bot.routers import Routes
 
@@ -42,12 +43,14 @@ class Casework(StatesGroup):
     evidence = State()  # photos of the finished work and a note
     comment = State()  # the villager's optional comment after the stars
     unsolved = State()  # the villager's reason for "not solved"
+    send_back = State()  # a township task's reviewer: what is still to be done
 
 
 # ---- who acts ---------------------------------------------------------------------------------
 
 #: What a tap needs: handle (accept/decline), escalate, assign, work (notes), resolve,
-#: supervise (督办, from the back office), and verdict (the reporter's Solved / Not solved).
+#: supervise (督办, from the back office), verdict (the reporter's Solved / Not solved), and
+#: review (a township task's result: accept it or send it back).
 Check = str
 
 
@@ -62,6 +65,8 @@ async def allowed(official: Official, case: Case, check: Check) -> bool:
         return await scope.may_note(official, case)
     if check == "supervise":
         return await scope.may_supervise(official, case)
+    if check == "review":
+        return await scope.may_review(official, case)
     return scope.may_resolve(official, case)
 
 
@@ -89,6 +94,8 @@ async def refusal_text(refused: CaseRefused, person: Person, check: Check = "han
             return _("Only a dispatcher or a leader of the case's unit can assign it.")
         if check == "resolve":
             return _("Only the official handling this case can do this.")
+        if check == "review":
+            return _("Only the task's creator or a dispatcher can review its result.")
         unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
         return _("This case is with {unit} now; you cannot act on it.").format(
             unit=unit.display_name(person.language)
@@ -147,6 +154,8 @@ def question(step: State, case: Case) -> tuple[str, InlineKeyboardMarkup]:
     elif step == Casework.escalate:
         text = _("Escalate case {number} one level up. Add a note, or tap Skip.")
         return text.format(number=number), controls(case.id, skip=True)
+    elif step == Casework.note and case.task_id is not None:  # type: ignore[attr-defined]
+        text = _("Write the progress note for case {number}. The task's creator will read it.")
     elif step == Casework.note:
         text = _("Write the progress note for case {number}. The villager will read it.")
     elif step == Casework.internal:
@@ -158,6 +167,9 @@ def question(step: State, case: Case) -> tuple[str, InlineKeyboardMarkup]:
         )
     elif step == Casework.unsolved:
         text = _("What is still wrong with case {number}? Tell us in a few words.")
+    elif step == Casework.send_back:
+        text = _("Why send case {number} back? Write what is still to be done; the official "
+                 "handling it reads it.")
     else:
         text = _("Add a comment on case {number}, or tap Skip.")
         return text.format(number=number), controls(case.id, skip=True)
@@ -203,6 +215,7 @@ STEP_CHECKS: dict[str, Check] = {
     Casework.note.state: "work",
     Casework.internal.state: "work",
     Casework.evidence.state: "resolve",
+    Casework.send_back.state: "review",
 }
 
 
@@ -358,9 +371,12 @@ async def resolve(
         await _refused(message, state, person, refused, "resolve", case.id, "resolve")
         return
     await finish(state)
-    text = _("Case {number} is resolved. The villager gets your evidence and will confirm.").format(
-        number=case.number
-    )
+    if case.task_id is not None:  # type: ignore[attr-defined]
+        text = _("Case {number} is resolved. The task's creator gets your evidence and will "
+                 "review it.").format(number=case.number)
+    else:
+        text = _("Case {number} is resolved. The villager gets your evidence and will "
+                 "confirm.").format(number=case.number)
     if await faq.is_policy_case(case):
         # 政策咨询: one tap offers the question and this answer to the township FAQ.
         text += "\n" + _("Tap below to propose this question and your answer for the FAQ.")
@@ -425,6 +441,29 @@ async def unsolved_reason(message: Message, state: FSMContext, person: Person) -
     await message.answer(
         _("Case {number} is reopened; the same official handles it again.").format(
             number=change.case.number
+        )
+    )
+
+
+@routes.message(Casework.send_back, F.text)
+async def send_back_reason(
+    message: Message, state: FSMContext, person: Person, raw_state: str | None
+) -> None:
+    found = await _official_step(message, state, person, raw_state)
+    if found is None:
+        return
+    case, official = found
+    try:
+        change = await cases.send_back(case.id, official, message.text or "")
+    except CaseRefused as refused:
+        await _refused(message, state, person, refused, "review", case.id, "send back")
+        return
+    await finish(state)
+    unit = await Unit.get(id=change.case.unit_id)  # type: ignore[attr-defined]
+    await message.answer(
+        _("Case {number} is sent back to {unit}, to be resolved again by {deadline}.").format(
+            number=change.case.number, unit=unit.display_name(person.language),
+            deadline=local_time(change.case.resolve_by, (await change.case.township).timezone),
         )
     )
 

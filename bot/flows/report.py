@@ -151,7 +151,7 @@ async def _catalogue(township_id: int) -> tuple[list[Category], dict[int, list[C
     """The headings a villager can open, and the leaves under each."""
     # The policy-question category is reached by asking (bot.flows.ask): the FAQ first.
     rows = await Category.filter(
-        township_id=township_id, active=True, policy=False
+        township_id=township_id, active=True, policy=False, task=False
     ).order_by("position", "id")
     leaves: dict[int, list[Category]] = {}
     for row in rows:

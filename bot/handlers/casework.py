@@ -47,6 +47,8 @@ OFFICIAL_TAPS: dict[str, tuple[str, Action, State | None]] = {
     "note": ("work", Action.NOTE, Casework.note),
     "internal": ("work", Action.NOTE, Casework.internal),
     "resolve": ("resolve", Action.RESOLVE, Casework.evidence),
+    "confirm": ("review", Action.CONFIRM, None),
+    "sendback": ("review", Action.REOPEN, Casework.send_back),
 }
 
 
@@ -99,7 +101,9 @@ async def accept(query: CallbackQuery, callback_data: CaseAction, person: Person
 
 
 @routes.callback_query(
-    CaseAction.filter(F.action.in_({"decline", "escalate", "note", "internal", "resolve"}))
+    CaseAction.filter(
+        F.action.in_({"decline", "escalate", "note", "internal", "resolve", "sendback"})
+    )
 )
 async def ask_for_words(
     query: CallbackQuery,
@@ -212,6 +216,26 @@ async def assign_to(query: CallbackQuery, callback_data: AssignTo, person: Perso
                 deadline=local_time(change.case.resolve_by, case.township.timezone),
             )
         )
+
+
+# ---- a township task's review (中心工作) --------------------------------------------------
+
+
+@routes.callback_query(CaseAction.filter(F.action == "confirm"))
+async def confirm(query: CallbackQuery, callback_data: CaseAction, person: Person) -> None:
+    """The creator (or a dispatcher) accepts a task's result: the case closes."""
+    found = await _official_for(query, person, callback_data.case_id, "confirm")
+    if found is None:
+        return
+    case, official = found
+    try:
+        await cases.confirm(case.id, official)
+    except CaseRefused as refused:
+        await _refuse(query, person, "confirm", case.id, refused, "review")
+        return
+    await _answer(query, _("You accepted the result of case {number}.").format(
+        number=case.number))
+    await _strip_buttons(query)
 
 
 # ---- the villager's verdict ------------------------------------------------------------------
