@@ -13,7 +13,7 @@ from bot.cases import CaseRefused
 from bot.emulator import buttons
 from bot.models import Case, CaseEvent, CaseStatus, Category, Official, Task, Unit
 from bot.sandbox import Sandbox
-from bot.tasks import TaskRefused, TaskRefusal
+from bot.tasks import TaskRefusal, TaskRefused
 from scheduler.policy import Policy
 from scheduler.supervision import sweep
 
