@@ -25,7 +25,7 @@ from bot.cases import history
 from bot.filters import Pressed
 from bot.i18n import N_, _
 from bot.models import Case, CaseEvent, CaseStatus, Official, Role
-from bot.notices import UNDELIVERED, card_keyboard, local_time, work_keyboard
+from bot.notices import UNDELIVERED, card_keyboard, local_time, review_keyboard, work_keyboard
 from bot.people import Person
 from bot.routers import Routes
 
@@ -56,6 +56,7 @@ ACTION_NAMES: dict[str, str] = {
     "overdue": N_("overdue: its supervisors were told"),
     "unaccepted": N_("not accepted in time: its supervisors were told"),
     "supervise": N_("supervised: the assignee was urged on"),
+    "confirm": N_("result accepted"),
     UNDELIVERED: N_("a message could not be delivered"),
 }
 
@@ -188,11 +189,12 @@ def _event_line(case: Case, event: CaseEvent, timezone: str) -> str:
 
 
 async def timeline_text(case: Case, language: str, *, everything: bool) -> str:
-    await case.fetch_related("category", "township")
+    await case.fetch_related("category", "township", "task")
     timezone = case.township.timezone
     lines = [
         _("Case {number}").format(number=case.number),
         _("Category: {name}").format(name=case.category.display_name(language)),
+        *([_("Task: {title}").format(title=case.task.title)] if case.task is not None else []),
         _("Status: {status}").format(status=_(STATUS_NAMES[case.status])),
         case.description or _("(voice message)"),
         "",
@@ -213,6 +215,8 @@ async def _buttons(person: Person, case: Case) -> InlineKeyboardMarkup | None:
             return card_keyboard(case, person.language, assign=assign, upward=upward)
         if case.status == CaseStatus.ACCEPTED and scope.is_assignee(official, case):
             return work_keyboard(case, person.language, upward=upward)
+        if case.status == CaseStatus.RESOLVED and await scope.may_review(official, case):
+            return review_keyboard(case, person.language)
     return None
 
 
