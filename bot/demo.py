@@ -15,12 +15,13 @@ import signal
 import socket
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
-from bot import cases
+from bot import cases, tasks
 from bot.config import Settings, web_address
 from bot.invitations import invite
-from bot.models import Category, Official, Unit, Villager
+from bot.models import Case, Category, Official, Unit, Villager
 from bot.sandbox import Phone, Sandbox
 from web.signin import TTL
 
@@ -101,7 +102,7 @@ async def play(
 
 async def more_reports(sandbox: Sandbox, names: dict[int, str]) -> None:
     """Three more cases, so that the back office's list has more than one to show: two wait
-    to be accepted, one is being handled."""
+    to be accepted, one is being handled; and a township task to three villages."""
     print("\n== Three more reports come in; the grid member accepts one", flush=True)
     for unit in await Unit.filter(group_chat_id__isnull=False):  # the units' group chats
         sandbox.emulator.group(unit.group_chat_id, unit.name)  # type: ignore[arg-type]
@@ -119,6 +120,18 @@ async def more_reports(sandbox: Sandbox, names: dict[int, str]) -> None:
         li, await Category.get(code="litter"), description="广场边的垃圾池有异味，好几天没清运了"
     )
     await cases.accept(smell.case.id, await Official.get(code="lin-xiuying"))
+    print("== The dispatcher gives a township task to three villages; Zhengda accepts it",
+          flush=True)
+    task = await tasks.create(
+        await Official.get(code="su-jinqiao"), title="迎检前清理河道两岸垃圾",
+        description="本周内清理本村河道两岸的垃圾和漂浮物，办结时附清理后的现场照片。",
+        targets=[u.id for u in await Unit.filter(
+            code__in=["zhengda-committee", "banli-committee", "gaoceng-committee"]
+        ).order_by("id")],
+        deadline=cases.now() + timedelta(days=5),
+    )
+    zhengda = await Case.get(task_id=task.id, unit__code="zhengda-committee")
+    await cases.accept(zhengda.id, await Official.get(code="lin-xiuying"))
     assert sandbox.app is not None
     await sandbox.app.courier.drained()
 

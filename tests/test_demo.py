@@ -90,7 +90,8 @@ async def test_the_demo_then_serves_the_back_office_with_a_link_that_signs_in(
             async with browser.get(link.group(0)) as response:
                 page = await response.text()
                 assert response.status == 200 and response.url.path == "/cases", page
-            assert "苏进侨" in page and "共 4 件事项" in page  # the story's case and three more
+            # the story's case, three more, and the township task's three
+            assert "苏进侨" in page and "共 7 件事项" in page
             assert f'href="/cases/{story.group(1)}"' in page
             async with browser.get(f"http://127.0.0.1:{port}/cases/{story.group(1)}") as response:
                 case = await response.text()
