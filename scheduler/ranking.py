@@ -234,13 +234,15 @@ def key(township: Township, month: Month) -> str:
     return f"redgrey:{township.code}:{month.label}"
 
 
-async def queue(township: Township, month: Month) -> Delivery | None:
+async def queue(
+    township: Township, month: Month, now: datetime | None = None
+) -> Delivery | None:
     if township.digest_chat_id is None:
         raise ValueError(f"township {township.code} has no digest_chat_id")
     if await Delivery.filter(key=key(township, month)).exists():
         return None
     language = group_language(township)
-    ranking = await rank(township, month, language)
+    ranking = await rank(township, month, language, now=now)
     return await delivery.post(
         township.digest_chat_id, render(ranking, language), key=key(township, month)
     )
@@ -262,6 +264,6 @@ async def due(now: datetime, policy: Policy) -> int:
         if now - moment > policy.catch_up:
             continue
         month = Month.before(moment, township.timezone)
-        if await queue(township, month) is not None:
+        if await queue(township, month, now) is not None:
             queued += 1
     return queued
