@@ -25,6 +25,7 @@ from bot.models import Delivery, Township
 from bot.notices import group_language, text
 from scheduler.chart import ChartText, week_chart
 from scheduler.figures import (
+    OVERDUE_LISTED,
     Figures,
     Line,
     TaskFigures,
@@ -159,8 +160,10 @@ def _tasks(f: TaskFigures, language: str) -> list[str]:
         lines += [
             t(N_("· {unit}: {overdue} overdue, {waiting} waiting to be accepted"),
               unit=line.name, overdue=line.overdue, waiting=line.waiting)
-            for line in lagging
+            for line in lagging[:OVERDUE_LISTED]
         ]
+        if len(lagging) > OVERDUE_LISTED:  # within one Telegram message
+            lines.append(t(N_("… and {count} more units"), count=len(lagging) - OVERDUE_LISTED))
     else:
         lines.append(t(N_("Every task case has been accepted and none is overdue.")))
     return lines

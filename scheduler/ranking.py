@@ -225,8 +225,11 @@ def render(ranking: Ranking, language: str) -> str:
         lines += ["", text(N_("📌 Township tasks overdue (late task cases):"), language)]
         lines += [
             text(N_("· {unit}: {count} late"), language, unit=name, count=late)
-            for name, late in ranking.tasks_late
+            for name, late in ranking.tasks_late[:figures.OVERDUE_LISTED]
         ]
+        if len(ranking.tasks_late) > figures.OVERDUE_LISTED:  # within one Telegram message
+            lines.append(text(N_("… and {count} more units"), language,
+                              count=len(ranking.tasks_late) - figures.OVERDUE_LISTED))
     return "\n".join(lines)
 
 

@@ -217,3 +217,14 @@ async def test_repeat_problems_never_count_a_task_given_to_many_units_of_a_villa
     place = await Township.get(code="BL")
     assert await repeats.open_bursts(place.id, policy, _at(15, 16), _at(22, 16)) == []
     assert not await Delivery.filter(key__startswith="repeat:").exists()
+
+
+def test_a_long_list_of_units_stays_within_one_message() -> None:
+    lagging = [TaskLine(f"单位{i:02d}", given=1, overdue=1, waiting=1) for i in range(25)]
+    total = TaskLine("坂里乡", given=25, overdue=25, waiting=25)
+    f = figures.Figures("坂里乡", "2026-W47", tasks=figures.TaskFigures(total, lagging))
+    body = digest.render(f, "en")
+    assert "单位19: 1 overdue" in body and "单位20" not in body and "… and 5 more units" in body
+    listed = ranking.Ranking("坂里乡", "2026-11", tasks_late=[(line.name, 1) for line in lagging])
+    words = ranking.render(listed, "en")
+    assert "单位19: 1 late" in words and "单位20" not in words and "… and 5 more units" in words
