@@ -4,7 +4,8 @@ The week is an ISO week (Monday 00:00 to Sunday 24:00) in the township's time zo
 figures are `scheduler.figures` for that week, the module the back office's dashboard counts
 with too; each figure's definition is in the README, and `Figures` names them the same way.
 No villager's name or phone number is read, let alone printed: cases appear by number,
-villages and units by name.
+villages and units by name. The township's own tasks (中心工作) have a section of their own,
+after the villagers' figures, which never count them.
 
 Exactly once: the digest is queued under the key `digest:<township>:<week>`; a second
 scheduler, a restart or a second run of `villagebot digest` finds the key and queues nothing.
@@ -23,7 +24,16 @@ from bot.i18n import N_
 from bot.models import Delivery, Township
 from bot.notices import group_language, text
 from scheduler.chart import ChartText, week_chart
-from scheduler.figures import Figures, Line, VillageLine, count, duration, percent
+from scheduler.figures import (
+    OVERDUE_LISTED,
+    Figures,
+    Line,
+    TaskFigures,
+    VillageLine,
+    count,
+    duration,
+    percent,
+)
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -122,7 +132,41 @@ def render(f: Figures, language: str) -> str:
               village=village, category=category, count=count)
             for village, category, count in f.repeats
         ]
+    lines += _tasks(f.tasks, language)
     return "\n".join(lines)
+
+
+def _tasks(f: TaskFigures, language: str) -> list[str]:
+    """The township's own tasks, after the villagers' part and apart from it: the totals and
+    each unit with a task case overdue or not yet accepted, by name (a unit, never a person).
+    Nothing when the township had no task to count."""
+    if not f.total.counts():
+        return []
+    t = lambda message, **values: text(message, language, **values)  # noqa: E731
+    total = f.total
+    lines = [
+        "",
+        t(N_("📌 Township tasks:")),
+        t(N_("Given {given} · accepted {accepted} (on time {on_time}) · resolved {resolved} · "
+             "result accepted {confirmed} · sent back {sent_back}"),
+          given=total.given, accepted=total.accepted, on_time=total.accepted_on_time,
+          resolved=total.resolved, confirmed=total.confirmed, sent_back=total.sent_back),
+        t(N_("Overdue now: {overdue} · waiting to be accepted: {waiting}"),
+          overdue=total.overdue, waiting=total.waiting),
+    ]
+    lagging = f.lagging()
+    if lagging:
+        lines.append(t(N_("Units with task cases overdue or not yet accepted:")))
+        lines += [
+            t(N_("· {unit}: {overdue} overdue, {waiting} waiting to be accepted"),
+              unit=line.name, overdue=line.overdue, waiting=line.waiting)
+            for line in lagging[:OVERDUE_LISTED]
+        ]
+        if len(lagging) > OVERDUE_LISTED:  # within one Telegram message
+            lines.append(t(N_("… and {count} more units"), count=len(lagging) - OVERDUE_LISTED))
+    else:
+        lines.append(t(N_("Every task case has been accepted and none is overdue.")))
+    return lines
 
 
 def chart(f: Figures, language: str) -> bytes:

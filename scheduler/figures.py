@@ -11,6 +11,11 @@ of a busy township stays fast), and one query for the cases overdue now. A place
 unit: the unit that has the case now, as in the case list) and a scope (the cases the reader
 may see, `bot.scope.cases_seen_by`) narrow both. No villager's name, phone or description is
 read: cases appear by number, places by name.
+
+The township's own tasks (中心工作, `bot.tasks`) are cases too, but no villager reported them:
+every figure about villagers' cases leaves them out (`VILLAGERS`), and `tasks` counts them
+apart, per unit, for the digest's section, the dashboard's card and the red/grey list's line
+of units that let a task's deadline pass.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ COUNTED = ("report", "accept", "assign", "resolve", "rate", "close", "reopen")
 CASES_AT_ONCE = 5000
 #: A trend over more days than this is drawn per week rather than per day.
 DAILY_UP_TO = 31
+#: Villagers' cases: not a township task's (whose figures are `tasks`).
+VILLAGERS = Q(task_id__isnull=True)
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Figures:
     overdue: list[tuple[str, str]] = field(default_factory=list)  # (case number, unit)
     repeats: list[tuple[str, str, int]] = field(default_factory=list)  # village, category, n
     daily: list[tuple[date, int, int]] = field(default_factory=list)  # day, received, resolved
+    tasks: TaskFigures = field(default_factory=lambda: TaskFigures(TaskLine("")))
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -196,7 +204,7 @@ async def _events(
     of: dict[int, list[Any]] = {}
     for first in range(0, len(ids), CASES_AT_ONCE):
         cases = Case.filter(
-            id__in=ids[first:first + CASES_AT_ONCE], township_id=township.id,
+            VILLAGERS, id__in=ids[first:first + CASES_AT_ONCE], township_id=township.id,
             **_place("", village, unit),
         )
         if seen is not None:
@@ -218,8 +226,10 @@ def overdue_now(now: datetime) -> Q:
 async def _overdue(
     township: Township, now: datetime, seen: Q | None, village: int | None, unit: int | None
 ) -> list[tuple[str, int, int, int]]:
-    """(number, unit, village, category) of every case overdue now, by number."""
-    query = Case.filter(overdue_now(now), township_id=township.id, **_place("", village, unit))
+    """(number, unit, village, category) of every villager's case overdue now, by number."""
+    query = Case.filter(
+        overdue_now(now), VILLAGERS, township_id=township.id, **_place("", village, unit)
+    )
     if seen is not None:
         query = query.filter(seen)
     # Sorted here: ordered by number, SQLite walks the whole table along the number's index.
@@ -305,6 +315,10 @@ async def count(
         (day, received_days[day], resolved_days[day])
         for day in days(start.astimezone(zone), end.astimezone(zone)) if day <= today
     ]
+    result.tasks = await tasks(
+        township, start, end, now=now, language=language, seen=seen, village=village, unit=unit,
+        units=units,
+    )
     return result
 
 
@@ -388,6 +402,183 @@ def trend(f: Figures) -> tuple[str, list[tuple[date, int, int]]]:
     if len(f.daily) <= DAILY_UP_TO:
         return "day", f.daily
     return "week", weekly(f.daily)
+
+
+# ---- township tasks (中心工作) ---------------------------------------------------------------
+
+#: The events of a task's case the task figures read (a decline only moves it on).
+TASK_ACTIONS = (
+    "report", "accept", "assign", "resolve", "confirm", "reopen", "escalate", "decline",
+    "overdue", "unaccepted",
+)
+#: The scheduler's marks of a deadline that passed (`bot.cases.flag_overdue`).
+FLAGGED = ("overdue", "unaccepted")
+OPEN = (CaseStatus.NEW, CaseStatus.ACCEPTED)
+
+
+@dataclass
+class TaskLine:
+    """One unit's township tasks in a period (or the township's, summed).
+
+    A unit answers for what happened while a task's case was with it: each event counts for
+    the unit the case was at (an escalation by the scheduler for the unit it left), and the
+    cases open now for the unit that has them.
+    """
+
+    name: str
+    given: int = 0  # task cases that reached the unit: a task given to it in the period
+    accepted: int = 0  # acceptances (or assignments) of a case waiting to be accepted
+    accepted_on_time: int = 0  # of them, by the case's accept deadline
+    resolved: int = 0  # resolutions, each with its evidence
+    confirmed: int = 0  # results accepted by the creator or a dispatcher: the case closed
+    sent_back: int = 0  # reopen events: a reviewer sent the result back (要求重办)
+    late: int = 0  # distinct cases that missed a deadline at the unit (`tasks`)
+    overdue: int = 0  # open and past a deadline now (`bot.tasks.is_overdue`)
+    waiting: int = 0  # not yet accepted now, overdue or not
+
+    @property
+    def on_time_acceptance(self) -> float | None:
+        return rate(self.accepted_on_time, self.accepted)
+
+    def counts(self) -> bool:
+        return bool(self.given or self.accepted or self.resolved or self.confirmed
+                    or self.sent_back or self.late or self.overdue or self.waiting)
+
+    def lagging(self) -> bool:
+        """What the digest names the unit for: a case overdue or not yet accepted."""
+        return bool(self.overdue or self.waiting)
+
+
+@dataclass
+class TaskFigures:
+    """The township's tasks in a period: the total, and each unit with something to count."""
+
+    total: TaskLine
+    units: list[TaskLine] = field(default_factory=list)
+
+    def lagging(self) -> list[TaskLine]:
+        return [line for line in self.units if line.lagging()]
+
+
+def is_overdue(status: str, accept_by: datetime | None, resolve_by: datetime | None,
+               at: datetime) -> bool:
+    """`bot.tasks.is_overdue` on a case's columns (and `overdue_now` in Python)."""
+    if status == CaseStatus.NEW:
+        return accept_by is not None and accept_by < at
+    if status == CaseStatus.ACCEPTED:
+        return resolve_by is not None and resolve_by < at
+    return False
+
+
+async def tasks(
+    township: Township,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    language: str,
+    seen: Q | None = None,
+    village: int | None = None,
+    unit: int | None = None,
+    units: dict[int, Unit] | None = None,
+) -> TaskFigures:
+    """The township tasks' figures of [start, end), per unit; `now` is what "overdue" and
+    "waiting" are as of. The one definition the digest, the dashboard and the red/grey list
+    read.
+
+    Sent back counts the reviewers' reopen events in the period, not cases ever sent back,
+    so that a period's figure is what happened in it. A case is late for a unit when, in the
+    period, it was accepted or resolved after its deadline there, the scheduler escalated it
+    away at the accept deadline, or flagged it overdue (督办); or when it is still open with
+    that unit past a deadline that fell before the period's end (or `now`, if sooner). Each
+    case counts once per unit.
+
+    The cases read are the task cases of the township made before `end` and changed since
+    `start` (every event sets `updated_at`), and those open now; then their history up to
+    `end`, which gives the unit a case was at before an escalation. `seen` and `village`
+    choose cases; `unit` keeps what counts for that unit.
+    """
+    since, until = start.astimezone(UTC), end.astimezone(UTC)
+    if units is None:
+        units = {u.id: u for u in await Unit.filter(township_id=township.id).order_by("id")}
+    query = Case.filter(
+        Q(created_at__lt=until, updated_at__gte=since) | Q(status__in=OPEN),
+        township_id=township.id, task_id__isnull=False, **_place("", village, None),
+    )
+    if seen is not None:
+        query = query.filter(seen)
+    rows = await raw_rows(
+        query.values_list("id", "created_at", "accept_by", "resolve_by", "status", "unit_id"),
+        (1, 2, 3),
+    )
+    lines: dict[int, TaskLine] = {}
+    late: dict[int, set[int]] = defaultdict(set)
+
+    def line(unit_id: int) -> TaskLine:
+        if unit_id not in lines:
+            lines[unit_id] = TaskLine(units[unit_id].display_name(language))
+        return lines[unit_id]
+
+    cases = {row[0]: row for row in rows}
+    as_of = min(now, until)
+    for case_id, created, accept_by, resolve_by, status, unit_id in rows:
+        if is_overdue(status, accept_by, resolve_by, now):
+            line(unit_id).overdue += 1
+        if status == CaseStatus.NEW:
+            line(unit_id).waiting += 1
+        if created < until and is_overdue(status, accept_by, resolve_by, as_of):
+            late[unit_id].add(case_id)
+    ids = sorted(cases)
+    for first in range(0, len(ids), CASES_AT_ONCE):
+        events = await raw_rows(
+            CaseEvent.filter(
+                case_id__in=ids[first:first + CASES_AT_ONCE], at__lt=until,
+                action__in=TASK_ACTIONS,
+            ).order_by("case_id", "id").values_list(
+                "case_id", "at", "action", "from_status", "unit_id", "actor_id"
+            ),
+            (1,),
+        )
+        was: dict[int, int] = {}
+        for case_id, at, action, from_status, unit_id, actor_id in events:
+            before, was[case_id] = was.get(case_id), unit_id
+            if at < since or unit_id is None:
+                continue
+            _, _, accept_by, resolve_by, _, _ = cases[case_id]
+            counted = line(unit_id)
+            if action == "report":
+                counted.given += 1
+            elif action in ACCEPTANCE and from_status == CaseStatus.NEW:
+                counted.accepted += 1
+                if _by(at, accept_by):
+                    counted.accepted_on_time += 1
+                else:
+                    late[unit_id].add(case_id)
+            elif action == "resolve":
+                counted.resolved += 1
+                if not _by(at, resolve_by):
+                    late[unit_id].add(case_id)
+            elif action == "confirm":
+                counted.confirmed += 1
+            elif action == "reopen":
+                counted.sent_back += 1
+            elif action in FLAGGED:
+                late[unit_id].add(case_id)
+            elif action == "escalate" and actor_id is None and before is not None:
+                late[before].add(case_id)
+    for unit_id, missed in late.items():
+        line(unit_id).late = len(missed)
+    kept = {
+        unit_id: counted for unit_id, counted in lines.items()
+        if (unit is None or unit_id == unit) and counted.counts()
+    }
+    total = TaskLine(township.display_name(language))
+    for counted in kept.values():
+        for name in ("given", "accepted", "accepted_on_time", "resolved", "confirmed",
+                     "sent_back", "overdue", "waiting"):
+            setattr(total, name, getattr(total, name) + getattr(counted, name))
+    total.late = len(set().union(*(late[unit_id] for unit_id in kept)))
+    return TaskFigures(total, [kept[unit_id] for unit_id in sorted(kept)])
 
 
 # ---- words ---------------------------------------------------------------------------------

@@ -12,7 +12,15 @@ each event records the unit the case was at. The score (0–100) and its parts:
 A part with nothing to count is left out and the others are scaled up to 100. A unit needs
 `MIN_CASES` acceptances or missed acceptances in the month to be ranked. The best `SHOWN`
 make the red list, the worst `SHOWN` the grey list; with fewer than twice that many units
-ranked, each list takes half of them.
+ranked, each list takes half of them. The score reads villagers' cases only.
+
+The township's own tasks (中心工作) are judged apart, in a line under the grey list: every unit
+that let a task's deadline pass in the month (`scheduler.figures.TaskLine.late`: accepted or
+resolved late, escalated away or flagged overdue by the scheduler, or still open past the
+deadline at the month's end) is named with how many of its task cases were late, most first.
+No minimum and no score: a task is the township's own instruction, so one ignored is one too
+many, and a unit that does well for villagers is still named when it ignored a task; a unit
+that met every deadline is never named, however many tasks it had.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot import cases as casework
 from bot import delivery
 from bot.i18n import N_
 from bot.models import Case, CaseEvent, CaseStatus, Delivery, Township, Unit
 from bot.notices import group_language, text
-from scheduler.figures import CASES_AT_ONCE, raw_rows
+from scheduler import figures
+from scheduler.figures import CASES_AT_ONCE, VILLAGERS, raw_rows
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -100,6 +110,8 @@ class Ranking:
     township: str
     month: str
     ranked: list[tuple[str, float]] = field(default_factory=list)  # unit name, score; best first
+    #: Units that let a township task's deadline pass: (unit name, late task cases), most first.
+    tasks_late: list[tuple[str, int]] = field(default_factory=list)
 
     def lists(self) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         shown = min(SHOWN, len(self.ranked) // 2)
@@ -129,7 +141,9 @@ async def tallies(township: Township, month: Month) -> dict[int, Tally]:
     cases: dict[int, list[Any]] = {}
     for first in range(0, len(ids), CASES_AT_ONCE):
         rows = await raw_rows(
-            Case.filter(id__in=ids[first:first + CASES_AT_ONCE], township_id=township.id)
+            Case.filter(
+                VILLAGERS, id__in=ids[first:first + CASES_AT_ONCE], township_id=township.id
+            )
             .values_list("id", "accept_by", "resolve_by", "rating"),
             (1, 2),
         )
@@ -163,8 +177,12 @@ async def _unit_before(case_id: int, event_id: int) -> int | None:
     return earlier.unit_id if earlier is not None else None  # type: ignore[attr-defined]
 
 
-async def rank(township: Township, month: Month, language: str) -> Ranking:
-    units = {u.id: u for u in await Unit.filter(township_id=township.id)}
+async def rank(
+    township: Township, month: Month, language: str, *, now: datetime | None = None
+) -> Ranking:
+    """The month's ranking; `now` (the present by default) bounds "still open past the
+    deadline" for a month still running."""
+    units = {u.id: u for u in await Unit.filter(township_id=township.id).order_by("id")}
     scored = []
     for unit_id, tally in (await tallies(township, month)).items():
         score = tally.score()
@@ -172,7 +190,15 @@ async def rank(township: Township, month: Month, language: str) -> Ranking:
             continue
         scored.append((units[unit_id].display_name(language), score))
     scored.sort(key=lambda item: (-item[1], item[0]))
-    return Ranking(township.display_name(language), month.label, scored)
+    counted = await figures.tasks(
+        township, month.start, month.end, now=now or casework.now(), language=language,
+        units=units,
+    )
+    late = sorted(
+        ((line.name, line.late) for line in counted.units if line.late),
+        key=lambda item: (-item[1], item[0]),
+    )
+    return Ranking(township.display_name(language), month.label, scored, late)
 
 
 def render(ranking: Ranking, language: str) -> str:
@@ -187,14 +213,23 @@ def render(ranking: Ranking, language: str) -> str:
             text(N_("Too few cases this month to rank the units (each needs {count})."),
                  language, count=MIN_CASES)
         )
-        return "\n".join(lines)
-    lines.append(text(N_("🔴 Red list (best):"), language))
-    lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(red, 1)]
-    lines += ["", text(N_("⚪ Grey list (needs attention):"), language)]
-    lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(grey, 1)]
-    lines += ["", text(N_("Score: on-time acceptance {acceptance}, on-time resolution "
-                          "{resolution}, satisfaction {satisfaction}, no reopens {no_reopen}."),
-                       language, **WEIGHTS)]
+    else:
+        lines.append(text(N_("🔴 Red list (best):"), language))
+        lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(red, 1)]
+        lines += ["", text(N_("⚪ Grey list (needs attention):"), language)]
+        lines += [f"{i}. {name} · {score:.0f}" for i, (name, score) in enumerate(grey, 1)]
+        lines += ["", text(N_("Score: on-time acceptance {acceptance}, on-time resolution "
+                              "{resolution}, satisfaction {satisfaction}, no reopens "
+                              "{no_reopen}."), language, **WEIGHTS)]
+    if ranking.tasks_late:
+        lines += ["", text(N_("📌 Township tasks overdue (late task cases):"), language)]
+        lines += [
+            text(N_("· {unit}: {count} late"), language, unit=name, count=late)
+            for name, late in ranking.tasks_late[:figures.OVERDUE_LISTED]
+        ]
+        if len(ranking.tasks_late) > figures.OVERDUE_LISTED:  # within one Telegram message
+            lines.append(text(N_("… and {count} more units"), language,
+                              count=len(ranking.tasks_late) - figures.OVERDUE_LISTED))
     return "\n".join(lines)
 
 
@@ -202,13 +237,15 @@ def key(township: Township, month: Month) -> str:
     return f"redgrey:{township.code}:{month.label}"
 
 
-async def queue(township: Township, month: Month) -> Delivery | None:
+async def queue(
+    township: Township, month: Month, now: datetime | None = None
+) -> Delivery | None:
     if township.digest_chat_id is None:
         raise ValueError(f"township {township.code} has no digest_chat_id")
     if await Delivery.filter(key=key(township, month)).exists():
         return None
     language = group_language(township)
-    ranking = await rank(township, month, language)
+    ranking = await rank(township, month, language, now=now)
     return await delivery.post(
         township.digest_chat_id, render(ranking, language), key=key(township, month)
     )
@@ -230,6 +267,6 @@ async def due(now: datetime, policy: Policy) -> int:
         if now - moment > policy.catch_up:
             continue
         month = Month.before(moment, township.timezone)
-        if await queue(township, month) is not None:
+        if await queue(township, month, now) is not None:
             queued += 1
     return queued

@@ -6,7 +6,8 @@ quiet week. A case counts once for its report and once for each villager who joi
 `Case.supporters`), at the time it was reported: a problem that ten people met is a repeat
 problem though only one of them reported it. Two schedulers, or one that looks twice, name
 the same case, and the outbox key (village, category, that case, chat) lets the warning out
-once.
+once. Only villagers' cases count: a township task given to many units of a village is one
+decision of the township, not a problem villagers keep meeting.
 
 The dashboard lists the open problems (`open_bursts`): the same notion, read from the cases
 rather than from the warnings sent, so it also covers what a scope or a place narrows it to.
@@ -33,7 +34,7 @@ from bot.models import (
     Village,
 )
 from bot.notices import group_language, text
-from scheduler.figures import raw_rows
+from scheduler.figures import VILLAGERS, raw_rows
 from scheduler.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ async def warn(now: datetime, policy: Policy) -> int:
     window = policy.repeat_window
     groups = [
         group
-        for group in await Case.filter(created_at__gt=now - window, created_at__lte=now)
+        for group in await Case.filter(
+            VILLAGERS, created_at__gt=now - window, created_at__lte=now
+        )
         .annotate(count=Count("id"), joined=Sum("supporters"))
         .group_by("village_id", "category_id")
         .values("village_id", "category_id", "count", "joined")
@@ -110,6 +113,7 @@ async def warn(now: datetime, policy: Policy) -> int:
         recent = [
             case
             for case in await Case.filter(
+                VILLAGERS,
                 village_id=village_id,
                 category_id=category_id,
                 created_at__gt=now - 2 * window,
@@ -205,7 +209,8 @@ async def open_bursts(
         place["unit_id"] = unit
     window = policy.repeat_window
     rows = await raw_rows(Case.filter(
-        seen if seen is not None else Q(), created_at__gt=since - window, created_at__lt=until,
+        seen if seen is not None else Q(), VILLAGERS, created_at__gt=since - window,
+        created_at__lt=until,
         **place,
     ).order_by("created_at", "id").values_list(
         "village_id", "category_id", "number", "created_at", "status", "supporters"

@@ -16,8 +16,8 @@ import backoffice
 from conftest import make_villager
 from openpyxl import load_workbook
 
-from bot import cases
-from bot.models import Case, Category, Official, Township, Village, Villager
+from bot import cases, tasks
+from bot.models import Case, Category, Official, Township, Unit, Village, Villager
 from bot.sandbox import Phone, Sandbox
 from scheduler import digest, ranking, repeats
 from scheduler.figures import duration, percent
@@ -335,3 +335,73 @@ async def test_an_automatic_escalation_counts_as_missed_for_the_unit_below(
     tallies = await ranking.tallies(place, ranking.Month.of(local.year, local.month, ZONE))
     assert tallies[case.unit_id].missed == 1  # type: ignore[attr-defined]
     assert tallies[case.unit_id].accepted == 0  # type: ignore[attr-defined]
+
+
+async def _task_of_the_week() -> None:
+    """tests/test_task_figures.py's task, moved to last week: 正达村两委 is sent back once and
+    then done, 高层村两委 done, 坂里村两委 never accepts it."""
+    su = await Official.get(code="su-jinqiao")
+    zheng, dai = await Official.get(code="zheng-guohua"), await Official.get(code="dai-yongfu")
+    task = await tasks.create(
+        su, title="清理河道垃圾", deadline=_at(19, 1), at=_at(16, 1), targets=[
+            (await Unit.get(code=f"{village}-committee")).id
+            for village in ("zhengda", "banli", "gaoceng")
+        ],
+    )
+    zhengda, _, gaoceng = await Case.filter(task_id=task.id).order_by("id")
+    await cases.accept(zhengda.id, zheng, at=_at(16, 2))
+    await cases.resolve(zhengda.id, zheng, "已清理", ["P"], at=_at(17, 1))
+    await cases.send_back(zhengda.id, su, "东岸还有一段没清", at=_at(17, 3))
+    await cases.resolve(zhengda.id, zheng, "东岸也清理完了", ["P"], at=_at(18, 1))
+    await cases.confirm(zhengda.id, su, at=_at(18, 2))
+    await cases.accept(gaoceng.id, dai, at=_at(16, 3))
+    await cases.resolve(gaoceng.id, dai, "已清理", ["P"], at=_at(17, 5))
+    await cases.confirm(gaoceng.id, su, at=_at(17, 6))
+
+
+def _task_rows(page: str) -> dict[str, list[str]]:
+    """The township tasks' table on the page, by its first column."""
+    section = page.partition('<section class="tasks">')[2].partition("</section>")[0]
+    return {
+        name: re.findall(r"<td>([^<]*)</td>", cells)
+        for name, cells in re.findall(r"<tr><td>([^<]+)</td>((?:<td>[^<]*</td>)+)</tr>", section)
+    }
+
+
+async def test_township_tasks_have_their_own_section_and_leave_the_villagers_figures_alone(
+    office: Sandbox,
+) -> None:
+    su = await backoffice.official(office, "su-jinqiao", 9002)
+    wu = await backoffice.official(office, "wu-lijuan", 9004)  # 坂里村's grids, not its committee
+    await _week_of_cases()
+    await _task_of_the_week()
+    async with await _signed_in(office, su) as browser:
+        page = (await _get(browser, office.web_url + "/dashboard?period=last-week")).decode()
+        tiles = _tiles(page)
+        assert {name: tiles[name] for name in HAND_COUNT} == HAND_COUNT
+        assert tiles["Overdue now"] == "3"  # C, D, F: never the task's case
+        assert "<h2>Township tasks</h2>" in page
+        # given, accepted, on time, resolved, result accepted, sent back, late, overdue, waiting
+        assert _task_rows(page) == {
+            "Total": ["3", "2", "100%", "3", "2", "1", "1", "1", "1"],
+            "Zhengda Village Committee": ["1", "1", "100%", "2", "1", "1", "0", "0", "0"],
+            "Banli Village Committee": ["1", "0", "–", "0", "0", "0", "1", "1", "1"],
+            "Gaoceng Village Committee": ["1", "1", "100%", "1", "1", "0", "0", "0", "0"],
+        }
+        # This month's red/grey list names the committee that ignored the task.
+        lists = page.partition("Township tasks overdue</h3>")[2].partition("</ol>")[0]
+        assert "Banli Village Committee · 1 late" in lists and "Zhengda" not in lists
+        blocks = _csv_tables(
+            await _get(browser, office.web_url + "/dashboard.csv?period=last-week")
+        )
+        assert {row[0] for row in blocks["By unit"][1:]} == {"Zhengda Grid 1", "Banli Grid 1"}
+        assert {row[0] for row in blocks["By category"][1:]} == {"Litter and cleaning"}
+        assert blocks["Township tasks"][1] == [
+            "Total", "3", "2", "100%", "3", "2", "1", "1", "1", "1"
+        ]
+        for person in ("郑国华", "杨明辉", "戴永福"):  # the viewer's own name heads the page
+            assert person not in page + repr(blocks), person
+    async with await _signed_in(office, wu) as browser:
+        page = (await _get(browser, office.web_url + "/dashboard?period=last-week")).decode()
+        assert _tiles(page)["Received"] == "1"
+        assert _task_rows(page) == {} and "No township task in this period." in page

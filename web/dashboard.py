@@ -5,9 +5,11 @@ The figures are `scheduler.figures`, the weekly digest's own module, so the same
 same numbers in both. Every figure counts only the cases the reader may see
 (`bot.scope.cases_seen_by`, as the case list): a dispatcher the township's except confidential
 ones, a unit's members their unit's and those below it, so nobody learns counts of cases
-outside their scope. The red/grey list is the township's, as the channel publishes it: units
-and scores, no counts. No name, phone or description of anyone appears on the page or in the
-files. The trend is an SVG drawn here, on the server: no chart library, nothing to load.
+outside their scope. The township's own tasks (中心工作) have a table of their own, under the
+same rule, and never count among the villagers' figures. The red/grey list is the township's,
+as the channel publishes it: units and scores, and the units that let a task's deadline pass.
+No name, phone or description of anyone appears on the page or in the files. The trend is an
+SVG drawn here, on the server: no chart library, nothing to load.
 """
 
 from __future__ import annotations
@@ -226,6 +228,7 @@ class Board:
     place: str
     red: list[tuple[str, float]]
     grey: list[tuple[str, float]]
+    tasks_late: list[tuple[str, int]]  # the red/grey list's township-task line
     month: str
     bursts: list[tuple[str, str, repeats.Burst]]  # village, category, the burst
     problems: list[tuple[str, dict[str, object]]]
@@ -264,7 +267,8 @@ async def compute(
     place = " · ".join(names) or township.display_name(language)
     local = now.astimezone(ZoneInfo(township.timezone))
     month = ranking.Month.of(local.year, local.month, township.timezone)
-    red, grey = (await ranking.rank(township, month, language)).lists()
+    ranked = await ranking.rank(township, month, language, now=now)
+    red, grey = ranked.lists()
     categories = {c.id: c for c in await Category.filter(township_id=township.id)}
     found = await repeats.open_bursts(
         township.id, policy, choice.start, choice.end, seen=seen, village=choice.village,
@@ -275,7 +279,8 @@ async def compute(
          categories[b.category_id].display_name(language), b)
         for b in found
     ]
-    return Board(township, choice, counted, place, red, grey, month.label, named, [])
+    return Board(township, choice, counted, place, red, grey, ranked.tasks_late, month.label,
+                 named, [])
 
 
 def _tiles(f: Figures, language: str) -> list[tuple[str, str, str, dict[str, object]]]:
@@ -336,6 +341,8 @@ def _tables(board: Board, language: str) -> list[Table]:
           enumerate(board.red, 1)],
         *[[t(N_("Grey list")), i, name, round(score)] for i, (name, score) in
           enumerate(board.grey, 1)],
+        *[[t(N_("Township tasks overdue")), i, name, t(N_("{count} late"), count=late)]
+          for i, (name, late) in enumerate(board.tasks_late, 1)],
     ])
     zone = ZoneInfo(board.township.timezone)
     problems = Table(t(N_("Repeat problems")), [
@@ -347,7 +354,21 @@ def _tables(board: Board, language: str) -> list[Table]:
          " ".join(b.numbers)]
         for village, category, b in board.bursts
     ])
-    return [summary, trend, by_village, by_unit, by_category, lists, problems]
+    tasks = Table(t(N_("Township tasks")), [t(N_("Unit")), *[t(name) for name in TASK_HEADER]],
+                  [_task_cells(f.tasks.total, t(N_("Total"))),
+                   *[_task_cells(line) for line in f.tasks.units]])
+    return [summary, trend, by_village, by_unit, by_category, lists, problems, tasks]
+
+
+TASK_HEADER = (N_("Given"), N_("Accepted"), N_("Accepted on time"), N_("Resolved"),
+               N_("Result accepted"), N_("Sent back"), N_("Late"), N_("Overdue now"),
+               N_("Waiting to be accepted"))
+
+
+def _task_cells(line: figures.TaskLine, name: str | None = None) -> list[Cell]:
+    return [name or line.name, line.given, line.accepted, percent(line.on_time_acceptance),
+            line.resolved, line.confirmed, line.sent_back, line.late, line.overdue,
+            line.waiting]
 
 
 async def _language(request: web.Request) -> str:
