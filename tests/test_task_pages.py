@@ -223,6 +223,8 @@ async def test_the_task_is_reviewed_from_the_case_page(office: Sandbox) -> None:
         )
         await zheng.expect("东岸还有一段没清")
         page = await backoffice.page(browser, url)
+        history = page.split('<ol class="timeline">')[1]
+        assert "派发任务" in history and "要求重办" in history and "东岸还有一段没清" in history
         assert "/confirm" not in page, "nothing to review while it is being handled"
 
         await cases.resolve(case.id, leader, "东岸也清理完了", ["photo-2"])

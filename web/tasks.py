@@ -188,8 +188,9 @@ async def _form(
 ) -> web.Response:
     units = await scope.task_targets(creator)
     township = await Township.get(id=creator.township_id)  # type: ignore[attr-defined]
+    language = await language_of(request)
     villages: list[tuple[str, list[Unit]]] = [
-        (group[0].village.display_name(await language_of(request)), group)
+        (group[0].village.display_name(language), group)
         for _, grouped in itertools.groupby(units, key=lambda u: u.village_id)  # type: ignore[attr-defined]
         if (group := list(grouped))
     ]

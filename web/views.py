@@ -720,7 +720,7 @@ async def _case_page(
     return await render(request, "case.html", {
         "case": case, "events": events,
         "status_name": words.status_name(case.status, task=task is not None),
-        "actions": {**ACTION_NAMES, **words.TASK_ACTIONS},
+        "actions": {**ACTION_NAMES, **words.TASK_ACTIONS} if task else ACTION_NAMES,
         "reporter": case.reporter if personal else None,
         "task": task, "creator": await Official.get(id=task.creator_id) if task else None,  # type: ignore[attr-defined]
         "may_review": reviewer is not None,

@@ -31,8 +31,12 @@ KIND_NAMES: dict[str, str] = {
     "reports": N_("Villagers' reports only"),
     "tasks": N_("Township tasks only"),
 }
-#: History entries the bot's own lists do not name: a township task's review.
-TASK_ACTIONS: dict[str, str] = {"confirm": N_("result accepted")}
+#: A township task's case's history in its own words: given, not reported; reviewed.
+TASK_ACTIONS: dict[str, str] = {
+    "report": N_("task given"),
+    "confirm": N_("result accepted"),
+    "reopen": N_("sent back"),
+}
 
 SIGN_IN_REFUSALS: dict[SignInRefusal, str] = {
     SignInRefusal.UNKNOWN: N_("This sign-in link is not valid."),
