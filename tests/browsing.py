@@ -10,6 +10,7 @@ follows the header's link to it, then `text()`, `fonts()` or `page.locator(...)`
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,6 +122,23 @@ class BackOffice:
         form = self.page.locator("form[action$='/assign']")
         await form.locator("select[name=official]").select_option(label=to)
         await form.locator("select[name=hours]").select_option(label=by)
+        async with self.page.expect_navigation():
+            await form.locator("button[type=submit]").click()
+
+    async def give_task(
+        self, *, title: str, description: str, deadline: str, units: Sequence[str] = (),
+        committees: bool = False,
+    ) -> None:
+        """Fill the new task's form as typed and clicked (units by their labels, the deadline
+        as the datetime field takes it: 2026-12-05T18:00) and give it."""
+        form = self.page.locator("form.task-form")
+        await form.locator("input[name=title]").fill(title)
+        await form.locator("textarea[name=description]").fill(description)
+        await form.locator("input[name=deadline]").fill(deadline)
+        if committees:
+            await form.get_by_label("全部村两委", exact=True).check()
+        for unit in units:
+            await form.get_by_label(unit, exact=True).check()
         async with self.page.expect_navigation():
             await form.locator("button[type=submit]").click()
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import backoffice
 from browsing import NO_CHROMIUM, BackOffice
 
 from bot import cases
 from bot.emulator import buttons
-from bot.models import Case, CaseStatus, Category, Official, Villager
+from bot.models import Case, CaseStatus, Category, Official, Task, Villager
 from bot.sandbox import Phone
 
 
@@ -189,6 +191,52 @@ async def test_the_map_shows_the_pins_in_scope_and_a_pin_opens_its_case(
     await popup.click()
     await page.wait_for_url(f"{back_office.url}/cases/{number}")
     assert number in await back_office.heading()
+
+
+async def test_the_dispatcher_gives_a_township_task_in_the_form_and_follows_its_progress(
+    back_office: BackOffice,
+) -> None:
+    su = await _official(back_office, "su-jinqiao", 9002)
+    await back_office.sign_in(su)
+    await back_office.nav("中心工作")
+    assert "还没有中心工作任务" in await back_office.text()
+    page = back_office.page
+    async with page.expect_navigation():
+        await page.get_by_role("link", name="新建任务", exact=True).click()
+    form = page.locator("form.task-form")
+    await form.get_by_label("全部村两委", exact=True).check()  # the page ticks them as it says
+    assert await form.get_by_label("高层村两委", exact=True).is_checked()
+    assert not await form.get_by_label("高层村第一网格", exact=True).is_checked()
+    await form.get_by_label("全部村两委", exact=True).uncheck()
+
+    due = (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=3)).replace(hour=18, minute=0)
+    await back_office.give_task(
+        title="清理河道垃圾", description="迎检前清理本村河道两岸垃圾",
+        deadline=due.strftime("%Y-%m-%dT%H:%M"), units=["坂里村第一网格"], committees=True,
+    )
+    task = await Task.get()
+    assert page.url == f"{back_office.url}/tasks/{task.id}"
+    assert await back_office.heading() == "中心工作任务：清理河道垃圾"
+    assert task.deadline == due.replace(second=0, microsecond=0)
+    targets = page.locator("table.targets tbody tr")
+    assert await targets.count() == 5  # four village committees and the grid ticked
+    assert set(await page.locator("table.targets td.status").all_inner_texts()) == {"待受理"}
+    assert await page.locator("dl.progress dd.total").inner_text() == "5"
+    assert await Case.filter(task_id=task.id).count() == 5
+
+    await back_office.nav("中心工作")
+    assert "清理河道垃圾" in await back_office.text()
+    assert await page.locator("table.tasks td.total").inner_text() == "5"
+    async with page.expect_navigation():
+        await page.get_by_role("link", name="清理河道垃圾", exact=True).click()
+    first = (await Case.filter(task_id=task.id).order_by("id").first())
+    assert first is not None
+    await back_office.open_case(first.number)
+    assert "清理河道垃圾" in await back_office.fact("中心工作任务")
+    assert "派发任务" in await page.locator("ol.timeline").inner_text()
+    async with page.expect_navigation():  # back to the progress, the page the screenshot keeps
+        await page.locator("dl.facts").get_by_role("link", name="清理河道垃圾").click()
+    assert page.url == f"{back_office.url}/tasks/{task.id}"
 
 
 def test_without_chromium_the_browser_tests_are_skipped_saying_how_to_get_it(

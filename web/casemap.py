@@ -30,5 +30,5 @@ async def case_map(request: web.Request) -> web.StreamResponse:
         "map": pins.map_data(request.app[SETTINGS], found, listing.language, cluster=True),
         "statuses": words.STATUS_NAMES, "colours": pins.STATUS_COLOURS,
         "villages": directory.villages, "units": directory.units,
-        "categories": directory.categories,
+        "categories": directory.categories, "kinds": words.KIND_NAMES,
     })

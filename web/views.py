@@ -47,6 +47,7 @@ from bot.models import (
     Category,
     Named,
     Official,
+    Task,
     Township,
     Unit,
     Village,
@@ -83,6 +84,16 @@ class Viewer:
     def administrator(self) -> Official | None:
         """The viewer's identity that may manage its township's directory, if any."""
         return next((o for o in self.officials if scope.may_manage_directory(o)), None)
+
+    @property
+    def task_official(self) -> Official | None:
+        """The viewer's identity that may give township tasks or follow them, if any: the
+        header links to the tasks only for them (anyone else follows none)."""
+        return next(
+            (o for o in self.officials
+             if scope.may_create_task(o) or scope.may_follow_task_everywhere(o)),
+            None,
+        )
 
 
 async def _viewer(session: Session) -> Viewer | None:
@@ -270,6 +281,8 @@ SORTS: dict[str, bool] = {
 }
 DEFAULT_SORT = "received"
 ANONYMOUS = {"yes": True, "no": False}
+#: Where a case came from: a villager's report, or a township task (中心工作).
+KINDS = ("reports", "tasks")
 
 
 @dataclass(frozen=True)
@@ -284,6 +297,7 @@ class Filters:
     category: int | None = None
     overdue: bool = False
     anonymous: bool | None = None
+    kind: str = ""
     since: date | None = None
     until: date | None = None
     text: str = ""
@@ -310,6 +324,7 @@ class Filters:
         sort = query.get("sort", "")
         sort = sort if sort in SORTS else DEFAULT_SORT
         order = query.get("order", "")
+        kind = query.get("kind", "")
         return cls(
             status=CaseStatus(status) if status in set(CaseStatus) else None,
             village=_number(query.get("village")),
@@ -317,6 +332,7 @@ class Filters:
             category=_number(query.get("category")),
             overdue=query.get("overdue") == "1",
             anonymous=ANONYMOUS.get(query.get("anonymous", "")),
+            kind=kind if kind in KINDS else "",
             since=since,
             until=until,
             text=_searchable(query.get("q", "")),
@@ -339,6 +355,8 @@ class Filters:
             found &= Q(category_id=self.category)
         if self.anonymous is not None:
             found &= Q(anonymous=self.anonymous)
+        if self.kind:
+            found &= Q(task_id__isnull=self.kind == "reports")
         if self.since is not None:  # in UTC, as stored: SQLite compares the text
             found &= Q(created_at__gte=_midnight(self.since, zone))
         if self.until is not None:
@@ -372,6 +390,7 @@ class Filters:
             "status": self.status or "", "village": self.village or "", "unit": self.unit or "",
             "category": self.category or "", "overdue": "1" if self.overdue else "",
             "anonymous": {True: "yes", False: "no", None: ""}[self.anonymous],
+            "kind": self.kind,
             "from": self.since.isoformat() if self.since else "",
             "to": self.until.isoformat() if self.until else "",
             "q": self.text,
@@ -453,7 +472,7 @@ def _overdue(case: Case, at: datetime) -> bool:
 #: What the list reads of a case, and nothing more (no reporter).
 LISTED = (
     "id", "number", "township_id", "created_at", "status", "village_id", "category_id",
-    "unit_id", "assignee_id", "accept_by", "resolve_by", "description", "supporters",
+    "unit_id", "assignee_id", "accept_by", "resolve_by", "description", "supporters", "task_id",
 )
 #: The list's columns, as its header and the export's header say them.
 HEADER = (
@@ -485,6 +504,11 @@ class Row:
     overdue: bool
     description: str
     supporters: int = 0  # villagers who joined the case (附议)
+    task: bool = False  # a township task's case: resolved means waiting for its review
+
+    @property
+    def status_name(self) -> str:
+        return words.status_name(self.status, task=self.task)
 
     @property
     def summary(self) -> str:
@@ -547,6 +571,7 @@ class Directory:
             overdue=deadline is not None and deadline < at,
             description=case["description"] or "",
             supporters=case.get("supporters") or 0,
+            task=case.get("task_id") is not None,
         )
 
 
@@ -592,14 +617,14 @@ async def case_list(request: web.Request) -> web.StreamResponse:
         "count": count, "page": page, "pages": pages, "filters": filters,
         "statuses": words.STATUS_NAMES, "columns": COLUMNS,
         "villages": directory.villages, "units": directory.units,
-        "categories": directory.categories,
+        "categories": directory.categories, "kinds": words.KIND_NAMES,
     })
 
 
 def _cells(row: Row, language: str) -> list[Cell]:
     text = catalogs().text
     return [
-        row.number, row.received, text(words.STATUS_NAMES[row.status], language), row.village,
+        row.number, row.received, text(row.status_name, language), row.village,
         row.category, row.unit, row.assignee, row.deadline,
         text(N_("overdue"), language) if row.overdue else "", row.description,
     ]
@@ -683,13 +708,22 @@ async def _case_page(
         if case.status == CaseStatus.ACCEPTED and case.assignee is not None else None
     )
     personal = person.account.id in await scope.personal_data_chats(case)
+    # A township task's case: its task, and its result reviewed here as on Telegram.
+    task = await Task.get_or_none(id=case.task_id) if case.task_id is not None else None  # type: ignore[attr-defined]
+    reviewer = (
+        await acting(person, case, "review")
+        if task is not None and case.status == CaseStatus.RESOLVED else None
+    )
     events = await cases.history(case.id)
     files = case_files(case, events)
     language = await language_of(request)
     return await render(request, "case.html", {
         "case": case, "events": events,
-        "statuses": words.STATUS_NAMES, "actions": ACTION_NAMES,
+        "status_name": words.status_name(case.status, task=task is not None),
+        "actions": {**ACTION_NAMES, **words.TASK_ACTIONS} if task else ACTION_NAMES,
         "reporter": case.reporter if personal else None,
+        "task": task, "creator": await Official.get(id=task.creator_id) if task else None,  # type: ignore[attr-defined]
+        "may_review": reviewer is not None,
         "candidates": await scope.assign_candidates(case, 50) if assigner else [],
         "may_note": noter is not None,
         "upper": upper if escalator is not None else None,
@@ -842,4 +876,29 @@ async def supervise(request: web.Request) -> web.StreamResponse:
         request, case, "supervise", NOT_ALLOWED_TO_SUPERVISE,
         lambda official: cases.supervise(case.id, official, text),
         {Refusal.WRONG_STATE: NOT_SUPERVISABLE},
+    )
+
+
+@routes.post("/cases/{number}/confirm")
+async def confirm(request: web.Request) -> web.StreamResponse:
+    """A township task's result accepted (验收通过): the case closes, as the card's button does."""
+    case = await seen_case(request)
+    if case is None:
+        return await not_found(request)
+    return await _act(
+        request, case, "review", words.NOT_ALLOWED_TO_REVIEW,
+        lambda official: cases.confirm(case.id, official),
+    )
+
+
+@routes.post("/cases/{number}/sendback")
+async def send_back(request: web.Request) -> web.StreamResponse:
+    """A township task's result sent back (要求重办) with the reviewer's reason, required."""
+    case = await seen_case(request)
+    if case is None:
+        return await not_found(request)
+    text = str((await request.post()).get("reason", ""))
+    return await _act(
+        request, case, "review", words.NOT_ALLOWED_TO_REVIEW,
+        lambda official: cases.send_back(case.id, official, text),
     )

@@ -14,6 +14,30 @@ STATUS_NAMES: dict[CaseStatus, str] = {
     CaseStatus.CLOSED: N_("closed"),
 }
 
+#: A township task's case waits for its creator's review, not a villager's confirmation.
+TASK_STATUS_NAMES: dict[CaseStatus, str] = {
+    **STATUS_NAMES,
+    CaseStatus.RESOLVED: N_("resolved, waiting for review"),
+}
+
+
+def status_name(status: CaseStatus, *, task: bool) -> str:
+    """A case's status in the words of its kind (msgid)."""
+    return (TASK_STATUS_NAMES if task else STATUS_NAMES)[status]
+
+
+#: The case list's filter by where a case came from (`views.KINDS`).
+KIND_NAMES: dict[str, str] = {
+    "reports": N_("Villagers' reports only"),
+    "tasks": N_("Township tasks only"),
+}
+#: A township task's case's history in its own words: given, not reported; reviewed.
+TASK_ACTIONS: dict[str, str] = {
+    "report": N_("task given"),
+    "confirm": N_("result accepted"),
+    "reopen": N_("sent back"),
+}
+
 SIGN_IN_REFUSALS: dict[SignInRefusal, str] = {
     SignInRefusal.UNKNOWN: N_("This sign-in link is not valid."),
     SignInRefusal.USED: N_("This sign-in link has been used already."),
@@ -33,6 +57,7 @@ CASE_REFUSALS: dict[CaseRefusal, str] = {
     CaseRefusal.NOT_FOUND: N_("Please choose a person and a deadline."),
 }
 NOT_ALLOWED_TO_ASSIGN = N_("Only a dispatcher or a leader of the case's unit can assign it.")
+NOT_ALLOWED_TO_REVIEW = N_("Only the task's creator or a dispatcher can review its result.")
 NOT_ASSIGNABLE = N_("This person cannot be given this case.")
 NOT_ALLOWED_TO_NOTE = N_(
     "Only the official handling this case, a dispatcher or a leader of its unit can write "
