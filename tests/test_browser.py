@@ -198,7 +198,7 @@ async def test_the_dispatcher_gives_a_township_task_in_the_form_and_follows_its_
 ) -> None:
     su = await _official(back_office, "su-jinqiao", 9002)
     await back_office.sign_in(su)
-    await back_office.nav("中心工作")
+    await back_office.nav("中心工作任务")
     assert "还没有中心工作任务" in await back_office.text()
     page = back_office.page
     async with page.expect_navigation():
@@ -224,7 +224,7 @@ async def test_the_dispatcher_gives_a_township_task_in_the_form_and_follows_its_
     assert await page.locator("dl.progress dd.total").inner_text() == "5"
     assert await Case.filter(task_id=task.id).count() == 5
 
-    await back_office.nav("中心工作")
+    await back_office.nav("中心工作任务")
     assert "清理河道垃圾" in await back_office.text()
     assert await page.locator("table.tasks td.total").inner_text() == "5"
     async with page.expect_navigation():

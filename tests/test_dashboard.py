@@ -200,6 +200,8 @@ async def test_the_digest_and_the_dashboard_give_the_same_numbers_for_the_same_w
     assert tiles["Median time to accept"] == duration(f.median_to_accept, "en")
     assert tiles["Median time to resolve"] == duration(f.median_to_resolve, "en")
     assert tiles["Overdue now"] == str(len([n for n, _ in f.overdue if n != "…"]))
+    # Its link lists the same cases: villagers' reports (township tasks are counted apart).
+    assert 'href="/cases?overdue=1&amp;kind=reports' in page
     assert f"of {f.accepted} accepted" in page and f"of {f.resolved} resolutions" in page
     figures = _figures_of(blocks["Figures"])
     assert (figures["Accepted"], figures["Resolved"], figures["Closed"]) == (

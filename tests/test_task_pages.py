@@ -81,7 +81,7 @@ async def test_the_list_counts_each_tasks_progress_and_only_its_followers_see_it
     task, old = await _task_with_progress()
     async with await backoffice.signed_in(su) as browser:
         cases_page = await backoffice.page(browser, f"{office.web_url}/cases")
-        assert '<a href="/tasks">中心工作</a>' in cases_page
+        assert '<a href="/tasks">中心工作任务</a>' in cases_page
         page = await backoffice.page(browser, f"{office.web_url}/tasks")
         assert _titles(page) == ["清理河道垃圾", "秸秆禁烧巡查"], "newest first"
         assert _counts(page) == [(3, 3, 1, 1, 0, 1), (2, 0, 0, 0, 2, 0)]

@@ -407,9 +407,10 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
 
 
 def _cases_link(choice: Choice) -> str:
+    """The villagers' overdue cases the tile counts (township tasks are counted apart)."""
     from urllib.parse import urlencode
 
-    values: dict[str, object] = {"overdue": 1}
+    values: dict[str, object] = {"overdue": 1, "kind": "reports"}
     if choice.village is not None:
         values["village"] = choice.village
     if choice.unit is not None:
