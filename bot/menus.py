@@ -28,7 +28,8 @@ VILLAGER_COMMANDS: tuple[tuple[str, str], ...] = (
 
 OFFICIAL_COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", N_("Start or return to the main menu")),
-    ("tasks", N_("Your open cases")),
+    ("tasks", N_("Your open cases and the township tasks you gave")),
+    ("newtask", N_("Give a township task (dispatchers and leaders)")),
     ("pool", N_("Cases waiting to be accepted")),
     ("notice", N_("Post a public notice")),
     ("notices", N_("Public notices posted in your township")),
