@@ -175,6 +175,7 @@ async def test_a_dispatcher_gives_a_task_and_follows_each_village(
         in listed["text"]
     )
     assert "待您验收的结果：0 个" in listed["text"]
+    await su.expect("您没有待办的事项。")  # and then, as for every official, their open cases
 
     # Gaoceng never accepts: past its time, supervision escalates it up its chain (each step
     # with a fresh time to accept), until at the top its supervisors are told; then it is late.
@@ -188,8 +189,10 @@ async def test_a_dispatcher_gives_a_task_and_follows_each_village(
             break
         assert gaoceng.accept_by is not None
         moment = gaoceng.accept_by + timedelta(hours=1)
-    supervised = await CaseEvent.filter(case_id=gaoceng.id).values_list("action", flat=True)
-    print("DBG", supervised, gaoceng.status, gaoceng.accept_by, clock())
+    supervised = await CaseEvent.filter(
+        case_id=gaoceng.id, action__in=["escalate", "unaccepted", "overdue", "accept"]
+    ).order_by("id").values_list("action", flat=True)
+    assert supervised == ["escalate", "escalate", "unaccepted"]
     await su.send("/tasks")
     late = await su.expect("中心工作任务，最新的在前")
     assert "共 3 个单位 · 已受理 2 · 待验收 0 · 已验收通过 1 · 逾期 2 · 要求重办 1" in (
@@ -200,7 +203,17 @@ async def test_a_dispatcher_gives_a_task_and_follows_each_village(
     lines = progress["text"].splitlines()
     assert f"正达村两委 · {zhengda.number} · 办理中 · 逾期 · 要求重办 1 次" in lines
     assert f"坂里村两委 · {banli.number} · 已结案" in lines
-    print(lines, supervised)
+    assert f"高层村 · 坂里乡调度中心 · {gaoceng.number} · 待受理 · 逾期" in lines, (
+        "escalated to the top, still named by its village"
+    )
+    assert buttons(progress) == [zhengda.number, banli.number, gaoceng.number]
+    await su.tap(zhengda.number)
+    timeline = await su.expect(f"事项 {zhengda.number}")
+    assert "东岸还有一段没清" in timeline["text"]
+
+    # Only its creator and the township's dispatchers follow a task.
+    zheng_opens = await zheng.user.tap_data(zheng.last(), f"x2:{task.id}")
+    assert await _alert(sandbox, zheng_opens) == "这个按钮已失效。"
 
 
 async def test_who_may_give_a_task_and_what_they_are_offered(sandbox: Sandbox) -> None:

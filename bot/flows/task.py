@@ -25,7 +25,7 @@ from bot import keyboards, scope, tasks
 from bot.callbacks import OpenTask, TaskStep
 from bot.handlers import lists
 from bot.i18n import N_, _
-from bot.models import Case, CaseStatus, Official, Task, Township, Unit, UnitKind
+from bot.models import Case, CaseStatus, Official, Task, Township, Unit, UnitKind, Village
 from bot.notices import local_time
 from bot.people import Person
 from bot.public_notices import clean
@@ -597,7 +597,11 @@ async def tasks_command(message: Message, person: Person, clock: Clock) -> None:
     await lists.open_cases(message, person)
 
 
-def progress_text(shown: tasks.Progress, language: str, timezone: str) -> str:
+def progress_text(
+    shown: tasks.Progress, language: str, timezone: str, villages: dict[int, Village]
+) -> str:
+    """One line per target; a case escalated out of its village names the village first, so
+    the reader still sees which village has not done its part."""
     task = shown.task
     lines = [
         _("Township task: {title}").format(title=task.title),
@@ -609,7 +613,10 @@ def progress_text(shown: tasks.Progress, language: str, timezone: str) -> str:
         "",
     ]
     for target in shown.targets:
+        village = villages.get(target.case.village_id)  # type: ignore[attr-defined]
+        moved = village is not None and target.unit.village_id != village.id  # type: ignore[attr-defined]
         parts = [
+            *([village.display_name(language)] if moved and village else []),
             target.unit.display_name(language), target.case.number,
             _(lists.STATUS_NAMES[CaseStatus(target.case.status)]),
         ]
@@ -636,7 +643,9 @@ async def open_task(
     await query.answer()
     township = await Township.get(id=task.township_id)  # type: ignore[attr-defined]
     shown = await tasks.progress(task, at=clock())
+    ids = {target.case.village_id for target in shown.targets}  # type: ignore[attr-defined]
+    villages = {v.id: v for v in await Village.filter(id__in=list(ids))}
     await query.message.answer(
-        progress_text(shown, person.language, township.timezone),
+        progress_text(shown, person.language, township.timezone, villages),
         reply_markup=keyboards.open_cases([target.case for target in shown.targets]),
     )
