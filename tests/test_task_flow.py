@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import TEST_REDIS_URL
 
-from bot import cases
+from bot import cases, scope
 from bot.emulator import buttons
-from bot.models import Account, Case, CaseEvent, CaseStatus, Official, Task
+from bot.models import Account, Case, CaseEvent, CaseStatus, Official, Task, Unit, UnitKind
 from bot.sandbox import Phone, Sandbox
 from scheduler.policy import Policy
 from scheduler.supervision import sweep
@@ -258,3 +258,45 @@ async def test_who_may_give_a_task_and_what_they_are_offered(sandbox: Sandbox) -
     # A forged progress button opens nothing.
     forged = await ye.user.tap_data(offered, "x2:1")
     assert await _alert(sandbox, forged) == "This button is no longer active."
+
+
+async def test_many_units_come_in_pages(sandbox: Sandbox) -> None:
+    committee = await Unit.get(code="houfang-committee")
+    for number in range(1, 11):
+        await Unit.create(
+            township_id=committee.township_id, code=f"houfang-x{number}",  # type: ignore[attr-defined]
+            name=f"后坊村小组{number}", kind=UnitKind.GRID,
+            village_id=committee.village_id, supervisor=committee,  # type: ignore[attr-defined]
+        )
+    offered = len(await scope.task_targets(await Official.get(code="su-jinqiao")))
+    assert offered == 27
+    su = await _official(sandbox, "su-jinqiao", SU)
+    await su.send("/newtask")
+    await su.send("入户走访")
+    await su.tap("跳过")
+    await su.expect("最多 5 张照片")
+    await su.tap("跳过")
+    targets = await su.expect("派给哪些单位")
+    await su.user.tap(targets, "➕ 更多单位")
+    first = await sandbox.emulator.wait_for(SU, lambda m: "下一页 ➡️" in buttons(m))
+    units = [b for b in buttons(first) if b not in CONTROLS]
+    assert len(units) == 20 and "⬅️ 上一页" not in buttons(first)
+    await su.user.tap(first, "下一页 ➡️")
+    second = await sandbox.emulator.wait_for(SU, lambda m: "⬅️ 上一页" in buttons(m))
+    rest = [b for b in buttons(second) if b not in CONTROLS]
+    assert len(rest) == 7 and not set(rest) & set(units) and "后坊村小组10" in rest
+    await su.user.tap(second, "后坊村小组10")
+    await sandbox.emulator.wait_for(SU, lambda m: "✅ 后坊村小组10" in buttons(m))
+    await su.user.tap(second, "✅ 完成")
+    await su.tap("7天")
+    summary = await su.expect("请核对任务")
+    assert "单位：后坊村小组10" in summary["text"] and "将生成 1 个事项" in summary["text"]
+    await su.tap("✖️ 取消")
+    await su.expect("已取消，没有派发任务。")
+    assert await Task.all().count() == 0
+
+
+CONTROLS = {
+    "全部村", "✅ 全部村", "➕ 更多单位", "➖ 只看村两委", "下一页 ➡️", "⬅️ 上一页", "✅ 完成",
+    "✖️ 取消",
+}
