@@ -21,7 +21,7 @@ from aiogram.methods.base import Response, TelegramMethod, TelegramType
 from bot import db
 from bot.config import Settings
 from bot.delivery import Courier, DirectReplies
-from bot.flows import ask, notice, registration, report
+from bot.flows import ask, notice, registration, report, task
 from bot.flows import casework as casework_flow
 from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
 from bot.i18n import catalogs
@@ -70,13 +70,15 @@ class KeepResponseModels(BaseRequestMiddleware):
         return await make_request(bot, method)
 
 
-def build_dispatcher(settings: Settings) -> Dispatcher:
-    """One dispatcher with every router, in the order a message should be tried."""
+def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatcher:
+    """One dispatcher with every router, in the order a message should be tried; `clock` is
+    the handlers' now where a deadline is read (a test moves it on, as the scheduler's)."""
     bot_id = int(settings.bot_token.split(":", 1)[0]) if settings.bot_token else 0
     storage, isolation, handled = make_storage(settings.redis_url, bot_id)
     dispatcher = Dispatcher(storage=storage, events_isolation=isolation)
     dispatcher["settings"] = settings
     dispatcher["invite_ttl_days"] = settings.invite_ttl_days
+    dispatcher["clock"] = clock
     # Inside aiogram's per-person lock (its FSM middleware comes first): a redelivered update
     # waits for its first delivery and is then dropped.
     dispatcher.update.outer_middleware(OnceOnly(handled))
@@ -89,6 +91,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
         villager.routes.router(),
         lists.routes.router(),
         notice.routes.router(),
+        task.routes.router(),
         admin.routes.router(),
         web.routes.router(),
         casework.routes.router(),  # case cards' buttons, in groups too
@@ -146,7 +149,7 @@ class Villagebot:
             bot = bot or build_bot(settings)
             undo.push_async_callback(bot.session.close)
             await reach_telegram(bot, settings.telegram_api_url)
-            dispatcher = build_dispatcher(settings)
+            dispatcher = build_dispatcher(settings, clock)
             undo.push_async_callback(dispatcher.storage.close)
             undo.push_async_callback(dispatcher.fsm.events_isolation.close)
             await set_default_menus(bot, settings.default_language)

@@ -150,6 +150,25 @@ class WithdrawNotice(CallbackData, prefix="w1"):
     notice_id: RowId
 
 
+#: Steps of giving a township task (`TaskStep.action`).
+TASK_ACTIONS = (
+    "skip", "done", "cancel", "unit", "all", "more", "page", "days", "create", "back",
+)
+
+
+class TaskStep(CallbackData, prefix="x1"):
+    """A step of giving a township task: `action` names it, `value` a unit, page or days."""
+
+    action: Annotated[str, Field(max_length=8)]
+    value: RowId = 0
+
+
+class OpenTask(CallbackData, prefix="x2"):
+    """A township task's progress, for its creator and the township's dispatchers."""
+
+    task_id: RowId
+
+
 WORST_CASES: tuple[CallbackData, ...] = (
     ChooseTownship(township_id=2**31 - 1),
     ChooseVillage(village_id=2**31 - 1),
@@ -170,4 +189,6 @@ WORST_CASES: tuple[CallbackData, ...] = (
     ProposeFaq(case_id=2**31 - 1),
     SupporterRate(case_id=2**31 - 1, stars=5),
     MeToo(case_id=2**31 - 1),
+    TaskStep(action=max(TASK_ACTIONS, key=len), value=2**31 - 1),
+    OpenTask(task_id=2**31 - 1),
 )

@@ -11,6 +11,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
 
+from bot import scope
 from bot.i18n import N_, catalogs
 from bot.languages import EN, ZH_HANS
 from bot.people import Person
@@ -28,13 +29,18 @@ VILLAGER_COMMANDS: tuple[tuple[str, str], ...] = (
 
 OFFICIAL_COMMANDS: tuple[tuple[str, str], ...] = (
     ("start", N_("Start or return to the main menu")),
-    ("tasks", N_("Your open cases")),
+    ("tasks", N_("Your open cases and the township tasks you gave")),
     ("pool", N_("Cases waiting to be accepted")),
     ("notice", N_("Post a public notice")),
     ("notices", N_("Public notices posted in your township")),
     ("web", N_("A link into the back office on the web")),
     ("language", N_("Change the language")),
     ("help", N_("What this bot can do")),
+)
+
+#: For those who may give township tasks (`bot.scope.may_create_task`), after /tasks.
+TASK_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("newtask", N_("Give a township task (dispatchers and leaders)")),
 )
 
 ADMIN_COMMANDS: tuple[tuple[str, str], ...] = (
@@ -45,6 +51,8 @@ ADMIN_COMMANDS: tuple[tuple[str, str], ...] = (
 def commands_for(person: Person | None, language: str) -> list[BotCommand]:
     if person is not None and person.officials:
         entries = OFFICIAL_COMMANDS + (ADMIN_COMMANDS if person.is_admin else ())
+        if any(scope.may_create_task(official) for official in person.officials):
+            entries = entries[:2] + TASK_COMMANDS + entries[2:]
     else:
         entries = VILLAGER_COMMANDS
     return [

@@ -28,7 +28,7 @@ async def test_an_official_joins_with_a_link_and_sees_the_official_help(sandbox:
     await su.expect("欢迎回来，苏进侨。")
     menu = sandbox.emulator.commands({"type": "chat", "chat_id": 9002})
     assert [c["command"] for c in menu] == [
-        "start", "tasks", "pool", "notice", "notices", "web", "language", "help"
+        "start", "tasks", "newtask", "pool", "notice", "notices", "web", "language", "help"
     ]
 
 

@@ -7,7 +7,7 @@ from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
-from bot import keyboards
+from bot import keyboards, scope
 from bot.callbacks import ChooseLanguage
 from bot.filters import Pressed
 from bot.i18n import _, catalogs
@@ -25,13 +25,16 @@ def help_text(person: Person) -> str:
             _("You are registered as an official."),
             "",
             _("/start: return to the main menu"),
-            _("/tasks: your open cases, nearest deadline first"),
+            _("/tasks: your open cases, nearest deadline first; the township tasks you gave "
+              "and how each unit stands"),
             _("/pool: cases in your units waiting to be accepted"),
             _("/notice: post a public notice, if your role may; /notices: the latest ones"),
             _("/web: a link into the back office on the web"),
             _("/language: change the language"),
             _("/help: this message"),
         ]
+        if any(scope.may_create_task(official) for official in person.officials):
+            lines.insert(-3, _("/newtask: give a township task to villages' units"))
         if person.is_admin:
             lines.append(_("/invite: invite an official; they open the link to join"))
         return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Lists of cases and a case's timeline: /mycases, /tasks, /pool.
+"""Lists of cases and a case's timeline: /mycases, /pool, and an official's open cases (under
+/tasks, which `bot.flows.task` answers: township tasks first for those who give them).
 
 Each list shows at most `LIST_MAX` cases, the most urgent first, with a button per case that
 opens its timeline. Villagers see only the public part of the history of their own cases;
@@ -121,8 +122,8 @@ async def _official_only(message: Message, person: Person) -> Official | None:
     return official
 
 
-@routes.message(Command("tasks"))
-async def tasks(message: Message, person: Person) -> None:
+async def open_cases(message: Message, person: Person) -> None:
+    """The official's open cases, nearest deadline first (the second half of /tasks)."""
     official = await _official_only(message, person)
     if official is None:
         return
