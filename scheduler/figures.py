@@ -35,6 +35,7 @@ from tortoise.queryset import ValuesListQuery
 from bot.i18n import N_
 from bot.models import Case, CaseEvent, CaseStatus, Category, Township, Unit, Village
 from bot.notices import text
+from bot.tasks import past_deadline
 from scheduler.policy import Policy
 
 TOP_CATEGORIES = 5
@@ -433,7 +434,7 @@ class TaskLine:
     confirmed: int = 0  # results accepted by the creator or a dispatcher: the case closed
     sent_back: int = 0  # reopen events: a reviewer sent the result back (要求重办)
     late: int = 0  # distinct cases that missed a deadline at the unit (`tasks`)
-    overdue: int = 0  # open and past a deadline now (`bot.tasks.is_overdue`)
+    overdue: int = 0  # open and past a deadline now (`bot.tasks.past_deadline`)
     waiting: int = 0  # not yet accepted now, overdue or not
 
     @property
@@ -458,16 +459,6 @@ class TaskFigures:
 
     def lagging(self) -> list[TaskLine]:
         return [line for line in self.units if line.lagging()]
-
-
-def is_overdue(status: str, accept_by: datetime | None, resolve_by: datetime | None,
-               at: datetime) -> bool:
-    """`bot.tasks.is_overdue` on a case's columns (and `overdue_now` in Python)."""
-    if status == CaseStatus.NEW:
-        return accept_by is not None and accept_by < at
-    if status == CaseStatus.ACCEPTED:
-        return resolve_by is not None and resolve_by < at
-    return False
 
 
 async def tasks(
@@ -508,8 +499,10 @@ async def tasks(
     if seen is not None:
         query = query.filter(seen)
     rows = await raw_rows(
-        query.values_list("id", "created_at", "accept_by", "resolve_by", "status", "unit_id"),
-        (1, 2, 3),
+        query.values_list(
+            "id", "created_at", "accept_by", "resolve_by", "status", "unit_id", "task__deadline"
+        ),
+        (1, 2, 3, 6),
     )
     lines: dict[int, TaskLine] = {}
     late: dict[int, set[int]] = defaultdict(set)
@@ -521,12 +514,12 @@ async def tasks(
 
     cases = {row[0]: row for row in rows}
     as_of = min(now, until)
-    for case_id, created, accept_by, resolve_by, status, unit_id in rows:
-        if is_overdue(status, accept_by, resolve_by, now):
+    for case_id, created, accept_by, resolve_by, status, unit_id, deadline in rows:
+        if past_deadline(status, accept_by, resolve_by, deadline, now):
             line(unit_id).overdue += 1
         if status == CaseStatus.NEW:
             line(unit_id).waiting += 1
-        if created < until and is_overdue(status, accept_by, resolve_by, as_of):
+        if created < until and past_deadline(status, accept_by, resolve_by, deadline, as_of):
             late[unit_id].add(case_id)
     ids = sorted(cases)
     for first in range(0, len(ids), CASES_AT_ONCE):
@@ -544,7 +537,7 @@ async def tasks(
             before, was[case_id] = was.get(case_id), unit_id
             if at < since or unit_id is None:
                 continue
-            _, _, accept_by, resolve_by, _, _ = cases[case_id]
+            _, _, accept_by, resolve_by, _, _, _ = cases[case_id]
             counted = line(unit_id)
             if action == "report":
                 counted.given += 1

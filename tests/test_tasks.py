@@ -155,3 +155,14 @@ async def test_who_may_give_a_task_and_to_whom(township: None) -> None:
         TaskRefusal.PAST_DEADLINE
     )
     assert await Task.all().count() == 0 and await Case.all().count() == 0
+
+
+def test_a_tasks_case_is_late_once_the_tasks_deadline_passed_whatever_time_it_got_since() -> None:
+    at = cases.now()
+    fresh = (at + timedelta(hours=4), at + timedelta(days=3))  # an escalation's new times
+    assert tasks.past_deadline(CaseStatus.NEW, *fresh, at - timedelta(hours=1), at)
+    assert tasks.past_deadline(CaseStatus.ACCEPTED, *fresh, at - timedelta(hours=1), at)
+    assert not tasks.past_deadline(CaseStatus.NEW, *fresh, at + timedelta(hours=1), at)
+    assert not tasks.past_deadline(CaseStatus.NEW, *fresh, None, at), "a villager's case"
+    assert not tasks.past_deadline(CaseStatus.RESOLVED, *fresh, at - timedelta(days=9), at)
+    assert tasks.past_deadline(CaseStatus.NEW, at - timedelta(seconds=1), fresh[1], None, at)
