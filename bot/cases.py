@@ -290,6 +290,7 @@ async def _load(case_id: int) -> Case:
     case = await Case.get_or_none(id=case_id)
     if case is None:
         raise CaseRefused(Refusal.NOT_FOUND)
+    logs.acting_on(case.number)  # the log's lines from here on, a refusal's too, name it
     return case
 
 

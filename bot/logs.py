@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Literal
+from typing import Any, Literal
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -105,9 +105,19 @@ class Redact(logging.Filter):
         return True
 
 
+class _JsonLines(JsonFormatter):
+    """python-json-logger formats the traceback itself, from the exception: redacted here."""
+
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+
 def formatter(log_format: LogFormat) -> logging.Formatter:
     if log_format == "json":
-        return JsonFormatter(
+        return _JsonLines(
             JSON_FIELDS,
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             json_ensure_ascii=False,
