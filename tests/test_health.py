@@ -6,6 +6,7 @@ in a worker: the tests read how much they moved, never their absolute values.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,14 +14,16 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import backoffice
 import pytest
+from conftest import TEST_REDIS_URL
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot import db
 from bot.config import load_settings
 from bot.models import CaseStatus, Delivery, DeliveryKind
-from bot.sandbox import Sandbox
+from bot.sandbox import Sandbox, _free_port
 from scheduler.policy import Policy
 from scheduler.service import Supervisor
+from web.server import WebServer
 
 TOKEN = "s3cret-metrics-token-0123456789"
 
@@ -72,6 +75,7 @@ async def test_healthz_and_readyz_answer_on_a_running_bot(served: Sandbox) -> No
     assert status == 200, body
     assert body["ready"] is True and body["failing"] == []
     assert set(body["checks"]) >= {"database", "outbox", "scheduler"}
+    assert ("redis" in body["checks"]) == bool(TEST_REDIS_URL)
     assert all(check["ok"] for check in body["checks"].values())
     # Public: no session, no sign-in page, and the back office's own pages still want one.
     status, _, _ = await _get(f"{served.web_url}/cases")
@@ -174,3 +178,22 @@ async def test_metrics_count_a_conversation_its_429_the_outbox_and_the_cases(
     labels = " ".join(f"{key}={value}" for _, keys in after for key, value in keys)
     for personal in ("1001", villager.name, "13800000001", case.number):
         assert personal not in labels
+
+
+async def test_readyz_names_redis_when_it_does_not_answer(database: str) -> None:
+    """The back office served alone (`villagebot web`) with REDIS_URL at a closed port."""
+    closed_port = _free_port()
+    settings = load_settings(
+        database_url=database, web_listen="127.0.0.1:0",
+        redis_url=f"redis://127.0.0.1:{closed_port}/0",
+    )
+    server = await WebServer.start(settings)
+    try:
+        status, _, text = await _get(f"http://127.0.0.1:{server.port}/readyz")
+    finally:
+        await server.stop()
+    body = json.loads(text)
+    assert status == 503
+    assert body["failing"] == ["redis"]
+    assert "scheduler" not in body["checks"]  # this process runs none
+    assert body["checks"]["database"]["ok"] and body["checks"]["outbox"]["ok"]
