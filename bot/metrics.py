@@ -193,4 +193,4 @@ async def refresh() -> None:
         )
     }
     for status in CaseStatus:
-        CASES.labels(status.value).set(counted.get(status.value, counted.get(status, 0)))
+        CASES.labels(status.value).set(counted.get(status.value, 0))
