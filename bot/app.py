@@ -26,11 +26,13 @@ from bot.flows import casework as casework_flow
 from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
+from bot.metrics import CountCalls, Observe
 from bot.middlewares import OnceOnly, PersonMiddleware
 from bot.startup import CannotStart, import_directory_file, reach_telegram
 from bot.storage import make_storage
 from scheduler.policy import Policy
 from scheduler.service import Clock, Supervisor, wall_clock
+from web import health
 from web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     dispatcher["settings"] = settings
     dispatcher["invite_ttl_days"] = settings.invite_ttl_days
     dispatcher["clock"] = clock
+    # Counted, timed and named in the log from here on (the duplicate check included).
+    dispatcher.update.outer_middleware(Observe())
     # Inside aiogram's per-person lock (its FSM middleware comes first): a redelivered update
     # waits for its first delivery and is then dropped.
     dispatcher.update.outer_middleware(OnceOnly(handled))
@@ -159,6 +163,7 @@ class Villagebot:
             # Replies paced with the courier, retried, never stopped by a cosmetic call.
             bot.session.middleware(DirectReplies(courier))
             bot.session.middleware(KeepResponseModels())
+            bot.session.middleware(CountCalls())  # innermost: each try is a call
             await courier.start()
             undo.push_async_callback(courier.stop)
             supervisor = None
@@ -170,6 +175,8 @@ class Villagebot:
                 await supervisor.start()
                 undo.push_async_callback(supervisor.stop)
             web = await start_web(settings, bot) if settings.web_listen else None
+            if web is not None:
+                web.runner.app[health.WATCHED].supervisor = supervisor  # for /readyz
             undo.pop_all()  # started: from now on `stop` undoes it
         # What start-up made lives as long as the process: aiogram alone is some 200,000
         # objects (the whole Bot API as pydantic models). Frozen, the collector stops walking

@@ -20,7 +20,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot import delivery
+from bot import delivery, logs
 from bot.models import (
     Case,
     CaseCounter,
@@ -252,6 +252,7 @@ async def _create(
     at: datetime,
 ) -> Change:
     number = await _next_number(villager.township.id, villager.township.code, at.year)
+    logs.acting_on(number)
     case = await Case.create(
         number=number,
         township_id=villager.township.id,
@@ -289,6 +290,7 @@ async def _load(case_id: int) -> Case:
     case = await Case.get_or_none(id=case_id)
     if case is None:
         raise CaseRefused(Refusal.NOT_FOUND)
+    logs.acting_on(case.number)  # the log's lines from here on, a refusal's too, name it
     return case
 
 
@@ -304,6 +306,7 @@ async def _move(
     **changes: object,
 ) -> Change:
     """The one place a case changes: conditional UPDATE, then its history event."""
+    logs.acting_on(case.number)
     allowed, target = TRANSITIONS[action]
     if case.status not in allowed:
         raise CaseRefused(Refusal.WRONG_STATE, case)
@@ -528,6 +531,7 @@ async def open_task_case(
     task's words and deadline; in the caller's transaction (`bot.tasks.create`), which has
     made this year's counter row."""
     number = await _next_number(township.id, township.code, at.year)
+    logs.acting_on(number)
     case = await Case.create(
         number=number,
         township_id=township.id,

@@ -363,9 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as error:
         return _fail(str(error))
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from bot import logs
+
+    logs.configure(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
         logging.getLogger("tortoise").setLevel(logging.WARNING)
     key = f"{args.command} {args.action}" if args.command == "directory" else args.command

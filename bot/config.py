@@ -10,6 +10,7 @@ import base64
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,6 +49,13 @@ class Settings(BaseSettings):
     directory_file: Path | None = None
     invite_ttl_days: int = Field(default=7, ge=1, le=365)
     log_level: str = "INFO"
+    #: `text` (one readable line each) or `json` (JSON lines for a log collector).
+    log_format: Literal["text", "json"] = "text"
+    # Health and metrics (web/health.py): see the README's "Health, metrics and logs".
+    #: `/readyz` fails when an outbox row due this long ago is still not sent.
+    ready_outbox_seconds: int = Field(default=300, ge=10, le=86_400)
+    #: `/metrics` is served only with `Authorization: Bearer <this>`; unset, it is not served.
+    metrics_token: str | None = None
     #: What the Bot API server allows overall: Telegram's 30; a local test server may allow more.
     messages_per_second: int = Field(default=30, ge=1, le=100_000)
     #: This process's name for the outbox's leases: a restart under the same name takes back
@@ -190,6 +198,24 @@ class Settings(BaseSettings):
                 "must be an http:// or https:// URL template with {z}, {x} and {y}, e.g. "
                 "https://tile.openstreetmap.org/{z}/{x}/{y}.png (or be empty for no tiles)"
             )
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in ("text", "json"):
+                raise ValueError("must be text or json")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if len(value) < 16 or not value.isascii() or any(c.isspace() for c in value):
+            raise ValueError("must be at least 16 characters, no spaces (or be empty)")
         return value
 
     @field_validator("log_level")

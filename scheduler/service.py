@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot import metrics
 from scheduler import digest, ranking, repeats
 from scheduler.policy import Policy
 from scheduler.supervision import SweepReport, sweep
@@ -51,6 +53,9 @@ class Supervisor:
         self._lock = asyncio.Lock()
         #: What the latest tick did (None before the first): for the log and a health check.
         self.last_tick: TickReport | None = None
+        #: `time.monotonic()` when the latest tick completed, or when started before the first:
+        #: `/readyz` says the scheduler is stuck when this falls behind (`stalled`).
+        self.last_tick_at: float | None = None
 
     async def tick(self) -> TickReport:
         """Everything due at the clock's now; safe to run again at the same moment."""
@@ -63,7 +68,17 @@ class Supervisor:
                 rankings=await self._guarded("red/grey lists", ranking.due(now, self.policy)),
             )
             self.last_tick = report
+            self.last_tick_at = time.monotonic()
+        metrics.ticked()
         return report
+
+    def stalled(self, intervals: int = 3) -> float | None:
+        """Seconds since the latest tick when more than `intervals` sweeps were missed (a
+        tick that hangs or keeps failing), else None."""
+        if self.last_tick_at is None:
+            return None
+        since = time.monotonic() - self.last_tick_at
+        return since if since > intervals * self.every_seconds else None
 
     @staticmethod
     async def _guarded(what: str, work: object) -> int:
@@ -94,6 +109,7 @@ class Supervisor:
             misfire_grace_time=None,
         )
         self._scheduler.start()
+        self.last_tick_at = self.last_tick_at or time.monotonic()
         log.info("scheduler started: every %ss", self.every_seconds)
 
     async def stop(self) -> None:

@@ -25,7 +25,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import casemap, dashboard, directory, faq, login, notices, tasks, views
+from web import casemap, dashboard, directory, faq, health, login, notices, tasks, views
 from web.files import FILES, FileStore
 
 HERE = Path(__file__).resolve().parent
@@ -74,6 +74,7 @@ def build(settings: Settings, key: bytes, bot: Bot | None = None) -> web.Applica
     app.router.add_routes(notices.routes)
     app.router.add_routes(tasks.routes)
     app.router.add_static("/static", STATIC)
+    health.setup(app, settings)  # /healthz, /readyz, /metrics: no session needed
     return app
 
 

@@ -21,7 +21,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from bot import cases, faq, keyboards, scope
+from bot import cases, faq, keyboards, logs, scope
 from bot.callbacks import CaseAction
 from bot.cases import CaseRefused, Refusal
 from bot.i18n import _
@@ -123,6 +123,8 @@ async def refusal_text(refused: CaseRefused, person: Person, check: Check = "han
 
 
 def log_refusal(person: Person, what: str, case_id: int, refused: CaseRefused) -> None:
+    if refused.case is not None:
+        logs.acting_on(refused.case.number)
     log.warning(
         "case %s: %s by account %s refused: %s", case_id, what, person.account.id,
         refused.reason.value,
