@@ -1230,6 +1230,14 @@ class UserHandle:
             content["entities"] = entities
         return await self._emulator._user_message(self, chat, content, reply_to=reply_to)
 
+    async def text_update(self, text: str) -> dict:
+        """The update that sending `text` in the private chat makes, kept out of the queue:
+        for a test that delivers it itself (to a webhook, forged, twice)."""
+        plain, entities = _format(text, None, None)
+        content: dict[str, Any] = {"text": plain, **({"entities": entities} if entities else {})}
+        message = await self._emulator._user_message(self, None, content, queue=False)
+        return {"update_id": next(self._emulator._update_ids), "message": _public(message)}
+
     async def send_photo(
         self,
         *,
@@ -2090,7 +2098,7 @@ class BotAPIEmulator:
         max_connections = p.integer("max_connections")
         self._set_allowed(p.obj("allowed_updates", "allowed updates"))
         if p.flag("drop_pending_updates"):
-            self._updates = deque(q for q in self._updates if q.posting)
+            self._updates.clear()
         unchanged = (url, secret) == (self._webhook_url, self._webhook_secret)
         self._webhook_url, self._webhook_secret = url, secret
         # Telegram keeps the value within 1..100, 40 when not given.
@@ -2110,7 +2118,7 @@ class BotAPIEmulator:
 
     def _remove_webhook(self, drop_pending: bool) -> _Described:
         if drop_pending:
-            self._updates = deque(q for q in self._updates if q.posting)
+            self._updates.clear()
         if not self._webhook_url:
             return _Described(True, "Webhook is already deleted")
         self._webhook_url, self._webhook_secret = "", None
@@ -2190,6 +2198,8 @@ class BotAPIEmulator:
             error = await self._post_update(url, secret, queued.update) if url else "deleted"
         finally:
             queued.posting = False
+            # Free its connection now: the notification below lets the next one start.
+            self._webhook_posts.discard(asyncio.current_task())  # type: ignore[arg-type]
         if error is None:
             queued.delivered = True
             with contextlib.suppress(ValueError):
@@ -2953,6 +2963,7 @@ class BotAPIEmulator:
         content: dict,
         *,
         reply_to: dict | int | None = None,
+        queue: bool = True,
     ) -> dict:
         """Store what the user sent and queue it for the bot, if the bot may see it."""
         chat = self._user_chat(user, chat_id)
@@ -2975,7 +2986,7 @@ class BotAPIEmulator:
             )
         message.update(content)
         self._store(chat, message)
-        if self._bot_sees(chat, message):
+        if queue and self._bot_sees(chat, message):
             self._enqueue("message", _public(message))
         await asyncio.sleep(0)
         return message
