@@ -172,6 +172,16 @@ async def test_an_update_posted_twice_is_handled_once(hooked: Sandbox) -> None:
     )
 
 
+async def test_a_restart_keeps_the_webhook_and_the_conversation(hooked: Sandbox) -> None:
+    li = await _villager(hooked, LI, "李明")
+    await li.press("📝 我要反映问题")
+    await li.expect("您要反映哪方面的问题？请点一个类别。")
+    await hooked.restart_bot()
+    assert hooked.emulator.stats.requests["setWebhook"] == 1, "set already: not set again"
+    await li.tap("环境卫生")
+    await li.expect("环境卫生：具体是哪一类？")
+
+
 async def test_run_in_polling_mode_refuses_while_a_webhook_is_set(database_url: str) -> None:
     from bot.app import Villagebot
     from bot.startup import CannotStart
