@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -28,12 +29,19 @@ from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.metrics import CountCalls, Observe
 from bot.middlewares import OnceOnly, PersonMiddleware
-from bot.startup import CannotStart, import_directory_file, reach_telegram
+from bot.startup import (
+    CannotStart,
+    import_directory_file,
+    reach_telegram,
+    refuse_if_webhook_set,
+    set_webhook,
+)
 from bot.storage import make_storage
 from scheduler.policy import Policy
 from scheduler.service import Clock, Supervisor, wall_clock
 from web import health
 from web.server import WebServer
+from web.webhook import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +116,13 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     return dispatcher
 
 
-async def start_web(settings: Settings, bot: Bot | None = None) -> WebServer:
+async def start_web(
+    settings: Settings, bot: Bot | None = None, webhook: Webhook | None = None
+) -> WebServer:
     """The back office on WEB_LISTEN, or `CannotStart` saying why it cannot listen there;
-    `bot` fetches the cases' files from Telegram for it."""
+    `bot` fetches the cases' files from Telegram for it; `webhook` answers Telegram's POSTs."""
     try:
-        server = await WebServer.start(settings, bot)
+        server = await WebServer.start(settings, bot, webhook)
     except OSError as error:
         raise CannotStart(
             f"setting WEB_LISTEN: cannot serve the back office on {settings.web_listen}: "
@@ -134,6 +144,8 @@ class Villagebot:
     supervisor: Supervisor | None = None
     #: The back office; None when WEB_LISTEN is empty.
     web: WebServer | None = None
+    #: Set by `stop`: what `receive` waits for in webhook mode.
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def start(
@@ -153,6 +165,8 @@ class Villagebot:
             bot = bot or build_bot(settings)
             undo.push_async_callback(bot.session.close)
             await reach_telegram(bot, settings.telegram_api_url)
+            if not settings.webhook_url:
+                await refuse_if_webhook_set(bot)
             dispatcher = build_dispatcher(settings, clock)
             undo.push_async_callback(dispatcher.storage.close)
             undo.push_async_callback(dispatcher.fsm.events_isolation.close)
@@ -174,9 +188,18 @@ class Villagebot:
                 )
                 await supervisor.start()
                 undo.push_async_callback(supervisor.stop)
-            web = await start_web(settings, bot) if settings.web_listen else None
+            webhook = None
+            if settings.webhook_url:
+                assert settings.webhook_secret is not None  # Settings require it
+                webhook = Webhook(
+                    settings.webhook_path, settings.webhook_secret, bot, dispatcher
+                )
+            web = await start_web(settings, bot, webhook) if settings.web_listen else None
             if web is not None:
                 web.runner.app[health.WATCHED].supervisor = supervisor  # for /readyz
+                undo.push_async_callback(web.stop)
+            if webhook is not None:  # listening already: the first POST finds an answer
+                await set_webhook(bot, settings, dispatcher.resolve_used_update_types())
             undo.pop_all()  # started: from now on `stop` undoes it
         # What start-up made lives as long as the process: aiogram alone is some 200,000
         # objects (the whole Bot API as pydantic models). Frozen, the collector stops walking
@@ -189,6 +212,15 @@ class Villagebot:
             supervisor=supervisor, web=web,
         )
 
+    async def receive(self) -> None:
+        """Receive updates until stopped: by webhook with WEBHOOK_URL, else by polling."""
+        if self.settings.webhook_url:
+            log.info("receiving updates by webhook: POST %s on %s",
+                     self.settings.webhook_path, self.settings.web_listen)
+            await self.stopped.wait()
+        else:
+            await self.poll()
+
     async def poll(self) -> None:
         """Receive updates by long polling until stopped."""
         await self.dispatcher.start_polling(
@@ -196,6 +228,7 @@ class Villagebot:
         )
 
     async def stop(self) -> None:
+        self.stopped.set()
         if self.web is not None:
             await self.web.stop()
         with contextlib.suppress(RuntimeError):  # raised when polling never started

@@ -1,4 +1,4 @@
-"""The `villagebot` command: run, demo, migrate, directory, invite, digest, ranking."""
+"""The `villagebot` command: run, demo, migrate, directory, invite, digest, ranking, webhook."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class Refused(Exception):
 
 
 async def _run(settings: Settings, _args: argparse.Namespace) -> int:
-    """Start, poll until Ctrl-C or SIGTERM, stop. A start that cannot succeed says why."""
+    """Start, receive updates (by polling, or by webhook with WEBHOOK_URL) until Ctrl-C or
+    SIGTERM, stop. A start that cannot succeed says why."""
     if not settings.bot_token:
         return _fail("setting BOT_TOKEN: required to run the bot (try `villagebot demo`)")
     stopping = asyncio.Event()
@@ -49,10 +50,10 @@ async def _run(settings: Settings, _args: argparse.Namespace) -> int:
         app = starting.result()
     except CannotStart as error:
         return _fail(str(error), 1)
-    polling = asyncio.ensure_future(app.poll())
-    await _unless_stopped(polling, stopping, cancel=False)
+    receiving = asyncio.ensure_future(app.receive())
+    await _unless_stopped(receiving, stopping, cancel=False)
     await app.stop()  # ends the polling as aiogram means it to end
-    await polling
+    await receiving
     return 0
 
 
@@ -94,6 +95,61 @@ async def _web(settings: Settings, _args: argparse.Namespace) -> int:
         if bot is not None:
             await bot.session.close()
     return 0
+
+
+async def _webhook(settings: Settings, args: argparse.Namespace) -> int:
+    """`webhook set|delete|info`: done once for the whole deployment, not by each process."""
+    if not settings.bot_token:
+        return _fail("setting BOT_TOKEN: required to ask Telegram about the webhook")
+    from aiogram.exceptions import TelegramAPIError
+
+    from bot.app import build_bot, build_dispatcher
+    from bot.startup import CannotStart, set_webhook
+
+    bot = build_bot(settings)
+    try:
+        if args.action == "set":
+            if not settings.webhook_url:
+                return _fail("setting WEBHOOK_URL: empty, so there is no webhook to set")
+            dispatcher = build_dispatcher(settings)
+            allowed = dispatcher.resolve_used_update_types()
+            await dispatcher.storage.close()
+            await dispatcher.fsm.events_isolation.close()
+            try:
+                await set_webhook(bot, settings, allowed, always=True)
+            except CannotStart as error:
+                return _fail(str(error), 1)
+            print(f"webhook set: {settings.webhook_url} ({', '.join(allowed)})")
+        elif args.action == "delete":
+            await bot.delete_webhook(drop_pending_updates=args.drop_pending_updates)
+            print("webhook deleted" + (
+                "; pending updates dropped" if args.drop_pending_updates else ""
+            ))
+        else:
+            print(_webhook_info(await bot.get_webhook_info(), settings.timezone))
+    except TelegramAPIError as error:
+        return _fail(f"Telegram at {settings.telegram_api_url} answered {error.message!r}", 1)
+    finally:
+        await bot.session.close()
+    return 0
+
+
+def _webhook_info(info: Any, timezone: str) -> str:
+    """getWebhookInfo as lines of `name: value`, the last error's time as read in TIMEZONE."""
+    lines = [
+        f"url: {info.url or '(none: the bot polls)'}",
+        f"pending updates: {info.pending_update_count}",
+    ]
+    if info.url:
+        lines.append(f"max connections: {info.max_connections}")
+        allowed = info.allowed_updates
+        lines.append(f"allowed updates: {', '.join(allowed) if allowed else '(default)'}")
+    if info.last_error_date is not None:
+        when = _township_time(info.last_error_date, timezone)
+        lines.append(f"last error: {when}: {info.last_error_message}")
+    else:
+        lines.append("last error: none")
+    return "\n".join(lines)
 
 
 async def _unless_stopped(
@@ -315,6 +371,21 @@ def parser() -> argparse.ArgumentParser:
         help="play the story and exit, without serving the back office afterwards",
     )
     commands.add_parser("web", help="serve the back office alone, on WEB_LISTEN")
+    webhook = commands.add_parser(
+        "webhook", help="set, delete or show the webhook (once for the whole deployment)"
+    )
+    webhook_commands = webhook.add_subparsers(dest="action", required=True)
+    webhook_commands.add_parser(
+        "set", help="point Telegram at WEBHOOK_URL with WEBHOOK_SECRET and the update types used"
+    )
+    deleting = webhook_commands.add_parser("delete", help="remove the webhook (to poll again)")
+    deleting.add_argument(
+        "--drop-pending-updates", action="store_true",
+        help="also drop the updates Telegram has not delivered yet",
+    )
+    webhook_commands.add_parser(
+        "info", help="show the webhook: URL, pending updates, the last error"
+    )
     commands.add_parser("migrate", help="create or upgrade the database schema")
     directory = commands.add_parser("directory", help="import or export a township directory")
     directory_commands = directory.add_subparsers(dest="action", required=True)
@@ -344,6 +415,9 @@ def parser() -> argparse.ArgumentParser:
 _ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
     "run": _run,
     "web": _web,
+    "webhook set": _webhook,
+    "webhook delete": _webhook,
+    "webhook info": _webhook,
     "demo": _demo,
     "migrate": _migrate,
     "directory import": _directory_import,
@@ -368,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     if settings.log_level != "DEBUG":
         logging.getLogger("tortoise").setLevel(logging.WARNING)
-    key = f"{args.command} {args.action}" if args.command == "directory" else args.command
+    key = (
+        f"{args.command} {args.action}" if args.command in ("directory", "webhook")
+        else args.command
+    )
     try:
         return asyncio.run(_ACTIONS[key](settings, args))
     except Refused as error:

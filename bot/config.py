@@ -7,6 +7,7 @@ run a township's bot are rarely Python programmers: `SettingsError` carries that
 from __future__ import annotations
 
 import base64
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.languages import LANGUAGES, normalize_language
@@ -29,6 +30,10 @@ SUPERVISION_PARSERS: dict[str, Callable[[str], object]] = {
 }
 
 _DB_SCHEMES = {"sqlite", "postgres", "postgresql", "asyncpg"}
+#: What Telegram accepts as a webhook's secret token.
+WEBHOOK_SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+#: Hosts a plain-http webhook may name: a local Bot API server or the emulator on this machine.
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class SettingsError(Exception):
@@ -86,6 +91,11 @@ class Settings(BaseSettings):
     #: no tiles: the pins on a plain background.
     web_tiles: str = ""
     web_tiles_attribution: str = ""
+    # Webhook mode: see the README's "Webhook" part. Empty: the bot polls (one process).
+    #: The public https URL Telegram POSTs updates to; its path is the route on WEB_LISTEN.
+    webhook_url: str = ""
+    #: Telegram sends it in every POST's X-Telegram-Bot-Api-Secret-Token header.
+    webhook_secret: str | None = None
 
     @field_validator("bot_token")
     @classmethod
@@ -218,6 +228,54 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters, no spaces (or be empty)")
         return value
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value)
+        loopback_http = parts.scheme == "http" and parts.hostname in _LOOPBACK
+        if (parts.scheme != "https" and not loopback_http) or not parts.hostname:
+            raise ValueError(
+                "must be an https:// URL, as Telegram requires (http:// only on 127.0.0.1, "
+                "for a local Bot API server), or be empty to poll"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("must be a URL without ?query or #fragment: its path is the route")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not WEBHOOK_SECRET_PATTERN.fullmatch(value):
+            raise ValueError(
+                "must be 1-256 characters of A-Z, a-z, 0-9, _ and - (what Telegram accepts), "
+                "e.g. one made by: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _webhook(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError(
+                "setting WEBHOOK_SECRET: required with WEBHOOK_URL, so that only Telegram's "
+                "POSTs are handled"
+            )
+        if self.webhook_url and not self.web_listen:
+            raise ValueError(
+                "setting WEB_LISTEN: empty, but WEBHOOK_URL needs it: Telegram's POSTs are "
+                "answered there"
+            )
+        return self
+
+    @property
+    def webhook_path(self) -> str:
+        """The route Telegram's POSTs arrive on: WEBHOOK_URL's path (behind the proxy)."""
+        return urlsplit(self.webhook_url).path or "/"
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -241,6 +299,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors()[0]
-        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a check across settings names them itself
+            raise SettingsError(message) from None
+        name = str(first["loc"][0]).upper()
         raise SettingsError(f"setting {name}: {message}") from None

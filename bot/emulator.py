@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, MultipartReader, web
 
@@ -130,6 +131,12 @@ _COMMAND = re.compile(r"[a-z0-9_]{1,32}")
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _WEBHOOK_FIRST_RETRY = 0.1
 _WEBHOOK_MAX_RETRY = 2.0
+#: The ports Telegram delivers webhooks to.
+_WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
+_WEBHOOK_HTTPS = "bad webhook: An HTTPS URL must be provided for webhook"
+_WEBHOOK_PORT = "bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+_WEBHOOK_SECRET = "secret token contains unallowed characters"
+_DEFAULT_MAX_CONNECTIONS = 40
 
 # Bytes that make each kind of file look like what it is to anyone who opens it.
 _PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
@@ -245,6 +252,8 @@ class _Fault:
 class _Queued:
     update: dict
     delivered: bool = False
+    #: Being POSTed to the webhook now.
+    posting: bool = False
 
 
 @dataclass
@@ -1221,6 +1230,14 @@ class UserHandle:
             content["entities"] = entities
         return await self._emulator._user_message(self, chat, content, reply_to=reply_to)
 
+    async def text_update(self, text: str) -> dict:
+        """The update that sending `text` in the private chat makes, kept out of the queue:
+        for a test that delivers it itself (to a webhook, forged, twice)."""
+        plain, entities = _format(text, None, None)
+        content: dict[str, Any] = {"text": plain, **({"entities": entities} if entities else {})}
+        message = await self._emulator._user_message(self, None, content, queue=False)
+        return {"update_id": next(self._emulator._update_ids), "message": _public(message)}
+
     async def send_photo(
         self,
         *,
@@ -1440,7 +1457,11 @@ class BotAPIEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         limits: bool = False,
+        webhook_http: bool = False,
     ) -> None:
+        """`webhook_http=True` is the one difference from Telegram, for tests: `setWebhook`
+        then also accepts http://127.0.0.1 on any port (Telegram wants https on 443, 80, 88
+        or 8443, and refuses the rest with its error texts, as the emulator does otherwise)."""
         head, _, _ = token.partition(":")
         if not head.isdigit():
             raise ValueError("a bot token starts with the bot's numeric id, as in 123456:ABC")
@@ -1451,6 +1472,7 @@ class BotAPIEmulator:
         self.host = host
         self.port = port
         self.limits = limits
+        self.webhook_http = webhook_http
         self.sending_limits = SendingLimits()
         #: Telegram's default for bots: in groups only commands and replies reach the bot.
         self.privacy_mode = True
@@ -1488,6 +1510,10 @@ class BotAPIEmulator:
         self._webhook_secret: str | None = None
         self._webhook_error: tuple[int, str] | None = None
         self._webhook_task: asyncio.Task[None] | None = None
+        self._webhook_max_connections = _DEFAULT_MAX_CONNECTIONS
+        self._webhook_posts: set[asyncio.Task[None]] = set()
+        #: Per sender: when its next delivery may be tried, and the wait after a next failure.
+        self._webhook_backoff: dict[Any, tuple[float, float]] = {}
 
         handlers: dict[str, _Handler] = {
             "getMe": self._get_me,
@@ -1568,10 +1594,12 @@ class BotAPIEmulator:
         self._updates_signal.notify()
         self._bot_signal.notify()
         task, self._webhook_task = self._webhook_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        posts, self._webhook_posts = self._webhook_posts, set()
+        for running in [task, *posts]:
+            if running is not None:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -2043,21 +2071,42 @@ class BotAPIEmulator:
                 return [queued.update for queued in batch]
             await _wait(event, remaining)
 
+    def _check_webhook_url(self, url: str) -> None:
+        """Telegram's checks of a webhook URL, with its texts; see `webhook_http`."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise _bad("bad webhook: Failed to resolve host: Name or service not known") from None
+        if not parts.hostname:
+            raise _bad(_WEBHOOK_HTTPS)
+        if self.webhook_http and parts.scheme.lower() == "http" and parts.hostname == "127.0.0.1":
+            return
+        if parts.scheme.lower() != "https":
+            raise _bad(_WEBHOOK_HTTPS)
+        if (port or 443) not in _WEBHOOK_PORTS:
+            raise _bad(_WEBHOOK_PORT)
+
     async def _set_webhook(self, p: _Params) -> _Described:
         url = p.text("url") or ""
         if not url:
             return self._remove_webhook(p.flag("drop_pending_updates"))
-        if not re.match(r"https?://[^/\s]+", url, re.IGNORECASE):
-            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
-        secret = p.text("secret_token")
+        self._check_webhook_url(url)
+        secret = p.text("secret_token") or None
         if secret is not None and not _SECRET_TOKEN.fullmatch(secret):
-            raise _bad("secret token contains unallowed characters")
+            raise _bad(_WEBHOOK_SECRET)
+        max_connections = p.integer("max_connections")
         self._set_allowed(p.obj("allowed_updates", "allowed updates"))
         if p.flag("drop_pending_updates"):
             self._updates.clear()
         unchanged = (url, secret) == (self._webhook_url, self._webhook_secret)
         self._webhook_url, self._webhook_secret = url, secret
+        # Telegram keeps the value within 1..100, 40 when not given.
+        self._webhook_max_connections = min(
+            max(max_connections or _DEFAULT_MAX_CONNECTIONS, 1), 100
+        )
         self._webhook_error = None
+        self._webhook_backoff.clear()
         self._poll_generation += 1
         self._updates_signal.notify()
         if self._webhook_task is None or self._webhook_task.done():
@@ -2083,7 +2132,7 @@ class BotAPIEmulator:
             "pending_update_count": len(self._updates),
         }
         if self._webhook_url:
-            info["max_connections"] = 40
+            info["max_connections"] = self._webhook_max_connections
             info["ip_address"] = self.host
             if self._allowed_updates is not None:
                 info["allowed_updates"] = sorted(self._allowed_updates)
@@ -2091,27 +2140,79 @@ class BotAPIEmulator:
                 info["last_error_date"], info["last_error_message"] = self._webhook_error
         return info
 
+    @staticmethod
+    def _sender(update: dict) -> Any:
+        """Whose update it is: one sender's updates are delivered in order, one at a time."""
+        for key, value in update.items():
+            if key != "update_id" and isinstance(value, dict):
+                who = value.get("from") or value.get("user") or value.get("chat")
+                if isinstance(who, dict) and "id" in who:
+                    return who["id"]
+        return ("update", update.get("update_id"))
+
+    def _next_deliveries(self) -> tuple[list[_Queued], float | None]:
+        """The updates to POST now (each sender's first, not backing off, within
+        max_connections), and when the next backed-off one may be tried."""
+        now = time.monotonic()
+        free = self._webhook_max_connections - len(self._webhook_posts)
+        ready: list[_Queued] = []
+        waiting: float | None = None
+        senders: set[Any] = set()
+        for queued in self._updates:
+            sender = self._sender(queued.update)
+            if sender in senders:
+                continue
+            senders.add(sender)
+            if queued.posting:
+                continue
+            retry_at, _ = self._webhook_backoff.get(sender, (0.0, 0.0))
+            if retry_at > now:
+                waiting = retry_at if waiting is None else min(waiting, retry_at)
+                continue
+            if len(ready) < free:
+                ready.append(queued)
+        return ready, waiting
+
     async def _deliver_webhooks(self) -> None:
-        """POST queued updates to the webhook one at a time, in order, retrying with backoff."""
-        delay = _WEBHOOK_FIRST_RETRY
+        """POST queued updates to the webhook as Telegram does: up to max_connections at
+        once, each sender's in order; a failed one is kept and tried again after a wait that
+        doubles (per sender), and leaves the queue once answered with a 2xx."""
         while not self._closing and self._webhook_url:
             event = self._updates_signal.event
             self._drop_disallowed()
-            if not self._updates:
-                await _wait(event, None)
+            ready, waiting = self._next_deliveries()
+            for queued in ready:
+                queued.posting = True
+                post = asyncio.create_task(self._deliver_one(queued))
+                self._webhook_posts.add(post)
+                post.add_done_callback(self._webhook_posts.discard)
+            if ready:
                 continue
-            queued = self._updates[0]
-            error = await self._post_update(self._webhook_url, self._webhook_secret, queued.update)
-            if error is None:
-                queued.delivered = True
-                if self._updates and self._updates[0] is queued:
-                    self._updates.popleft()
-                self.stats.updates_delivered += 1
-                delay = _WEBHOOK_FIRST_RETRY
-                continue
+            timeout = None if waiting is None else max(waiting - time.monotonic(), 0.0)
+            await _wait(event, timeout)
+
+    async def _deliver_one(self, queued: _Queued) -> None:
+        sender = self._sender(queued.update)
+        try:
+            url, secret = self._webhook_url, self._webhook_secret
+            error = await self._post_update(url, secret, queued.update) if url else "deleted"
+        finally:
+            queued.posting = False
+            # Free its connection now: the notification below lets the next one start.
+            self._webhook_posts.discard(asyncio.current_task())  # type: ignore[arg-type]
+        if error is None:
+            queued.delivered = True
+            with contextlib.suppress(ValueError):
+                self._updates.remove(queued)
+            self._webhook_backoff.pop(sender, None)
+            self.stats.updates_delivered += 1
+        elif url:
             self._webhook_error = (int(time.time()), error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _WEBHOOK_MAX_RETRY)
+            _, delay = self._webhook_backoff.get(sender, (0.0, _WEBHOOK_FIRST_RETRY))
+            self._webhook_backoff[sender] = (
+                time.monotonic() + delay, min(delay * 2, _WEBHOOK_MAX_RETRY)
+            )
+        self._updates_signal.notify()
 
     async def _post_update(self, url: str, secret: str | None, update: dict) -> str | None:
         """Deliver one update; None on success, else Telegram's last_error_message for it."""
@@ -2862,6 +2963,7 @@ class BotAPIEmulator:
         content: dict,
         *,
         reply_to: dict | int | None = None,
+        queue: bool = True,
     ) -> dict:
         """Store what the user sent and queue it for the bot, if the bot may see it."""
         chat = self._user_chat(user, chat_id)
@@ -2884,7 +2986,7 @@ class BotAPIEmulator:
             )
         message.update(content)
         self._store(chat, message)
-        if self._bot_sees(chat, message):
+        if queue and self._bot_sees(chat, message):
             self._enqueue("message", _public(message))
         await asyncio.sleep(0)
         return message

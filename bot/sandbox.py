@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import tempfile
 from collections.abc import Callable
@@ -101,9 +102,12 @@ class Sandbox:
         limits: bool = False,
         clock: Clock = wall_clock,
         web: bool = False,
+        webhook: bool = False,
         **settings: object,
     ) -> None:
-        self.emulator = BotAPIEmulator(limits=limits)
+        """`webhook=True`: the bot in webhook mode, the emulator POSTing the updates to it on
+        the back office's port (served then too), as Telegram would behind a proxy."""
+        self.emulator = BotAPIEmulator(limits=limits, webhook_http=webhook)
         self._database_url = database_url
         self._directory = directory
         # Tests and the demo drive the scheduler themselves, unless they ask for it; `clock`
@@ -112,12 +116,15 @@ class Sandbox:
         # The back office only when asked, on a free port of loopback: `web_url` is its address.
         # The back office keeps the files it fetched from Telegram in a folder of its own.
         self._files: tempfile.TemporaryDirectory[str] | None = None
-        if web:
+        if web or webhook:
             self._files = tempfile.TemporaryDirectory(prefix="villagebot-files-")
             settings.setdefault("web_files", Path(self._files.name))
             port = _free_port()
             settings.setdefault("web_listen", f"127.0.0.1:{port}")
             settings.setdefault("web_url", f"http://127.0.0.1:{port}")
+            if webhook:
+                settings.setdefault("webhook_url", f"http://127.0.0.1:{port}/telegram/updates")
+                settings.setdefault("webhook_secret", secrets.token_urlsafe(32))
         else:
             settings.setdefault("web_listen", "")
         self._settings = settings
@@ -146,7 +153,7 @@ class Sandbox:
             **self._settings,
         )
         self.app = await Villagebot.start(settings, clock=self._clock)
-        self._polling = asyncio.create_task(self.app.poll())
+        self._polling = asyncio.create_task(self.app.receive())
         return self
 
     def phone(
@@ -164,7 +171,7 @@ class Sandbox:
         await self._stop_bot()
         settings = self.settings
         self.app = await Villagebot.start(settings, clock=self._clock)
-        self._polling = asyncio.create_task(self.app.poll())
+        self._polling = asyncio.create_task(self.app.receive())
 
     async def _stop_bot(self) -> None:
         if self.app is not None:

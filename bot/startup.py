@@ -87,3 +87,44 @@ async def reach_telegram(bot: Bot, api_url: str) -> User:
         log.warning("cannot reach Telegram at %s: %s; trying again in %g s", api_url, why, pause)
         await asyncio.sleep(pause)
         wait = min(wait * 2, LONGEST_WAIT)
+
+
+def _refused(what: str, error: TelegramAPIError) -> CannotStart:
+    return CannotStart(f"{what}: Telegram answered {error.message!r}")
+
+
+async def refuse_if_webhook_set(bot: Bot) -> None:
+    """Polling with a webhook set gets 409 Conflict on every getUpdates: say so and stop."""
+    try:
+        info = await bot.get_webhook_info(request_timeout=ANSWER_WITHIN)
+    except TelegramAPIError as error:
+        raise _refused("cannot ask for the webhook", error) from None
+    if info.url:
+        raise CannotStart(
+            f"a webhook is set ({info.url}), so Telegram will not answer polling: set "
+            "WEBHOOK_URL and WEBHOOK_SECRET to run in webhook mode, or remove it with "
+            "`villagebot webhook delete` to poll"
+        )
+
+
+async def set_webhook(
+    bot: Bot, settings: Settings, allowed_updates: list[str], *, always: bool = False
+) -> bool:
+    """Point Telegram at WEBHOOK_URL unless it already is (unless `always`); True if it was
+    set. Several processes starting together each find it set or set the same: no harm done."""
+    try:
+        if not always:
+            info = await bot.get_webhook_info(request_timeout=ANSWER_WITHIN)
+            if info.url == settings.webhook_url:
+                return False
+        await bot.set_webhook(
+            url=settings.webhook_url,
+            secret_token=settings.webhook_secret,
+            allowed_updates=allowed_updates,
+            request_timeout=ANSWER_WITHIN,
+        )
+    except TelegramAPIError as error:
+        raise _refused(f"setting WEBHOOK_URL: cannot set the webhook {settings.webhook_url}",
+                       error) from None
+    log.info("webhook set: Telegram sends updates to %s", settings.webhook_url)
+    return True

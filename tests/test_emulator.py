@@ -610,6 +610,7 @@ async def test_sending_limits_answer_429_with_retry_after() -> None:
 async def test_webhook_delivers_in_order_retries_and_runs_replies(
     bot: Bot, emulator: BotAPIEmulator
 ) -> None:
+    emulator.webhook_http = True  # the hook below listens on loopback over http
     attempts: list[tuple[str | None, dict]] = []
     delivered: list[dict] = []
     arrived = asyncio.Event()

@@ -27,6 +27,7 @@ from bot.config import Settings, web_address
 from bot.models import WebKey
 from web import casemap, dashboard, directory, faq, health, login, notices, tasks, views
 from web.files import FILES, FileStore
+from web.webhook import Webhook
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -47,9 +48,12 @@ async def session_key(settings: Settings) -> bytes:
     return base64.urlsafe_b64decode(key.secret.encode())
 
 
-def build(settings: Settings, key: bytes, bot: Bot | None = None) -> web.Application:
+def build(
+    settings: Settings, key: bytes, bot: Bot | None = None, webhook: Webhook | None = None
+) -> web.Application:
     """The application; `bot` fetches the cases' photos and voice messages from Telegram
-    (the bot's own in `run`, one made from BOT_TOKEN in `web`; None: only those kept)."""
+    (the bot's own in `run`, one made from BOT_TOKEN in `web`; None: only those kept);
+    `webhook`, in webhook mode, answers Telegram's POSTs too."""
     app = web.Application(client_max_size=views.MAX_BODY)
     setup_sessions(
         app,
@@ -75,6 +79,8 @@ def build(settings: Settings, key: bytes, bot: Bot | None = None) -> web.Applica
     app.router.add_routes(tasks.routes)
     app.router.add_static("/static", STATIC)
     health.setup(app, settings)  # /healthz, /readyz, /metrics: no session needed
+    if webhook is not None:
+        webhook.install(app)
     return app
 
 
@@ -86,11 +92,13 @@ class WebServer:
     port: int
 
     @classmethod
-    async def start(cls, settings: Settings, bot: Bot | None = None) -> WebServer:
+    async def start(
+        cls, settings: Settings, bot: Bot | None = None, webhook: Webhook | None = None
+    ) -> WebServer:
         """Listen, or raise OSError (the address is taken, say) with nothing left running."""
         host, port = web_address(settings.web_listen)
         runner = web.AppRunner(
-            build(settings, await session_key(settings), bot), access_log=None
+            build(settings, await session_key(settings), bot, webhook), access_log=None
         )
         await runner.setup()
         try:
