@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,11 +105,14 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     return dispatcher
 
 
-async def start_web(settings: Settings, bot: Bot | None = None) -> WebServer:
+async def start_web(
+    settings: Settings, bot: Bot | None = None, *, listening: socket.socket | None = None
+) -> WebServer:
     """The back office on WEB_LISTEN, or `CannotStart` saying why it cannot listen there;
-    `bot` fetches the cases' files from Telegram for it."""
+    `bot` fetches the cases' files from Telegram for it. `listening`: WEB_LISTEN bound
+    already, by the parent of `--workers`."""
     try:
-        server = await WebServer.start(settings, bot)
+        server = await WebServer.start(settings, bot, listening=listening)
     except OSError as error:
         raise CannotStart(
             f"setting WEB_LISTEN: cannot serve the back office on {settings.web_listen}: "
@@ -133,12 +137,13 @@ class Villagebot:
 
     @classmethod
     async def start(
-        cls, settings: Settings, *, bot: Bot | None = None, clock: Clock = wall_clock
+        cls, settings: Settings, *, bot: Bot | None = None, clock: Clock = wall_clock,
+        listening: socket.socket | None = None,
     ) -> Villagebot:
         """Start it all, or, failing or cancelled at any step, undo the steps done and raise:
         a half-started bot would keep the process alive (an open SQLite connection alone does).
         Raises `CannotStart` for what the operator has to fix; waits while Telegram is out of
-        reach."""
+        reach. `listening`: WEB_LISTEN bound already (a worker of `--workers`)."""
         catalogs()  # fail now, not on the first message, if a catalog is broken
         async with contextlib.AsyncExitStack() as undo:
             await db.start(settings.database_url)
@@ -169,7 +174,10 @@ class Villagebot:
                 )
                 await supervisor.start()
                 undo.push_async_callback(supervisor.stop)
-            web = await start_web(settings, bot) if settings.web_listen else None
+            web = (
+                await start_web(settings, bot, listening=listening)
+                if settings.web_listen else None
+            )
             undo.pop_all()  # started: from now on `stop` undoes it
         # What start-up made lives as long as the process: aiogram alone is some 200,000
         # objects (the whole Bot API as pydantic models). Frozen, the collector stops walking
