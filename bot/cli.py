@@ -105,7 +105,10 @@ async def _web(
         if bot is not None:
             await bot.session.close()
         return _fail(str(error), 1)
-    print(f"back office on {settings.web_listen}, signing in at {settings.web_url}", flush=True)
+    # One write: the workers of `--workers` share standard output, and print() writes the
+    # line's end apart when it is unbuffered (PYTHONUNBUFFERED).
+    sys.stdout.write(f"back office on {settings.web_listen}, signing in at {settings.web_url}\n")
+    sys.stdout.flush()
     try:
         await stopping.wait()
     finally:
