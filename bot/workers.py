@@ -219,7 +219,8 @@ def _supervise(team: dict[int, Worker], listening: socket.socket, work: Work) ->
     stopping: signal.Signals | None = None
     failed: str | None = None
     unclean = False
-    while any(worker.pid for worker in team.values()):
+    # Until every worker has ended and none is waiting to be started again.
+    while any(worker.pid or worker.due is not None for worker in team.values()):
         now = time.monotonic()
         dues = [w.due for w in team.values() if w.due is not None and stopping is None]
         wait = max(0.0, min(dues) - now) if dues else 1.0

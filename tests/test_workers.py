@@ -16,6 +16,9 @@ import aiohttp
 import pytest
 from test_cli import STARTED_WITHIN, _environment, finished, villagebot
 
+from bot import workers
+from bot.config import load_settings
+
 TOKEN = "123456:TEST-TOKEN"
 SERVING = "back office on "
 
@@ -65,7 +68,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-async def workers(database_url: str, tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
+async def start_workers(database_url: str, tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
     """Starts `villagebot web --workers N` on a free port; a parent that outlives a failed
     test is killed with its workers."""
     started: list[asyncio.subprocess.Process] = []
@@ -112,8 +115,8 @@ async def answered(port: int, times: int = 6) -> list[int]:
     return statuses
 
 
-async def test_two_workers_answer_on_one_port_and_stop_together(workers) -> None:  # type: ignore[no-untyped-def]
-    parent, port = await workers(2)
+async def test_two_workers_answer_on_one_port_and_stop_together(start_workers) -> None:  # type: ignore[no-untyped-def]
+    parent, port = await start_workers(2)
     pids = children(parent.pid)
     assert len(pids) == 2, pids
     inode = listening_inode(port)
@@ -134,8 +137,8 @@ async def test_two_workers_answer_on_one_port_and_stop_together(workers) -> None
     assert not any(alive(pid) for pid in pids), "a worker outlived its parent"
 
 
-async def test_a_killed_worker_is_replaced(workers) -> None:  # type: ignore[no-untyped-def]
-    parent, port = await workers(2)
+async def test_a_killed_worker_is_replaced(start_workers) -> None:  # type: ignore[no-untyped-def]
+    parent, port = await start_workers(2)
     first = children(parent.pid)
     killed = min(first)
     os.kill(killed, signal.SIGKILL)
@@ -214,4 +217,20 @@ def test_web_workers_need_web_listen(database_url: str, tmp_path: Path) -> None:
     assert result.stderr == (
         "villagebot: --workers 3 needs WEB_LISTEN: each worker serves it "
         "(the back office, and in webhook mode Telegram's updates)\n"
+    )
+
+
+def test_run_with_several_workers_is_accepted_in_webhook_mode() -> None:
+    """What webhook mode brings (a WEBHOOK_URL setting) is all `run --workers N` waits for."""
+    settings = load_settings(bot_token=TOKEN, web_listen="127.0.0.1:0", instance="host")
+    webhook = settings.model_copy(update={"webhook_url": "https://bot.example.org/telegram"})
+    assert workers.refusal("run", webhook, 4) is None
+    assert workers.refusal("run", settings, 4) == (
+        "--workers 4 needs webhook mode (WEBHOOK_URL): Telegram allows one getUpdates "
+        "consumer per bot"
+    )
+    assert workers.refusal("web", settings, 4) is None
+    long_name = settings.model_copy(update={"instance": "x" * 63})
+    assert workers.refusal("web", long_name, 12) == (
+        "setting INSTANCE: at most 61 characters with --workers 12"
     )
