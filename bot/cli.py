@@ -377,7 +377,9 @@ def _workers_option(command: argparse.ArgumentParser, note: str) -> None:
 
     command.add_argument(
         "--workers", metavar="N", type=number, default=1,
-        help=f"N processes serving WEB_LISTEN together, 1 to {workers.MOST} (default 1) {note}",
+        help=" ".join(filter(None, [
+            f"N processes serving WEB_LISTEN together, 1 to {workers.MOST} (default 1)", note
+        ])),
     )
 
 
