@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,12 +118,14 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
 
 
 async def start_web(
-    settings: Settings, bot: Bot | None = None, webhook: Webhook | None = None
+    settings: Settings, bot: Bot | None = None, webhook: Webhook | None = None, *,
+    listening: socket.socket | None = None,
 ) -> WebServer:
     """The back office on WEB_LISTEN, or `CannotStart` saying why it cannot listen there;
-    `bot` fetches the cases' files from Telegram for it; `webhook` answers Telegram's POSTs."""
+    `bot` fetches the cases' files from Telegram for it; `webhook` answers Telegram's POSTs.
+    `listening`: WEB_LISTEN bound already, by the parent of `--workers`."""
     try:
-        server = await WebServer.start(settings, bot, webhook)
+        server = await WebServer.start(settings, bot, webhook, listening=listening)
     except OSError as error:
         raise CannotStart(
             f"setting WEB_LISTEN: cannot serve the back office on {settings.web_listen}: "
@@ -149,12 +152,13 @@ class Villagebot:
 
     @classmethod
     async def start(
-        cls, settings: Settings, *, bot: Bot | None = None, clock: Clock = wall_clock
+        cls, settings: Settings, *, bot: Bot | None = None, clock: Clock = wall_clock,
+        listening: socket.socket | None = None,
     ) -> Villagebot:
         """Start it all, or, failing or cancelled at any step, undo the steps done and raise:
         a half-started bot would keep the process alive (an open SQLite connection alone does).
         Raises `CannotStart` for what the operator has to fix; waits while Telegram is out of
-        reach."""
+        reach. `listening`: WEB_LISTEN bound already (a worker of `--workers`)."""
         catalogs()  # fail now, not on the first message, if a catalog is broken
         async with contextlib.AsyncExitStack() as undo:
             await db.start(settings.database_url)
@@ -194,7 +198,10 @@ class Villagebot:
                 webhook = Webhook(
                     settings.webhook_path, settings.webhook_secret, bot, dispatcher
                 )
-            web = await start_web(settings, bot, webhook) if settings.web_listen else None
+            web = (
+                await start_web(settings, bot, webhook, listening=listening)
+                if settings.web_listen else None
+            )
             if web is not None:
                 web.runner.app[health.WATCHED].supervisor = supervisor  # for /readyz
                 undo.push_async_callback(web.stop)

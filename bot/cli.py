@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,18 +33,37 @@ class Refused(Exception):
     """A command that cannot do what was asked: the one line to fail with."""
 
 
-async def _run(settings: Settings, _args: argparse.Namespace) -> int:
+def _stopped_by_signals() -> asyncio.Event:
+    """Set by Ctrl-C or SIGTERM. A worker of `--workers` comes with both blocked by its
+    parent: one sent during its start-up is delivered now, to this loop. Once set, both are
+    blocked again: a second one (the parent passing on a Ctrl-C the worker had already from
+    the terminal) must not end the process half-way through its stop, once the loop is gone."""
+    stopping = asyncio.Event()
+    stops = {signal.SIGINT, signal.SIGTERM}
+
+    def stop() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        stopping.set()
+
+    for signal_number in stops:
+        asyncio.get_running_loop().add_signal_handler(signal_number, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    return stopping
+
+
+async def _run(
+    settings: Settings, _args: argparse.Namespace, *, listening: socket.socket | None = None
+) -> int:
     """Start, receive updates (by polling, or by webhook with WEBHOOK_URL) until Ctrl-C or
-    SIGTERM, stop. A start that cannot succeed says why."""
+    SIGTERM, stop. A start that cannot succeed says why. `listening`: a worker's WEB_LISTEN,
+    bound by the parent of `--workers`."""
     if not settings.bot_token:
         return _fail("setting BOT_TOKEN: required to run the bot (try `villagebot demo`)")
-    stopping = asyncio.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signal_number, stopping.set)
+    stopping = _stopped_by_signals()
     from bot.app import Villagebot
     from bot.startup import CannotStart
 
-    starting = asyncio.ensure_future(Villagebot.start(settings))
+    starting = asyncio.ensure_future(Villagebot.start(settings, listening=listening))
     if not await _unless_stopped(starting, stopping):
         return _fail("stopped before the bot started", 1)
     try:
@@ -57,14 +77,14 @@ async def _run(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-async def _web(settings: Settings, _args: argparse.Namespace) -> int:
+async def _web(
+    settings: Settings, _args: argparse.Namespace, *, listening: socket.socket | None = None
+) -> int:
     """The back office alone, for a deployment that serves it apart from the bot: changes
     reach Telegram through the outbox, which the bot's process delivers."""
     if not settings.web_listen:
         return _fail("setting WEB_LISTEN: empty, so there is no back office to serve")
-    stopping = asyncio.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signal_number, stopping.set)
+    stopping = _stopped_by_signals()
     from bot import db
     from bot.app import build_bot, start_web
     from bot.i18n import catalogs
@@ -80,13 +100,16 @@ async def _web(settings: Settings, _args: argparse.Namespace) -> int:
         )
     await db.start(settings.database_url)
     try:
-        server = await start_web(settings, bot)
+        server = await start_web(settings, bot, listening=listening)
     except CannotStart as error:
         await db.stop()
         if bot is not None:
             await bot.session.close()
         return _fail(str(error), 1)
-    print(f"back office on {settings.web_listen}, signing in at {settings.web_url}", flush=True)
+    # One write: the workers of `--workers` share standard output, and print() writes the
+    # line's end apart when it is unbuffered (PYTHONUNBUFFERED).
+    sys.stdout.write(f"back office on {settings.web_listen}, signing in at {settings.web_url}\n")
+    sys.stdout.flush()
     try:
         await stopping.wait()
     finally:
@@ -360,7 +383,8 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="villagebot", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="run the bot against Telegram (needs BOT_TOKEN)")
+    running = commands.add_parser("run", help="run the bot against Telegram (needs BOT_TOKEN)")
+    _workers_option(running, "(webhook mode only: Telegram allows one long-polling process)")
     demo = commands.add_parser(
         "demo", help="play the case loop on a built-in Telegram emulator, then serve the back "
         "office on its data until Ctrl-C",
@@ -370,7 +394,8 @@ def parser() -> argparse.ArgumentParser:
         "--story", action="store_true",
         help="play the story and exit, without serving the back office afterwards",
     )
-    commands.add_parser("web", help="serve the back office alone, on WEB_LISTEN")
+    serving = commands.add_parser("web", help="serve the back office alone, on WEB_LISTEN")
+    _workers_option(serving, "")
     webhook = commands.add_parser(
         "webhook", help="set, delete or show the webhook (once for the whole deployment)"
     )
@@ -412,6 +437,23 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _workers_option(command: argparse.ArgumentParser, note: str) -> None:
+    from bot import workers
+
+    def number(text: str) -> int:
+        try:
+            return workers.count(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    command.add_argument(
+        "--workers", metavar="N", type=number, default=1,
+        help=" ".join(filter(None, [
+            f"N processes serving WEB_LISTEN together, 1 to {workers.MOST} (default 1)", note
+        ])),
+    )
+
+
 _ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
     "run": _run,
     "web": _web,
@@ -446,8 +488,55 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.command} {args.action}" if args.command in ("directory", "webhook")
         else args.command
     )
+    action = _ACTIONS[key]
+    if getattr(args, "workers", 1) > 1:
+        return _several(action, settings, args)
+    return _perform(action(settings, args))
+
+
+def _several(
+    action: Callable[..., Coroutine[Any, Any, int]], settings: Settings, args: argparse.Namespace
+) -> int:
+    """`--workers N`: the command in N processes forked from this one (bot/workers.py)."""
+    from bot import workers
+
+    refused = workers.refusal(args.command, settings, args.workers)
+    if refused is not None:
+        return _fail(refused)
     try:
-        return asyncio.run(_ACTIONS[key](settings, args))
+        listening = workers.listen(settings.web_listen)
+    except OSError as error:
+        return _fail(f"setting WEB_LISTEN: cannot serve the back office on "
+                     f"{settings.web_listen}: {error.strerror or error}", 1)
+    return workers.serve(
+        args.workers, settings, listening,
+        lambda mine, inherited: _perform(action(mine, args, listening=inherited)),
+        first=lambda: _perform(_before_workers(settings, args.command)),
+    )
+
+
+async def _before_workers(settings: Settings, command: str) -> int:
+    """What each worker would otherwise do at its start at the same moment as the others:
+    create or upgrade the schema and, for `run`, import DIRECTORY_FILE."""
+    from bot import db
+    from bot.startup import CannotStart, import_directory_file
+
+    await db.start(settings.database_url)
+    try:
+        if command == "run" and settings.directory_file is not None:
+            report = await import_directory_file(settings)
+            logging.getLogger(__name__).info("directory %s: %s", settings.directory_file, report)
+    except CannotStart as error:
+        return _fail(str(error), 1)
+    finally:
+        await db.stop()
+    return 0
+
+
+def _perform(work: Coroutine[Any, Any, int]) -> int:
+    """Run a command's coroutine on a new event loop: its exit code, or one line why not."""
+    try:
+        return asyncio.run(work)
     except Refused as error:
         return _fail(str(error))
     except KeyboardInterrupt:

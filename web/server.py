@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,16 +94,21 @@ class WebServer:
 
     @classmethod
     async def start(
-        cls, settings: Settings, bot: Bot | None = None, webhook: Webhook | None = None
+        cls, settings: Settings, bot: Bot | None = None, webhook: Webhook | None = None, *,
+        listening: socket.socket | None = None,
     ) -> WebServer:
-        """Listen, or raise OSError (the address is taken, say) with nothing left running."""
+        """Listen, or raise OSError (the address is taken, say) with nothing left running.
+        `listening`: WEB_LISTEN bound already, shared by the workers of `--workers`."""
         host, port = web_address(settings.web_listen)
         runner = web.AppRunner(
             build(settings, await session_key(settings), bot, webhook), access_log=None
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site: web.BaseSite = (
+                web.TCPSite(runner, host, port) if listening is None
+                else web.SockSite(runner, listening)
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()
