@@ -36,9 +36,6 @@ ENV_EXAMPLE = ROOT / ".env.example"
 UNIT = ROOT / "deploy" / "villagebot.service"
 
 SETTINGS = {name.upper() for name in Settings.model_fields}
-#: Settings of the production work (issue 14) that the files use by their fixed names and that
-#: arrive with webhook mode, the metrics and the JSON logs; once in Settings, they are in both.
-ARRIVING = {"WEBHOOK_URL", "WEBHOOK_SECRET", "METRICS_TOKEN", "LOG_FORMAT"}
 #: Variables of docker-compose.yml that are not villagebot's settings: the database's password.
 COMPOSE_ONLY = {"POSTGRES_PASSWORD"}
 #: `${NAME}`, `${NAME:?message}`, `${NAME:-default}` in the compose file.
@@ -119,7 +116,7 @@ def test_the_bots_environment_names_only_settings_and_they_validate() -> None:
     services = compose()["services"]
     for name in ("bot", "migrate"):
         environment = services[name]["environment"]
-        assert set(environment) <= SETTINGS | ARRIVING, name
+        assert set(environment) <= SETTINGS, name
     environment = services["bot"]["environment"]
     assert environment["WEB_LISTEN"] == "0.0.0.0:8080"
     assert environment["WEBHOOK_URL"].startswith("${WEBHOOK_URL:?")
@@ -142,7 +139,7 @@ def test_env_example_lists_every_setting_and_every_compose_variable_once() -> No
     assert len(names) == len(set(names)), "a variable listed twice"
     used_by_compose = set(VARIABLE.findall(COMPOSE.read_text(encoding="utf-8")))
     assert used_by_compose <= set(names)
-    assert set(names) == SETTINGS | ARRIVING | COMPOSE_ONLY
+    assert set(names) == SETTINGS | COMPOSE_ONLY
 
 
 def test_env_example_requires_the_secrets_and_shows_valid_values_for_the_rest() -> None:
