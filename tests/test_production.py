@@ -1,0 +1,299 @@
+"""The README's "Production" section followed on a clean machine, against the emulator.
+
+The commands an operator types (`migrate`, `directory import`, `webhook set`, `invite`,
+`run --workers 2`) run as real processes; Telegram is the emulator, POSTing every update to the
+one WEBHOOK_URL both workers serve. A villager's conversation is then made to alternate
+between the two workers by pausing one at a time (SIGSTOP): a paused process accepts nothing,
+so whatever moves the conversation on was handled by the other, and the draft it continues
+from was left by the first in the shared database (or Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+from test_workers import _free_port, alive, children, holds, listening_inode
+
+from bot.emulator import BotAPIEmulator
+from bot.sandbox import EXAMPLE_DIRECTORY, Phone
+
+#: Starting imports aiogram, seconds on a busy machine: a hang is what this catches.
+STARTED_WITHIN = 90.0
+#: How long the emulator waits for a paused worker's answer before it tries again, as
+#: Telegram does after a timeout (on a fresh connection, which the live worker accepts).
+DELIVERY_TIMEOUT = 3.0
+#: One step of the conversation, a redelivery after a paused worker's timeout included.
+STEP = 20.0
+LI = 1001
+LIN = 9101
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="--workers forks: no fork here")
+
+
+class Command:
+    """`villagebot` with the production settings, as the README runs it."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", *args, env=self.env, cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def __call__(self, *args: str) -> str:
+        """Run to the end (the emulator answers it meanwhile, on this loop); its output."""
+        process = await self.start(*args)
+        out, err = await asyncio.wait_for(process.communicate(), STARTED_WITHIN)
+        assert process.returncode == 0, (args, err.decode())
+        return out.decode()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[BotAPIEmulator]:
+    async with BotAPIEmulator(webhook_http=True) as running:
+        running.webhook_timeout = DELIVERY_TIMEOUT
+        yield running
+
+
+@pytest.fixture
+async def command(
+    database_url: str, tmp_path: Path, emulator: BotAPIEmulator
+) -> Command:
+    """Settings as `.env.example` asks for them. On SQLite a database file that does not exist
+    yet (a clean machine); on PostgreSQL with Redis (`.ci/run`) this test process's own."""
+    if TEST_REDIS_URL:
+        from redis.asyncio import Redis
+
+        async with Redis.from_url(TEST_REDIS_URL) as redis:
+            await redis.flushdb()
+    port = _free_port()
+    settings = {
+        "BOT_TOKEN": emulator.token,
+        "TELEGRAM_API_URL": emulator.base_url,
+        "DATABASE_URL": database_url if TEST_DATABASE_URL
+        else f"sqlite://{tmp_path}/production.sqlite3",
+        "WEBHOOK_URL": f"http://127.0.0.1:{port}/telegram/{secrets.token_urlsafe(12)}",
+        "WEBHOOK_SECRET": secrets.token_urlsafe(32),
+        "WEB_LISTEN": f"127.0.0.1:{port}",
+        "WEB_URL": f"http://127.0.0.1:{port}",
+        "WEB_FILES": str(tmp_path / "files"),
+        "INSTANCE": "production",
+    }
+    if TEST_REDIS_URL:
+        settings["REDIS_URL"] = TEST_REDIS_URL
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.upper().startswith(
+            ("WEBHOOK_", "WEB_", "BOT_", "TELEGRAM_", "REDIS_", "DATABASE_", "DIRECTORY_",
+             "SCHEDULER", "INSTANCE", "LOG_")
+        )
+    }
+    env.update(settings)
+    return Command(env, tmp_path)
+
+
+class Running:
+    """`run --workers 2`, its stderr read all along (a full pipe would stall the workers)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._more = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stderr is not None
+        while line := await self.process.stderr.readline():
+            self.lines.append(line.decode())
+            self._more.set()
+
+    async def said(self, wanted: Callable[[list[str]], bool]) -> None:
+        deadline = time.monotonic() + STARTED_WITHIN
+        while not wanted(self.lines):
+            assert not self._reader.done(), "".join(self.lines)
+            assert time.monotonic() < deadline, "".join(self.lines)
+            self._more.clear()
+            try:
+                await asyncio.wait_for(self._more.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+    async def stopped(self) -> int:
+        await asyncio.wait_for(self.process.wait(), STARTED_WITHIN)
+        await self._reader
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+async def production(command: Command) -> AsyncIterator[Callable[[], Running]]:
+    """Starts `villagebot run --workers 2`; one that outlives a failed test is killed with
+    its workers (a paused worker resumed first)."""
+    started: list[Running] = []
+
+    async def start() -> Running:
+        running = Running(await command.start("run", "--workers", "2"))
+        started.append(running)
+        return running
+
+    yield start  # type: ignore[misc]
+    for running in started:
+        if running.process.returncode is None:
+            for child in children(running.process.pid):
+                os.kill(child, signal.SIGKILL)
+            running.process.kill()
+        await running.stopped()
+
+
+async def settled(emulator: BotAPIEmulator) -> None:
+    """Every update delivered and answered 200: handled to the end (its id remembered), so
+    no worker is still at it when the next one is paused or resumed."""
+    deadline = time.monotonic() + STEP
+    while emulator.pending_updates:
+        assert time.monotonic() < deadline, "an update was never answered"
+        await asyncio.sleep(0.05)
+
+
+async def test_two_webhook_workers_carry_a_report_handed_between_them(
+    emulator: BotAPIEmulator, command: Command, production, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    began = time.monotonic()
+    # The README's steps: the schema, the township, the webhook once, then the service.
+    migrated = await command("migrate")
+    # A clean machine gets the whole schema; PostgreSQL here was migrated by the suite.
+    assert ("applied models.0001_initial" if not TEST_DATABASE_URL else "up to date") in migrated
+    await command("directory", "import", str(EXAMPLE_DIRECTORY))
+    out = await command("webhook", "set")
+    assert out.startswith(f"webhook set: {command.env['WEBHOOK_URL']} (")
+    bot = await production()
+    await bot.said(lambda lines: sum("receiving updates by webhook" in x for x in lines) == 2)
+    workers = sorted(children(bot.process.pid))
+    assert len(workers) == 2, workers
+    port = int(command.env["WEB_LISTEN"].rpartition(":")[2])
+    inode = listening_inode(port)
+    assert all(holds(pid, inode) for pid in workers), "one socket, served by both"
+    assert emulator.webhook_url == command.env["WEBHOOK_URL"]
+    assert emulator.stats.requests["setWebhook"] == 1, "set once, by the command, not by each"
+    assert emulator.stats.requests["getUpdates"] == 0
+
+    # The grid member joins with the link `villagebot invite` prints.
+    link = (await command("invite", "lin-xiuying")).strip()
+    assert link.startswith("https://t.me/villagebot?start=inv-"), link
+    lin = Phone(emulator, LIN, "林秀英", language="zh-hans")
+    await lin.send("/start " + link.partition("start=")[2])
+    await lin.expect("您的 Telegram 账号已绑定", timeout=STEP)
+    await settled(emulator)
+
+    first, second = workers
+    li = Phone(emulator, LI, "李明", language="zh-hans")
+    handled_by: dict[str, int] = {}
+
+    def pause(paused: int, resumed: int | None) -> None:
+        if resumed is not None:
+            os.kill(resumed, signal.SIGCONT)
+        os.kill(paused, signal.SIGSTOP)
+
+    # Registration begins with the first worker paused: the second handles it.
+    pause(first, None)
+    try:
+        await li.send("/start")
+        await li.expect("您住在哪个村？", timeout=STEP)
+        await li.tap("正达村")
+        await li.expect("您家属于哪个网格？", timeout=STEP)
+        await settled(emulator)
+        handled_by["village"] = second
+
+        # Now the other way round: the first goes on from the step the second left.
+        pause(second, first)
+        await li.tap("第一网格")
+        await li.expect("请告诉我您的姓名", timeout=STEP)
+        await li.send("李明")
+        await li.expect("分享手机号码", timeout=STEP)
+        await li.share_contact("+86 138 0000 1001")
+        await li.expect("您已登记为正达村村民。", timeout=STEP)
+        await li.press("📝 我要反映问题")
+        await li.expect("您要反映哪方面的问题？请点一个类别。", timeout=STEP)
+        await li.tap("环境卫生")
+        await li.expect("环境卫生：具体是哪一类？", timeout=STEP)
+        await settled(emulator)
+        handled_by["registration and category"] = first
+
+        # And back: the second continues the draft the first began.
+        pause(first, second)
+        await li.tap("卫生清理")
+        await li.expect("请描述问题", timeout=STEP)
+        await li.send("村口垃圾桶满了，三天没人清理")
+        await li.expect("照片能帮助工作人员了解情况", timeout=STEP)
+        await li.user.send_photo()
+        await li.expect("已收到照片 1 张", timeout=STEP)
+        await li.tap("✅ 完成")
+        await li.expect("不需要位置？点“跳过”。", timeout=STEP)
+        await settled(emulator)
+        handled_by["description and photo"] = second
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+
+    # Both serving again: the rest goes to whichever accepts it.
+    await li.tap("跳过")
+    await li.expect("请核对您的反映内容", timeout=STEP)
+    await li.tap("✅ 提交")
+    done = await li.expect("✅ 已提交。您的事项编号：BL-", timeout=STEP)
+    number = done["text"].partition("您的事项编号：")[2].split()[0]
+    card = await lin.expect(number, timeout=STEP)
+    assert "村口垃圾桶满了" in (card.get("text") or card.get("caption") or "")
+    await settled(emulator)
+    await asyncio.sleep(1.0)  # time for a duplicate to show, were there one
+
+    # Exactly once, with two workers and redeliveries from the paused ones' connections.
+    from tortoise import Tortoise
+
+    from bot import db
+    from bot.models import Case, Villager
+
+    await db.start(command.env["DATABASE_URL"])
+    try:
+        cases = await Case.all()
+        villagers = await Villager.filter(account_id=LI)
+        assert len(villagers) == 1
+        assert [c.number for c in cases] == [number]
+        assert cases[0].description == "村口垃圾桶满了，三天没人清理"
+        assert len(cases[0].photos) == 1
+    finally:
+        await Tortoise.close_connections()
+    texts = [m.get("text") or m.get("caption") or "" for m in emulator.bot_messages(LI)]
+    assert sum("✅ 已提交。您的事项编号" in t for t in texts) == 1, texts
+    assert sum("您已登记为正达村村民。" in t for t in texts) == 1, texts
+    assert sum("已收到照片 1 张" in t for t in texts) == 1, texts
+    cards = [
+        m for m in emulator.bot_messages(LIN)
+        if number in (m.get("text") or m.get("caption") or "")
+    ]
+    assert len(cards) == 1, cards
+    assert emulator.stats.requests["setWebhook"] == 1
+
+    # SIGTERM to the command stops both workers cleanly, leaving nothing behind.
+    bot.process.send_signal(signal.SIGTERM)
+    assert await bot.stopped() == 0, bot.log
+    assert "Traceback" not in bot.log, bot.log
+    assert "SIGTERM: stopping 2 workers" in bot.log
+    assert not any(alive(pid) for pid in workers), "a worker outlived the command"
+    print(f"\nproduction: two webhook workers, a report handed between them "
+          f"({', '.join(f'{step}: pid {pid}' for step, pid in handled_by.items())}), "
+          f"in {time.monotonic() - began:.1f} s")
