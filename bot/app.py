@@ -85,7 +85,10 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     """One dispatcher with every router, in the order a message should be tried; `clock` is
     the handlers' now where a deadline is read (a test moves it on, as the scheduler's)."""
     bot_id = int(settings.bot_token.split(":", 1)[0]) if settings.bot_token else 0
-    storage, isolation, handled = make_storage(settings.redis_url, bot_id)
+    # In webhook mode other processes may receive this person's next update.
+    storage, isolation, handled = make_storage(
+        settings.redis_url, bot_id, alone=not settings.webhook_url
+    )
     dispatcher = Dispatcher(storage=storage, events_isolation=isolation)
     dispatcher["settings"] = settings
     dispatcher["invite_ttl_days"] = settings.invite_ttl_days

@@ -39,10 +39,13 @@ CACHED = 10_000
 class DatabaseStorage(BaseStorage):
     """aiogram FSM storage over the `conversation` table, remembering what it read and wrote.
 
-    Without Redis the process is the only one writing its conversations (its per-user lock is
-    in-process too, see `make_storage`), so a conversation read once is served from memory
-    afterwards and an update costs a query only when it changes the conversation. Data is
-    kept as JSON text: a handler that changes what it got back cannot change what is stored.
+    A polling bot is the only process writing its conversations (Telegram allows one
+    getUpdates consumer), so a conversation read once is served from memory afterwards and an
+    update costs a query only when it changes the conversation. In webhook mode any number of
+    processes may receive one person's updates in turn (`--workers`, instances behind a proxy):
+    `cached=0` then reads every conversation from the table, as memory would hold another
+    process's old step. Data is kept as JSON text: a handler that changes what it got back
+    cannot change what is stored.
     """
 
     def __init__(self, key_builder: KeyBuilder | None = None, cached: int = CACHED) -> None:
@@ -172,9 +175,11 @@ class InOrder(BaseEventIsolation):
 
 
 def make_storage(
-    redis_url: str | None, bot_id: int = 0
+    redis_url: str | None, bot_id: int = 0, *, alone: bool = True
 ) -> tuple[BaseStorage, BaseEventIsolation, HandledUpdates]:
     """Storage, per-user lock and handled updates: Redis when given, else database and process.
+    `alone`: no other process receives this bot's updates, so the database's conversations may
+    be remembered in memory.
 
     With Redis, a blocking connection pool: redis-py's default pool refuses a command when its
     100 connections are in use, and the update that asked fails (a burst of 100 people writing
@@ -201,4 +206,5 @@ def make_storage(
         )
         isolation = InOrder(storage.create_isolation())
         return storage, isolation, HandledUpdates(storage.redis, bot_id)
-    return DatabaseStorage(), SimpleEventIsolation(), HandledUpdates(None, bot_id)
+    storage = DatabaseStorage(cached=CACHED if alone else 0)
+    return storage, SimpleEventIsolation(), HandledUpdates(None, bot_id)
