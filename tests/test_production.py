@@ -39,6 +39,10 @@ DELIVERY_TIMEOUT = 1.5
 STEP = 20.0
 LI = 1001
 LIN = 9101
+#: Zhengda's village committee, where an unaccepted case of its grids escalates to.
+COMMITTEE_GROUP = -1001000000101
+#: Each worker's scheduler looks for due cases this often.
+SWEEP_SECONDS = 5
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="--workers forks: no fork here")
 
@@ -93,6 +97,9 @@ async def command(
         "WEB_URL": f"http://127.0.0.1:{port}",
         "WEB_FILES": str(tmp_path / "files"),
         "INSTANCE": "production",
+        # Every worker supervises; often, and at any hour, for the escalation below.
+        "SWEEP_SECONDS": str(SWEEP_SECONDS),
+        "QUIET_HOURS": "off",
     }
     if TEST_REDIS_URL:
         settings["REDIS_URL"] = TEST_REDIS_URL
@@ -300,10 +307,12 @@ async def test_two_webhook_workers_carry_a_report_handed_between_them(
     ]
 
     # Exactly once, with two workers and redeliveries from the paused ones' connections.
+    from datetime import UTC, datetime, timedelta
+
     from tortoise import Tortoise
 
     from bot import db
-    from bot.models import Case, Villager
+    from bot.models import Case, CaseEvent, Delivery, Villager
 
     await db.start(command.env["DATABASE_URL"])
     try:
@@ -313,6 +322,24 @@ async def test_two_webhook_workers_carry_a_report_handed_between_them(
         assert [c.number for c in cases] == [number]
         assert cases[0].description == "村口垃圾桶满了，三天没人清理"
         assert len(cases[0].photos) == 1
+
+        # Both workers' schedulers find the case past its accept deadline: it escalates once.
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await Case.filter(id=cases[0].id).update(accept_by=past, check_at=past)
+        deadline = time.monotonic() + 4 * SWEEP_SECONDS + STEP
+        while not await CaseEvent.filter(case_id=cases[0].id, action="escalate").exists():
+            assert time.monotonic() < deadline, f"no escalation\n{bot.log}"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2 * SWEEP_SECONDS + 1)  # each worker has swept again since
+        escalated = await Case.get(id=cases[0].id).prefetch_related("unit")
+        assert (escalated.unit.code, escalated.escalation_level) == ("zhengda-committee", 1)
+        assert await CaseEvent.filter(case_id=cases[0].id, action="escalate").count() == 1
+        cards = [  # the card's text; its photo goes before it
+            row.payload["text"] for row in await Delivery.filter(
+                chat_id=COMMITTEE_GROUP, case_id=cases[0].id, kind="text"
+            )
+        ]
+        assert len(cards) == 1 and number in cards[0], cards
     finally:
         await Tortoise.close_connections()
     texts = [m.get("text") or m.get("caption") or "" for m in emulator.bot_messages(LI)]
@@ -336,4 +363,5 @@ async def test_two_webhook_workers_carry_a_report_handed_between_them(
     print(f"\nproduction: migrate, directory import, webhook set, invite, run --workers 2; "
           f"a report in {len(everything)} updates, stretches handled by workers "
           f"{[serving for _, serving in stretches]}, each update once ({again} second "
-          f"arrivals dropped); stopped cleanly; {time.monotonic() - began:.1f} s")
+          f"arrivals dropped); escalated once by two schedulers; stopped cleanly; "
+          f"{time.monotonic() - began:.1f} s")
