@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.config import Settings, web_address
+from bot.logs import TEXT_FORMAT
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +204,11 @@ def _child(worker: Worker, listening: socket.socket, work: Work) -> int:
         # early waits for it instead of ending the start half-way.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         for handler in logging.getLogger().handlers:
-            handler.setFormatter(logging.Formatter(
-                f"%(asctime)s %(levelname)s worker {worker.number} %(name)s: %(message)s"
-            ))
+            handler.addFilter(_Numbered(worker.number))  # a field of its own in JSON lines
+            if worker.settings.log_format == "text":
+                handler.setFormatter(logging.Formatter(TEXT_FORMAT.replace(
+                    "%(name)s", f"worker {worker.number} %(name)s"
+                )))
         code = work(worker.settings, listening)
     except BaseException:
         log.exception("worker %d failed", worker.number)
@@ -213,6 +216,18 @@ def _child(worker: Worker, listening: socket.socket, work: Work) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     return code
+
+
+class _Numbered(logging.Filter):
+    """Names the worker on each of its log records."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.number
+        return True
 
 
 def _supervise(team: dict[int, Worker], listening: socket.socket, work: Work) -> int:

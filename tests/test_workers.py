@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -234,3 +235,34 @@ def test_run_with_several_workers_is_accepted_in_webhook_mode() -> None:
     assert workers.refusal("web", long_name, 12) == (
         "setting INSTANCE: at most 61 characters with --workers 12"
     )
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_workers_lines_name_it_in_the_chosen_format(tmp_path: Path, log_format: str) -> None:
+    script = textwrap.dedent(f"""
+        import logging, socket, sys
+        from bot import logs, workers
+        from bot.config import load_settings
+        from bot.logs import handling
+
+        logs.configure("INFO", {log_format!r})
+        settings = load_settings(instance="here-2", log_format={log_format!r})
+
+        def work(mine, listening):
+            with handling(42):
+                logging.getLogger("bot.here").info("serving")
+            return 0
+
+        sys.exit(workers._child(workers.Worker(2, settings), socket.socket(), work))
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        timeout=STARTED_WITHIN,
+    )
+    assert result.returncode == 0, result.stderr
+    [line] = result.stderr.splitlines()
+    if log_format == "json":
+        record = json.loads(line)
+        assert (record["worker"], record["update_id"], record["message"]) == (2, 42, "serving")
+    else:
+        assert line.endswith(" INFO worker 2 bot.here: serving [update=42]"), line
