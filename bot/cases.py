@@ -525,11 +525,11 @@ async def reopen(
 
 async def open_task_case(
     task: Task, township: Township, creator: Official, unit: Unit, category: Category,
-    *, at: datetime,
+    *, accept_by: datetime, at: datetime,
 ) -> Change:
     """One target of a township task: a case at `unit`, in the task's category, with the
-    task's words and deadline; in the caller's transaction (`bot.tasks.create`), which has
-    made this year's counter row."""
+    task's words and deadline, to be accepted by `accept_by` (the same for every target); in
+    the caller's transaction (`bot.tasks.create`), which has made this year's counter row."""
     number = await _next_number(township.id, township.code, at.year)
     logs.acting_on(number)
     case = await Case.create(
@@ -542,7 +542,7 @@ async def open_task_case(
         unit=unit,
         description=task.description or task.title,
         photos=list(task.photos),
-        accept_by=min(await accept_deadline(category, at), task.deadline),
+        accept_by=accept_by,
         resolve_by=task.deadline,
         check_at=at,
         created_at=at,

@@ -122,6 +122,16 @@ async def may_see(official: Official, case: Case) -> bool:
     return await _member_of(official, [case.unit_id, *[u.id for u in await chain(case)]])  # type: ignore[attr-defined]
 
 
+async def _township_units(township_id: int) -> dict[int, dict]:
+    """Every unit of the township as plain rows, for walking the supervision tree in memory."""
+    return {
+        row["id"]: row
+        for row in await Unit.filter(township_id=township_id).values(
+            "id", "supervisor_id", "village_id", "active"
+        )
+    }
+
+
 def _units_above(unit_id: int, units: dict[int, dict]) -> set[int]:
     """`supervisors` over units already loaded: the active units above, a loop stops it."""
     above: set[int] = set()
@@ -141,12 +151,7 @@ async def cases_seen_by(official: Official) -> Q:
     if not official.active:
         return Q(id__in=[])
     own = set(await official.units.filter(active=True).values_list("id", flat=True))
-    units = {
-        row["id"]: row
-        for row in await Unit.filter(township_id=official.township_id).values(  # type: ignore[attr-defined]
-            "id", "supervisor_id", "village_id", "active"
-        )
-    }
+    units = await _township_units(official.township_id)  # type: ignore[attr-defined]
     seen = Q(assignee_id=official.id) | Q(task__creator_id=official.id)
     if own:
         seen |= Q(unit_id__in=sorted(own))
@@ -372,6 +377,11 @@ def may_create_task(official: Official) -> bool:
     return official.active and official.role in (Role.DISPATCHER, Role.LEADER)
 
 
+def task_giver(officials: list[Official]) -> Official | None:
+    """The person's first official identity that may give a township task, if any."""
+    return next((o for o in officials if may_create_task(o)), None)
+
+
 async def task_targets(official: Official) -> list[Unit]:
     """The units `official` may give a task to: for a dispatcher every unit of a village in
     the township, for a leader those below their own units; village committees first, in
@@ -384,12 +394,7 @@ async def task_targets(official: Official) -> list[Unit]:
     )
     if official.role != Role.DISPATCHER:
         own = set(await official.units.filter(active=True).values_list("id", flat=True))
-        units = {
-            row["id"]: row
-            for row in await Unit.filter(township_id=official.township_id).values(  # type: ignore[attr-defined]
-                "id", "supervisor_id", "village_id", "active"
-            )
-        }
+        units = await _township_units(official.township_id)  # type: ignore[attr-defined]
         below = [u for u in units if own & _units_above(u, units)]
         query = query.filter(id__in=below or [0])
     order = {kind: index for index, kind in enumerate(TASK_UNIT_KINDS)}

@@ -131,6 +131,8 @@ async def create(
         raise TaskRefused(TaskRefusal.BAD_TARGET)
     township = await Township.get(id=creator.township_id)  # type: ignore[attr-defined]
     category = await task_category(township)
+    # The task category's time to accept, cut to the task's deadline: the same for every unit.
+    accept_by = min(await cases.accept_deadline(category, at), deadline)
     with contextlib.suppress(IntegrityError):
         await CaseCounter.get_or_create(township_id=township.id, year=at.year)
     try:
@@ -141,7 +143,8 @@ async def create(
             )
             for unit_id in wanted:
                 await cases.open_task_case(
-                    task, township, creator, allowed[unit_id], category, at=at
+                    task, township, creator, allowed[unit_id], category,
+                    accept_by=accept_by, at=at,
                 )
     except IntegrityError:
         # The same draft, created twice at once: the other one made the task.

@@ -28,13 +28,10 @@ from bot.models import Official, Task, Township, Unit, UnitKind
 from bot.notices import local_time
 from bot.tasks import Progress, TaskRefused
 from web import words
-from web.files import FILES
 from web.views import (
-    FILE_UNAVAILABLE,
-    Viewer,
     _number,
-    _placeholder_image,
     _viewer_of,
+    kept_file,
     language_of,
     message_page,
     render,
@@ -49,11 +46,6 @@ NOT_A_CREATOR = N_("Only a dispatcher or a leader can give township tasks.")
 NO_DEADLINE = N_("Please give the deadline: a day and a time.")
 #: A form's key: as long as the task's column holds, made by `secrets` (never guessed).
 KEY_LENGTH = (16, 64)
-
-
-def _creator(viewer: Viewer) -> Official | None:
-    """The viewer's identity that may give a task, if any."""
-    return next((o for o in viewer.officials if scope.may_create_task(o)), None)
 
 
 async def _followed(request: web.Request) -> Task | None:
@@ -95,7 +87,7 @@ async def task_list(request: web.Request) -> web.StreamResponse:
         "rows": [(task, await tasks.progress(task)) for task in listed],
         "names": await _names({t.creator_id for t in listed}, language),  # type: ignore[attr-defined]
         "zones": zones, "local_time": local_time,
-        "may_create": _creator(viewer) is not None,
+        "may_create": scope.task_giver(viewer.officials) is not None,
     })
 
 
@@ -126,14 +118,7 @@ async def task_photo(request: web.Request) -> web.StreamResponse:
     n = _number(request.match_info["n"])
     if task is None or n is None or not 1 <= n <= len(task.photos):
         return await message_page(request, NO_TASK, 404)
-    path = await request.app[FILES].get(task.photos[n - 1])
-    if path is None:
-        text = catalogs().text(FILE_UNAVAILABLE, await language_of(request))
-        return web.Response(body=_placeholder_image(text), status=502,
-                            content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
-    return web.FileResponse(path, headers={
-        "Content-Type": "image/jpeg", "Cache-Control": "private, max-age=86400",
-    })
+    return await kept_file(request, task.photos[n - 1], "image/jpeg", photo=True)
 
 
 # ---- a new task -------------------------------------------------------------------------------
@@ -204,7 +189,7 @@ async def _form(
 
 @routes.get("/tasks/new")
 async def new_task(request: web.Request) -> web.StreamResponse:
-    creator = _creator(_viewer_of(request))
+    creator = scope.task_giver(_viewer_of(request).officials)
     if creator is None:
         return await message_page(request, NOT_A_CREATOR, 403)
     return await _form(request, creator, Draft(key=secrets.token_urlsafe(24)))
@@ -214,7 +199,7 @@ async def new_task(request: web.Request) -> web.StreamResponse:
 async def give_task(request: web.Request) -> web.StreamResponse:
     """The task and its cases, once per form; refused, the form again as it was typed."""
     viewer = _viewer_of(request)
-    creator = _creator(viewer)
+    creator = scope.task_giver(viewer.officials)
     if creator is None:
         return await message_page(request, NOT_A_CREATOR, 403)
     draft = Draft.read(await request.post())

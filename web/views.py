@@ -781,17 +781,26 @@ async def case_file(request: web.Request) -> web.StreamResponse:
     if n is None or not 1 <= n <= len(files):
         return await not_found(request)
     found = files[n - 1]
-    path = await request.app[FILES].get(found.file_id)
+    return await kept_file(request, found.file_id, found.content_type,
+                           photo=found.kind == "photo")
+
+
+async def kept_file(
+    request: web.Request, file_id: str, content_type: str, *, photo: bool
+) -> web.StreamResponse:
+    """A Telegram file through the back office's store (`web.files`), for one the caller
+    checked may see it; one Telegram will not give is a picture saying so (a photo) or a page."""
+    path = await request.app[FILES].get(file_id)
     if path is None:
         text = catalogs().text(FILE_UNAVAILABLE, await language_of(request))
-        if found.kind == "photo":
+        if photo:
             return web.Response(body=_placeholder_image(text), status=502,
                                 content_type="image/svg+xml",
                                 headers={"Cache-Control": "no-store"})
         return await message_page(request, FILE_UNAVAILABLE, 502)
     return web.FileResponse(path, headers={
-        "Content-Type": found.content_type,
-        # The same bytes for ever; private: only those who may see the case get them.
+        "Content-Type": content_type,
+        # The same bytes for ever; private: only those who may see it get them.
         "Cache-Control": "private, max-age=86400",
     })
 

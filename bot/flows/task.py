@@ -74,11 +74,6 @@ async def _stale(query: CallbackQuery) -> None:
     await query.answer(_("This button is no longer active."), show_alert=True)
 
 
-def _giver(person: Person) -> Official | None:
-    """The person's first official who may give a township task."""
-    return next((o for o in person.officials if scope.may_create_task(o)), None)
-
-
 def _official(person: Person, draft: dict[str, Any]) -> Official | None:
     """The official the draft was started as, if the person still is them and still may."""
     return next(
@@ -97,7 +92,7 @@ def _refused(reason: tasks.TaskRefusal) -> str:
 
 @routes.message(Command("newtask"))
 async def begin(message: Message, state: FSMContext, person: Person) -> None:
-    official = _giver(person)
+    official = scope.task_giver(person.officials)
     if official is None:
         await message.answer(_refused(tasks.TaskRefusal.NOT_ALLOWED))
         return
