@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,11 +41,11 @@ class PersonMiddleware(BaseMiddleware):
 
 
 class OnceOnly(BaseMiddleware):
-    """Handles each update once, however often Telegram delivers it.
+    """Handles each update once, however often and wherever Telegram delivers it.
 
-    Runs inside the person's lock (after aiogram's FSM middleware), so a second delivery of an
-    update waits for the first and then finds it remembered. An update whose handling failed
-    is not remembered: delivered again, it is tried again.
+    The update is claimed first (`HandledUpdates.claim`): a second delivery, here or in another
+    process, waits for the first and then does nothing. An update whose handling failed is
+    given up: delivered again, it is tried again.
     """
 
     def __init__(self, handled: HandledUpdates) -> None:
@@ -57,9 +59,14 @@ class OnceOnly(BaseMiddleware):
     ) -> Any:
         if not isinstance(event, Update):
             return await handler(event, data)
-        if await self.handled.seen(event.update_id):
+        if not await self.handled.claim(event.update_id):
             log.info("update %s arrived again; handled already", event.update_id)
             return UNHANDLED
-        result = await handler(event, data)
-        await self.handled.remember(event.update_id)
+        try:
+            result = await handler(event, data)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.handled.release(event.update_id))
+            raise
+        await self.handled.done(event.update_id)
         return result

@@ -7,7 +7,7 @@ Redis, with no extra service to run.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -105,43 +105,108 @@ class DatabaseStorage(BaseStorage):
 #: How long a handled update is remembered. Telegram redelivers an update it has no answer
 #: for within minutes; a day is ample and keeps the store small.
 HANDLED_FOR = timedelta(days=1)
-#: Forgetting old handled updates runs once in this many remembered ones.
+#: How long a claim on an update holds while it is handled. A process that dies while handling
+#: leaves its claim behind: a redelivery takes the update over once this has passed.
+CLAIM_FOR = timedelta(seconds=60)
+#: How often a delivery waiting for another process's claim looks again.
+CLAIM_POLL_SECONDS = 0.05
+#: Forgetting old handled updates runs once in this many handled ones.
 FORGET_EVERY = 1000
 HANDLED_PREFIX = "handled:"
+#: The two states of a remembered update. (A row or value from before claims, with no state or
+#: Redis's b"1", is an update handled.)
+HANDLING = "handling"
+DONE = "done"
 
 
 class HandledUpdates:
-    """The update ids this bot has handled lately, in the conversation store.
+    """The update ids this bot is handling or has handled lately, in the conversation store.
 
     Telegram sends an update again when it saw no answer (a timeout, a process that died before
-    confirming it); handling it twice would, say, count a photo twice. An update is remembered
-    once handled, inside the person's lock, so its second arrival finds it and does nothing.
+    confirming it); handling it twice would, say, count a photo twice. So an update is claimed
+    before it is handled, in one atomic write (Redis's SET NX, or an INSERT on the primary key):
+    of two deliveries arriving at two processes at once exactly one handles it. The other waits
+    until the first is done and then does nothing, or takes the update over when the first
+    gave it up (its handling failed) or died with it (the claim ran out after `CLAIM_FOR`).
     """
 
     def __init__(self, redis: Any | None = None, bot_id: int = 0) -> None:
         self._redis = redis
         self._prefix = f"{HANDLED_PREFIX}{bot_id}:"
-        self._remembered = 0
+        self._handled = 0
 
-    async def seen(self, update_id: int) -> bool:
+    async def claim(self, update_id: int) -> bool:
+        """True when this process is to handle the update now (and then calls `done` or
+        `release`); False when it was handled already."""
+        key = self._prefix + str(update_id)
+        while True:
+            if await self._take(key):
+                return True
+            state, since = await self._state(key)
+            if state == DONE:
+                return False
+            if state == HANDLING and since is not None and since < _now() - CLAIM_FOR:
+                if await self._take_over(key):
+                    return True
+            elif state == HANDLING:
+                await asyncio.sleep(CLAIM_POLL_SECONDS)
+            # No state: given up meanwhile, so claim it afresh.
+
+    async def done(self, update_id: int) -> None:
         key = self._prefix + str(update_id)
         if self._redis is not None:
-            return bool(await self._redis.exists(key))
-        return await Conversation.filter(key=key).exists()
-
-    async def remember(self, update_id: int) -> None:
-        key = self._prefix + str(update_id)
-        if self._redis is not None:
-            await self._redis.set(key, b"1", ex=int(HANDLED_FOR.total_seconds()))
+            await self._redis.set(key, DONE, ex=int(HANDLED_FOR.total_seconds()))
             return
-        now = datetime.now(UTC)
-        with contextlib.suppress(IntegrityError):  # remembered already: nothing to add
-            await Conversation.create(key=key, state=None, data={}, updated_at=now)
-        self._remembered += 1
-        if self._remembered % FORGET_EVERY == 0:
+        now = _now()
+        await Conversation.filter(key=key).update(state=DONE, updated_at=now)
+        self._handled += 1
+        if self._handled % FORGET_EVERY == 0:
             await Conversation.filter(
                 key__startswith=HANDLED_PREFIX, updated_at__lt=now - HANDLED_FOR
             ).delete()
+
+    async def release(self, update_id: int) -> None:
+        """Handling failed: the next delivery tries again."""
+        key = self._prefix + str(update_id)
+        if self._redis is not None:
+            await self._redis.delete(key)
+            return
+        await Conversation.filter(key=key, state=HANDLING).delete()
+
+    async def _take(self, key: str) -> bool:
+        if self._redis is not None:
+            ttl = int(CLAIM_FOR.total_seconds())
+            return bool(await self._redis.set(key, HANDLING, nx=True, ex=ttl))
+        try:
+            await Conversation.create(key=key, state=HANDLING, data={}, updated_at=_now())
+        except IntegrityError:
+            return False
+        return True
+
+    async def _state(self, key: str) -> tuple[str | None, datetime | None]:
+        """HANDLING or DONE, and since when (the database's claims only: Redis's run out by
+        themselves); (None, None) when there is no claim."""
+        if self._redis is not None:
+            value = await self._redis.get(key)
+            if value is None:
+                return None, None
+            return (HANDLING if value == HANDLING.encode() else DONE), None
+        row = await Conversation.get_or_none(key=key)
+        if row is None:
+            return None, None
+        return (HANDLING if row.state == HANDLING else DONE), row.updated_at
+
+    async def _take_over(self, key: str) -> bool:
+        """Claim an update whose claim ran out; of several processes trying, one succeeds."""
+        now = _now()
+        taken = await Conversation.filter(
+            key=key, state=HANDLING, updated_at__lt=now - CLAIM_FOR
+        ).update(updated_at=now)
+        return bool(taken)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 #: Redis connections of one process. More updates than this at once wait for a free one.

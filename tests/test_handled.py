@@ -1,0 +1,96 @@
+"""Each update handled once: the claim every delivery makes before it is handled.
+
+Against the real conversation store: the database (two claims racing on the primary key), and
+Redis too when the test environment gives one. Two processes are two claimants here; the
+end-to-end form, two webhook processes receiving every update twice, is in test_duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conftest import TEST_REDIS_URL
+
+from bot.models import Conversation
+from bot.storage import CLAIM_FOR, HANDLING, HandledUpdates
+
+STORES = ["database", "redis"] if TEST_REDIS_URL else ["database"]
+
+
+@pytest.fixture(params=STORES)
+async def handled(request: pytest.FixtureRequest, database: str) -> AsyncIterator[HandledUpdates]:
+    if request.param == "database":
+        yield HandledUpdates(None, bot_id=42)
+        return
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(TEST_REDIS_URL)
+    await redis.flushdb()
+    yield HandledUpdates(redis, bot_id=42)
+    await redis.aclose()
+
+
+async def test_a_second_delivery_waits_until_the_first_is_done_then_does_nothing(
+    handled: HandledUpdates,
+) -> None:
+    assert await handled.claim(7) is True
+    second = asyncio.create_task(handled.claim(7))
+    await asyncio.sleep(0.3)
+    assert not second.done()  # the first is still being handled: the second waits
+    await handled.done(7)
+    assert await asyncio.wait_for(second, 5) is False
+    assert await handled.claim(7) is False  # and any later delivery too
+
+
+async def test_racing_claims_give_the_update_to_exactly_one(handled: HandledUpdates) -> None:
+    async def deliver() -> bool:
+        mine = await handled.claim(8)
+        if mine:
+            await asyncio.sleep(0.1)  # handling
+            await handled.done(8)
+        return mine
+
+    results = await asyncio.wait_for(asyncio.gather(*(deliver() for _ in range(10))), 10)
+    assert results.count(True) == 1
+
+
+async def test_an_update_whose_handling_failed_is_handled_again(handled: HandledUpdates) -> None:
+    assert await handled.claim(9) is True
+    waiting = asyncio.create_task(handled.claim(9))
+    await asyncio.sleep(0.2)
+    await handled.release(9)
+    # The delivery that was waiting takes it up rather than dropping it.
+    assert await asyncio.wait_for(waiting, 5) is True
+
+
+async def test_a_claim_left_by_a_process_that_died_is_taken_over(
+    handled: HandledUpdates, request: pytest.FixtureRequest
+) -> None:
+    key = "handled:42:10"
+    if "redis" in request.node.callspec.id:
+        redis = handled._redis
+        await redis.set(key, HANDLING, ex=1)  # its claim runs out as CLAIM_FOR's would
+        assert await asyncio.wait_for(handled.claim(10), 5) is True
+        return
+    died_at = datetime.now(UTC) - CLAIM_FOR - timedelta(seconds=1)
+    await Conversation.create(key=key, state=HANDLING, data={}, updated_at=died_at)
+    await Conversation.filter(key=key).update(updated_at=died_at)
+    assert await asyncio.wait_for(handled.claim(10), 5) is True
+    # Taken over once: a second delivery now waits for this one.
+    assert not await _claims_at_once(handled, 10)
+
+
+async def _claims_at_once(handled: HandledUpdates, update_id: int) -> bool:
+    try:
+        return await asyncio.wait_for(handled.claim(update_id), 0.3)
+    except TimeoutError:
+        return False
+
+
+async def test_updates_remembered_before_claims_count_as_handled(database: str) -> None:
+    """A row written by the version before claims (no state) is an update handled."""
+    await Conversation.create(key="handled:42:11", state=None, data={})
+    assert await HandledUpdates(None, bot_id=42).claim(11) is False
