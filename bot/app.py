@@ -22,7 +22,7 @@ from aiogram.methods.base import Response, TelegramMethod, TelegramType
 
 from bot import db
 from bot.config import Settings
-from bot.delivery import Courier, DirectReplies
+from bot.delivery import Courier, DirectReplies, SharedLimits
 from bot.flows import ask, notice, registration, report, task
 from bot.flows import casework as casework_flow
 from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
@@ -178,8 +178,13 @@ class Villagebot:
             undo.push_async_callback(dispatcher.storage.close)
             undo.push_async_callback(dispatcher.fsm.events_isolation.close)
             await set_default_menus(bot, settings.default_language)
+            shared = None
+            if settings.redis_url:  # other processes may send as this bot: keep limits together
+                shared = SharedLimits(settings.redis_url, bot.id, settings.messages_per_second)
+                undo.push_async_callback(shared.close)
             courier = Courier(
-                bot, per_second=settings.messages_per_second, owner=settings.instance
+                bot, per_second=settings.messages_per_second, owner=settings.instance,
+                shared=shared,
             )
             # Replies paced with the courier, retried, never stopped by a cosmetic call.
             bot.session.middleware(DirectReplies(courier))

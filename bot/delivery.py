@@ -14,7 +14,9 @@ the process dies a moment later. The `Courier` of each running process sends the
   an emergency case (`priority`) go before the others, and so do the rows queued before them
   in their chat.
 - Telegram's limits are kept in memory: 30 messages a second overall, one a second per private
-  chat, 20 a minute per group; an album counts as its number of photos. The handlers' direct
+  chat, 20 a minute per group; an album counts as its number of photos. With REDIS_URL they
+  are kept in Redis as well (`SharedLimits`), so several processes of one bot keep them
+  together, not each. The handlers' direct
   replies go through the same Bot, so `DirectReplies` (a session middleware) counts them in the
   same windows and lets them go first: a person gets the answer during a broadcast.
   A 429 is waited out (`retry_after`, for that chat, and the whole courier slows down for a
@@ -107,8 +109,9 @@ from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
 from bot.models import Account, Case, Delivery, DeliveryKind
+from bot.storage import redis_pool
 
-__all__ = ["Courier", "DirectReplies", "edit", "post", "wake"]
+__all__ = ["Courier", "DirectReplies", "SharedLimits", "edit", "post", "wake"]
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +502,67 @@ class _Pacer:
         self.paused_until = max(self.paused_until, now + min(float(retry_after), 1.0))
 
 
+class SharedLimits:
+    """Telegram's limits for all processes of one bot together, kept in Redis by `limits`
+    (its moving window: at most N sends in any window, across processes, in one Lua call).
+
+    Each process still keeps its own `_Pacer`, which counts a send when Telegram has answered
+    and lets replies go first. This counts a send when it starts, which is as early as any
+    process can count it: the flight time to Telegram (milliseconds) is the one margin the
+    processes together do not keep. When Redis does not answer, sends are paced by each
+    process alone, with a warning, rather than held back: /readyz says Redis is failing.
+    """
+
+    def __init__(self, redis_url: str, bot_id: int, per_second: int = GLOBAL_PER_SECOND) -> None:
+        from limits import RateLimitItemPerMinute, RateLimitItemPerSecond
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import MovingWindowRateLimiter
+
+        self._pool = redis_pool(redis_url)
+        self._storage = RedisStorage(
+            f"async+{redis_url}", implementation="redispy",
+            key_prefix=f"villagebot:pacing:{bot_id}", connection_pool=self._pool,
+        )
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        scale = max(1, per_second // GLOBAL_PER_SECOND)  # as `_Pacer._chat`
+        self._overall = RateLimitItemPerSecond(per_second)
+        self._private = RateLimitItemPerSecond(PRIVATE_PER_SECOND * scale)
+        self._group = RateLimitItemPerMinute(GROUP_PER_MINUTE * scale)
+        self._warned = False
+
+    async def take(self, chat_id: int | None, cost: int) -> tuple[float, bool]:
+        """Count `cost` messages (to `chat_id`) if all processes together have room: (0, _).
+        Else nothing is counted: (seconds to wait at least, whether the overall window is
+        full rather than the chat's)."""
+        try:
+            if chat_id is not None:
+                chat = self._private if chat_id > 0 else self._group
+                # An album bigger than the chat's window counts as the whole window.
+                chat_cost = min(cost, chat.amount)
+                if not await self._limiter.test(chat, str(chat_id), cost=chat_cost):
+                    return await self._wait(chat, str(chat_id)), False
+            if not await self._limiter.hit(self._overall, "all", cost=cost):
+                return await self._wait(self._overall, "all"), True
+            if chat_id is not None:
+                # Two processes sending to one chat in the same instant may both pass the test
+                # above; the second send then meets Telegram's 429 and waits it out.
+                await self._limiter.hit(chat, str(chat_id), cost=chat_cost)
+        except Exception as error:  # Redis down or restarting: pace per process meanwhile
+            if not self._warned:
+                log.warning("shared pacing unavailable, each process paces itself: %s", error)
+                self._warned = True
+            return 0.0, False
+        self._warned = False
+        return 0.0, False
+
+    async def _wait(self, item: Any, key: str) -> float:
+        stats = await self._limiter.get_window_stats(item, key)
+        return max(POLL_SECONDS / 5, stats.reset_time - time.time())
+
+    async def close(self) -> None:
+        await self._pool.disconnect()
+
+
 # --------------------------------------------------------------------------------------------
 # The courier
 
@@ -562,11 +626,17 @@ class Courier:
     """
 
     def __init__(
-        self, bot: Bot, *, per_second: int = GLOBAL_PER_SECOND, owner: str | None = None
+        self,
+        bot: Bot,
+        *,
+        per_second: int = GLOBAL_PER_SECOND,
+        owner: str | None = None,
+        shared: SharedLimits | None = None,
     ) -> None:
         self.bot = bot
         self.owner = (owner or f"courier-{secrets.token_hex(6)}")[:OWNER_MAX]
         self._pacer = _Pacer(per_second)
+        self._shared = shared
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()
         self._busy: set[int] = set()
@@ -667,14 +737,21 @@ class Courier:
             if wait > 0:
                 delay = min(delay, wait)
                 break
-            # Hold the place before the claim's await, or a reply could take it meanwhile.
+            # Hold the place before the awaits, or a reply could take it meanwhile.
             self._pacer.started(cost)
             claimed = False
             try:
-                claimed = await self._claim(row)
+                wait, full = await self._shared_room(row.chat_id, cost)
+                if wait <= 0:
+                    claimed = await self._claim(row)
             finally:
                 if not claimed:
                     self._pacer.given_back(cost)
+            if wait > 0:  # the other processes have used the room meanwhile
+                delay = min(delay, wait)
+                if full:
+                    break
+                continue
             if not claimed:
                 continue
             self._busy.add(row.chat_id)
@@ -682,6 +759,23 @@ class Courier:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return delay
+
+    async def _shared_room(self, chat_id: int, cost: int) -> tuple[float, bool]:
+        if self._shared is None:
+            return 0.0, False
+        return await self._shared.take(chat_id, cost)
+
+    async def room_for_reply(self, chat_id: int | None, cost: int) -> None:
+        """Wait for room among all processes for a direct reply, at most `REPLY_WAIT`."""
+        if self._shared is None:
+            return
+        deadline = time.monotonic() + REPLY_WAIT
+        while True:
+            wait, _ = await self._shared.take(chat_id, cost)
+            left = deadline - time.monotonic()
+            if wait <= 0 or left <= 0:
+                return
+            await asyncio.sleep(min(wait, left))
 
     async def _claim(self, row: Delivery) -> bool:
         """Take the row if nobody holds it: one conditional UPDATE, safe across processes."""
@@ -981,6 +1075,7 @@ class DirectReplies(BaseRequestMiddleware):
         pacer, chat_id = self.courier._pacer, _chat_of(method)
         await pacer.reserve_for_reply(cost, chat_id)
         try:
+            await self.courier.room_for_reply(chat_id, cost)
             return await make_request(bot, method)
         finally:
             if pacer.reply_finished(cost, time.monotonic(), chat_id):

@@ -246,30 +246,36 @@ def make_storage(
     `alone`: no other process receives this bot's updates, so the database's conversations may
     be remembered in memory.
 
-    With Redis, a blocking connection pool: redis-py's default pool refuses a command when its
-    100 connections are in use, and the update that asked fails (a burst of 100 people writing
-    at once, each update holding a connection for its lock, reaches that). A command that
-    meets a dropped connection (Redis restarted, a connection closed while idle in the pool)
-    is sent again on a new one, a few times with backoff, instead of failing the update.
     """
     if redis_url:
         from aiogram.fsm.storage.redis import RedisStorage
-        from redis.asyncio import BlockingConnectionPool, Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+        from redis.asyncio import Redis
 
-        pool = BlockingConnectionPool.from_url(
-            redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS,
-            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            health_check_interval=30,
-        )
         storage = RedisStorage(
-            redis=Redis(connection_pool=pool), key_builder=DefaultKeyBuilder(with_bot_id=True)
+            redis=Redis(connection_pool=redis_pool(redis_url)),
+            key_builder=DefaultKeyBuilder(with_bot_id=True),
         )
         isolation = InOrder(storage.create_isolation())
         return storage, isolation, HandledUpdates(storage.redis, bot_id)
     storage = DatabaseStorage(cached=CACHED if alone else 0)
     return storage, SimpleEventIsolation(), HandledUpdates(None, bot_id)
+
+
+def redis_pool(redis_url: str) -> Any:
+    """A blocking connection pool: redis-py's default pool refuses a command when its 100
+    connections are in use, and the update that asked fails (a burst of 100 people writing at
+    once, each update holding a connection for its lock, reaches that). A command that meets a
+    dropped connection (Redis restarted, a connection closed while idle in the pool) is sent
+    again on a new one, a few times with backoff, instead of failing the update."""
+    from redis.asyncio import BlockingConnectionPool
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return BlockingConnectionPool.from_url(
+        redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), REDIS_RETRIES),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import socket
+import time
 from datetime import timedelta
 
 import pytest
@@ -30,10 +32,11 @@ from aiogram.types import (
     InputMediaPhoto,
     Message,
 )
+from conftest import TEST_REDIS_URL
 from tortoise.transactions import in_transaction
 
 from bot import cases, delivery, notices
-from bot.delivery import Courier, edit, post
+from bot.delivery import Courier, SharedLimits, edit, post
 from bot.emulator import BotAPIEmulator, SendingLimits, buttons
 from bot.i18n import catalogs
 from bot.models import (
@@ -441,6 +444,83 @@ async def test_two_couriers_on_one_database_send_each_row_once(sandbox: Sandbox)
         assert mine == [f"{phone.name}-{n}" for n in range(8)], "each once, in order"
     assert first.sent + second.sent == 32
     assert await Delivery.filter(sent_at__isnull=True).count() == 0
+
+
+async def _two_processes_send(
+    sandbox: Sandbox, groups: list[int], *, shared: bool
+) -> tuple[int, float]:
+    """Two couriers, as two processes of one bot would run them, send one notice to each
+    group; Telegram's 429s and the seconds it took."""
+    emulator = sandbox.emulator
+    await sandbox.app.courier.stop()
+    for group in groups:
+        await post(group, f"给{group}的通知")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(emulator.base_url))
+    other_bot = Bot(token=emulator.token, session=session)
+    limits = [
+        SharedLimits(TEST_REDIS_URL, sandbox.app.bot.id) if shared else None for _ in range(2)
+    ]
+    couriers = [
+        Courier(sandbox.app.bot, shared=limits[0]), Courier(other_bot, shared=limits[1])
+    ]
+    refused = emulator.stats.too_many_requests
+    started = time.monotonic()
+    try:
+        await asyncio.gather(*(courier.start() for courier in couriers))
+        for group in groups:
+            await emulator.wait_for(group, "的通知", timeout=30)
+        took = time.monotonic() - started
+        for courier in couriers:
+            await courier.drained()
+    finally:
+        for courier in couriers:
+            await courier.stop()
+        for limit in limits:
+            if limit is not None:
+                await limit.close()
+        await session.close()
+    for group in groups:
+        assert _texts(emulator, group) == [f"给{group}的通知"], "each once"
+    return emulator.stats.too_many_requests - refused, took
+
+
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="shared pacing lives in Redis")
+async def test_two_processes_keep_telegrams_30_a_second_together(database_url: str) -> None:
+    from redis.asyncio import Redis
+
+    async with Redis.from_url(TEST_REDIS_URL) as redis:
+        await redis.flushdb()
+    async with Sandbox(database_url, limits=True) as sandbox:
+        groups = [-1003100000000 - n for n in range(90)]
+        for n, group in enumerate(groups):
+            sandbox.emulator.group(group, f"第{n}组")
+        # Each paces itself: together they send up to 60 a second, and Telegram refuses.
+        alone, _ = await _two_processes_send(sandbox, groups[:45], shared=False)
+        assert alone > 0
+        await asyncio.sleep(1.1)  # Telegram's window empties
+        together, took = await _two_processes_send(sandbox, groups[45:], shared=True)
+    # Kept together, they never ask more than 30 in any second: the 45 take over a second,
+    # and Telegram refuses none (at most one, should a send's flight time meet the window's
+    # edge: the one margin the shared count does not keep).
+    assert together <= 1, together
+    assert took >= 0.9, took
+
+
+async def test_without_redis_each_process_paces_itself_and_nothing_is_held_back(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = SharedLimits(f"redis://127.0.0.1:{_closed_port()}/0", sandbox.app.bot.id)
+    try:
+        assert await limits.take(-1003200000000, 1) == (0.0, False)
+    finally:
+        await limits.close()
+    assert "shared pacing unavailable" in caplog.text
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def test_a_restarted_process_takes_back_its_own_rows_at_once(sandbox: Sandbox) -> None:
