@@ -521,6 +521,11 @@ async def _before_workers(settings: Settings, command: str) -> int:
     from bot import db
     from bot.startup import CannotStart, import_directory_file
 
+    if command == "run" and not settings.redis_url:
+        logging.getLogger(__name__).warning(
+            "several workers without REDIS_URL: each keeps Telegram's sending limits and a "
+            "person's lock by itself; set REDIS_URL to share them"
+        )
     await db.start(settings.database_url)
     try:
         if command == "run" and settings.directory_file is not None:
