@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,14 +57,8 @@ class OnceOnly(BaseMiddleware):
     ) -> Any:
         if not isinstance(event, Update):
             return await handler(event, data)
-        if not await self.handled.claim(event.update_id):
-            log.info("update %s arrived again; handled already", event.update_id)
-            return UNHANDLED
-        try:
-            result = await handler(event, data)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.handled.release(event.update_id))
-            raise
-        await self.handled.done(event.update_id)
-        return result
+        async with self.handled.once(event.update_id) as mine:
+            if not mine:
+                log.info("update %s arrived again; handled already", event.update_id)
+                return UNHANDLED
+            return await handler(event, data)

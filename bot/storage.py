@@ -8,9 +8,11 @@ Redis, with no extra service to run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +30,8 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from tortoise.exceptions import IntegrityError
 
 from bot.models import Conversation
+
+log = logging.getLogger(__name__)
 
 EMPTY = "{}"
 
@@ -105,9 +109,10 @@ class DatabaseStorage(BaseStorage):
 #: How long a handled update is remembered. Telegram redelivers an update it has no answer
 #: for within minutes; a day is ample and keeps the store small.
 HANDLED_FOR = timedelta(days=1)
-#: How long a claim on an update holds while it is handled. A process that dies while handling
-#: leaves its claim behind: a redelivery takes the update over once this has passed.
-CLAIM_FOR = timedelta(seconds=60)
+#: How long a claim on an update, or a person's lock in Redis, holds unless renewed. Its process
+#: renews it every third of this while it works, so only a process that died (kill -9, a lost
+#: machine) leaves one behind, and for no longer than this: then a redelivery takes over.
+LEASE = timedelta(seconds=15)
 #: How often a delivery waiting for another process's claim looks again.
 CLAIM_POLL_SECONDS = 0.05
 #: Forgetting old handled updates runs once in this many handled ones.
@@ -127,13 +132,30 @@ class HandledUpdates:
     before it is handled, in one atomic write (Redis's SET NX, or an INSERT on the primary key):
     of two deliveries arriving at two processes at once exactly one handles it. The other waits
     until the first is done and then does nothing, or takes the update over when the first
-    gave it up (its handling failed) or died with it (the claim ran out after `CLAIM_FOR`).
+    gave it up (its handling failed) or died with it (the claim ran out after `LEASE`).
     """
 
     def __init__(self, redis: Any | None = None, bot_id: int = 0) -> None:
         self._redis = redis
         self._prefix = f"{HANDLED_PREFIX}{bot_id}:"
         self._handled = 0
+
+    @asynccontextmanager
+    async def once(self, update_id: int) -> AsyncIterator[bool]:
+        """True inside when this delivery is to handle the update (its claim renewed meanwhile,
+        done at the end, given up if the handling raises); False when it was handled already."""
+        if not await self.claim(update_id):
+            yield False
+            return
+        key = self._prefix + str(update_id)
+        try:
+            async with _renewed(lambda: self._renew(key)):
+                yield True
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.release(update_id))
+            raise
+        await self.done(update_id)
 
     async def claim(self, update_id: int) -> bool:
         """True when this process is to handle the update now (and then calls `done` or
@@ -145,7 +167,7 @@ class HandledUpdates:
             state, since = await self._state(key)
             if state == DONE:
                 return False
-            if state == HANDLING and since is not None and since < _now() - CLAIM_FOR:
+            if state == HANDLING and since is not None and since < _now() - LEASE:
                 if await self._take_over(key):
                     return True
             elif state == HANDLING:
@@ -175,8 +197,8 @@ class HandledUpdates:
 
     async def _take(self, key: str) -> bool:
         if self._redis is not None:
-            ttl = int(CLAIM_FOR.total_seconds())
-            return bool(await self._redis.set(key, HANDLING, nx=True, ex=ttl))
+            lease = int(LEASE.total_seconds() * 1000)
+            return bool(await self._redis.set(key, HANDLING, nx=True, px=lease))
         try:
             await Conversation.create(key=key, state=HANDLING, data={}, updated_at=_now())
         except IntegrityError:
@@ -200,13 +222,40 @@ class HandledUpdates:
         """Claim an update whose claim ran out; of several processes trying, one succeeds."""
         now = _now()
         taken = await Conversation.filter(
-            key=key, state=HANDLING, updated_at__lt=now - CLAIM_FOR
+            key=key, state=HANDLING, updated_at__lt=now - LEASE
         ).update(updated_at=now)
         return bool(taken)
+
+    async def _renew(self, key: str) -> None:
+        if self._redis is not None:
+            await self._redis.pexpire(key, int(LEASE.total_seconds() * 1000))
+            return
+        await Conversation.filter(key=key, state=HANDLING).update(updated_at=_now())
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def _renewed(renew: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
+    """Runs `renew` every third of `LEASE` while the block runs."""
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(LEASE.total_seconds() / 3)
+            try:
+                await renew()
+            except Exception as error:  # the next renewal may succeed; the lease still holds
+                log.warning("renewing a lease failed: %s", error)
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
 
 
 #: Redis connections of one process. More updates than this at once wait for a free one.
@@ -220,23 +269,36 @@ REDIS_RETRIES = 3
 class InOrder(BaseEventIsolation):
     """A person's updates one at a time and in the order they came, across processes.
 
-    Redis's lock keeps two processes from handling one person at once, but it is not first
-    come, first served: a tap and the text typed right after it could be handled text first,
-    in the wrong step. The process's own lock (asyncio's, which is) is taken first.
+    Redis's lock (redis-py's) keeps two processes from handling one person at once, but it is
+    not first come, first served: a tap and the text typed right after it could be handled text
+    first, in the wrong step. The process's own lock (asyncio's, which is) is taken first.
+    Redis's lock is held for `LEASE` and renewed while the update is handled, so a person whose
+    update a killed process held waits at most that long, not aiogram's default minute.
     """
 
-    def __init__(self, shared: BaseEventIsolation) -> None:
+    def __init__(self, redis: Any, key_builder: KeyBuilder) -> None:
         self.local = SimpleEventIsolation()
-        self.shared = shared
+        self.redis = redis
+        self.key_builder = key_builder
 
     @asynccontextmanager
     async def lock(self, key: StorageKey) -> AsyncIterator[None]:
-        async with self.local.lock(key), self.shared.lock(key):
-            yield
+        from redis.exceptions import LockError
+
+        async with self.local.lock(key):
+            shared = self.redis.lock(
+                self.key_builder.build(key, "lock"), timeout=LEASE.total_seconds()
+            )
+            await shared.acquire()
+            try:
+                async with _renewed(shared.reacquire):
+                    yield
+            finally:
+                with contextlib.suppress(LockError):  # ran out meanwhile: nothing to release
+                    await shared.release()
 
     async def close(self) -> None:
         await self.local.close()
-        await self.shared.close()
 
 
 def make_storage(
@@ -255,7 +317,7 @@ def make_storage(
             redis=Redis(connection_pool=redis_pool(redis_url)),
             key_builder=DefaultKeyBuilder(with_bot_id=True),
         )
-        isolation = InOrder(storage.create_isolation())
+        isolation = InOrder(storage.redis, storage.key_builder)
         return storage, isolation, HandledUpdates(storage.redis, bot_id)
     storage = DatabaseStorage(cached=CACHED if alone else 0)
     return storage, SimpleEventIsolation(), HandledUpdates(None, bot_id)

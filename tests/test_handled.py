@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import TEST_REDIS_URL
 
+from bot import storage
 from bot.models import Conversation
-from bot.storage import CLAIM_FOR, HANDLING, HandledUpdates
+from bot.storage import HANDLING, LEASE, HandledUpdates
 
 STORES = ["database", "redis"] if TEST_REDIS_URL else ["database"]
 
@@ -72,10 +73,10 @@ async def test_a_claim_left_by_a_process_that_died_is_taken_over(
     key = "handled:42:10"
     if "redis" in request.node.callspec.id:
         redis = handled._redis
-        await redis.set(key, HANDLING, ex=1)  # its claim runs out as CLAIM_FOR's would
+        await redis.set(key, HANDLING, ex=1)  # its claim runs out as LEASE's would
         assert await asyncio.wait_for(handled.claim(10), 5) is True
         return
-    died_at = datetime.now(UTC) - CLAIM_FOR - timedelta(seconds=1)
+    died_at = datetime.now(UTC) - LEASE - timedelta(seconds=1)
     await Conversation.create(key=key, state=HANDLING, data={}, updated_at=died_at)
     await Conversation.filter(key=key).update(updated_at=died_at)
     assert await asyncio.wait_for(handled.claim(10), 5) is True
@@ -94,3 +95,21 @@ async def test_updates_remembered_before_claims_count_as_handled(database: str) 
     """A row written by the version before claims (no state) is an update handled."""
     await Conversation.create(key="handled:42:11", state=None, data={})
     assert await HandledUpdates(None, bot_id=42).claim(11) is False
+
+
+async def test_a_long_handling_keeps_its_claim(
+    handled: HandledUpdates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewed while it works: a handling that outlasts the lease is not taken over."""
+    monkeypatch.setattr(storage, "LEASE", timedelta(seconds=1))
+
+    async def first() -> None:
+        async with handled.once(12) as mine:
+            assert mine
+            await asyncio.sleep(3)  # three leases long
+
+    handling = asyncio.create_task(first())
+    await asyncio.sleep(0.2)
+    second = await asyncio.wait_for(handled.claim(12), 10)
+    assert handling.done(), "the second delivery waited for the first to finish"
+    assert second is False
