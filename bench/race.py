@@ -129,6 +129,9 @@ class Outcome:
     found: list[Found] = field(default_factory=list)
     taps_per_instance: Counter[int] = field(default_factory=Counter)
     seconds_per_round: list[float] = field(default_factory=list)
+    #: Seconds until both processes received updates; from then to the last round's end.
+    starting: float = 0.0
+    racing: float = 0.0
 
     @property
     def right(self) -> bool:
@@ -157,10 +160,11 @@ class Outcome:
         slowest = max(self.seconds_per_round, default=0.0)
         return (
             f"{len(self.found)} cases, {taps} taps by {self.officials} officials through "
-            f"{self.instances} processes ({spread}); winners per case: "
-            f"{sorted(Counter(f.assignees for f in self.found).items())} (assignees: cases); "
+            f"{self.instances} processes ({spread}); cases with exactly one winner: "
+            f"{sum(f.assignees == 1 for f in self.found)} of {len(self.found)}; "
             f"unanswered taps: {sum(f.unanswered for f in self.found)}; slowest round "
-            f"{slowest:.1f} s; " + ("every case right" if not wrong else f"WRONG: {wrong}")
+            f"{slowest:.1f} s (the processes started in {self.starting:.1f} s, the rest took "
+            f"{self.racing:.1f} s); " + ("every case right" if not wrong else f"WRONG: {wrong}")
         )
 
 
@@ -220,7 +224,9 @@ async def race(
                 token=emulator.token, api_url=emulator.base_url, database_url=database_url,
                 folder=folder, redis_url=redis_url,
             )
+            began = time.monotonic()
             running = await start_instances(instances, shared, folder)
+            outcome.starting = time.monotonic() - began
             try:
                 async with aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=0),
@@ -248,6 +254,7 @@ async def race(
                         outcome.found.append(await _round(
                             emulator, session, running, number, people[1:], outcome, shuffle
                         ))
+                    outcome.racing = time.monotonic() - began - outcome.starting
             finally:
                 codes = await stop_instances(running)
                 logs = "".join(i.log for i in running)
