@@ -1350,6 +1350,23 @@ class UserHandle:
 
         Looks at the message as it is now, so a button an edit removed cannot be tapped.
         """
+        target, stored, data, label = self._button(message, button, chat)
+        return self._emulator._callback_query(self, target, stored, data, label)
+
+    async def tap_update(
+        self, message: dict | int, button: str, *, chat: int | None = None
+    ) -> dict:
+        """The update that tapping `button` makes, kept out of the queue: for a test that
+        delivers it itself (to several webhooks at once). The query is known, so the bot's
+        answerCallbackQuery for `update["callback_query"]["id"]` is taken and recorded."""
+        target, stored, data, label = self._button(message, button, chat)
+        query = self._emulator._new_callback_query(self, target, stored, data, label)
+        return {"update_id": next(self._emulator._update_ids), "callback_query": query}
+
+    def _button(
+        self, message: dict | int, button: str, chat: int | None
+    ) -> tuple[_Chat, dict, str, str]:
+        """The chat, the message as it is now, and the callback data and label of `button`."""
         target, stored = self._emulator._tappable(self, message, chat)
         rows = (stored.get("reply_markup") or {}).get("inline_keyboard", [])
         flat = [b for row in rows for b in row]
@@ -1364,9 +1381,7 @@ class UserHandle:
         if "callback_data" not in chosen:
             kinds = [key for key in _INLINE_ACTIONS if key in chosen]
             raise ValueError(f"button {button!r} is a {kinds[0]} button, not a callback button")
-        return self._emulator._callback_query(
-            self, target, stored, chosen["callback_data"], chosen.get("text", button)
-        )
+        return target, stored, chosen["callback_data"], chosen.get("text", button)
 
     async def tap_data(self, message: dict | int, data: str, *, chat: int | None = None) -> str:
         """A callback query with any data, as a modified client could send: for forgery tests."""
@@ -3025,6 +3040,14 @@ class BotAPIEmulator:
     def _callback_query(
         self, user: UserHandle, chat: _Chat, message: dict, data: str, label: str
     ) -> str:
+        query = self._new_callback_query(user, chat, message, data, label)
+        self._enqueue("callback_query", query)
+        return str(query["id"])
+
+    def _new_callback_query(
+        self, user: UserHandle, chat: _Chat, message: dict, data: str, label: str
+    ) -> dict:
+        """A tap's CallbackQuery, registered so that the bot may answer it."""
         query_id = str(secrets.randbits(63))
         self._queries[query_id] = {
             "answered": False,
@@ -3034,17 +3057,13 @@ class BotAPIEmulator:
             "data": data,
         }
         chat.timeline.append(("tap", user.id, label))
-        self._enqueue(
-            "callback_query",
-            {
-                "id": query_id,
-                "from": user.as_json(),
-                "message": _public(message),
-                "chat_instance": str((chat.id * 2654435761) % (2**63)),
-                "data": data,
-            },
-        )
-        return query_id
+        return {
+            "id": query_id,
+            "from": user.as_json(),
+            "message": _public(message),
+            "chat_instance": str((chat.id * 2654435761) % (2**63)),
+            "data": data,
+        }
 
     def _member_changed(self, user: UserHandle, old: str, new: str) -> None:
         chat = self._chats.get(user.id)

@@ -11,7 +11,6 @@ from was left by the first in the shared database (or Redis).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import secrets
@@ -23,13 +22,12 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+from instances import STARTED_WITHIN, Process, environment
 from test_workers import _free_port, alive, children, holds, listening_inode
 
 from bot.emulator import BotAPIEmulator
 from bot.sandbox import EXAMPLE_DIRECTORY, Phone
 
-#: Starting imports aiogram, seconds on a busy machine: a hang is what this catches.
-STARTED_WITHIN = 90.0
 #: While a worker is paused, how long the emulator waits for an answer before it tries again,
 #: as Telegram does after a timeout: a POST on a kept-alive connection to the paused worker
 #: waits there, and its retry reaches the live one. (Kept long while both serve: a retry
@@ -103,50 +101,11 @@ async def command(
     }
     if TEST_REDIS_URL:
         settings["REDIS_URL"] = TEST_REDIS_URL
-    env = {
-        k: v for k, v in os.environ.items()
-        if not k.upper().startswith(
-            ("WEBHOOK_", "WEB_", "BOT_", "TELEGRAM_", "REDIS_", "DATABASE_", "DIRECTORY_",
-             "SCHEDULER", "INSTANCE", "LOG_")
-        )
-    }
-    env.update(settings)
-    return Command(env, tmp_path)
+    return Command(environment(settings), tmp_path)
 
 
-class Running:
+class Running(Process):
     """`run --workers 2`, its stderr read all along (a full pipe would stall the workers)."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._more = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.lines.append(line.decode())
-            self._more.set()
-
-    async def said(self, wanted: Callable[[list[str]], bool]) -> None:
-        deadline = time.monotonic() + STARTED_WITHIN
-        while not wanted(self.lines):
-            assert not self._reader.done(), "".join(self.lines)
-            assert time.monotonic() < deadline, "".join(self.lines)
-            self._more.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._more.wait(), 1.0)
-
-    async def stopped(self) -> int:
-        await asyncio.wait_for(self.process.wait(), STARTED_WITHIN)
-        await self._reader
-        assert self.process.returncode is not None
-        return self.process.returncode
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
 
     def workers(self) -> dict[int, int]:
         """Each worker's pid, by its number."""

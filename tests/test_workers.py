@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from instances import free_port as _free_port
 from test_cli import STARTED_WITHIN, _environment, finished, villagebot
 
 from bot import workers
@@ -22,12 +22,6 @@ from bot.config import load_settings
 
 TOKEN = "123456:TEST-TOKEN"
 SERVING = "back office on "
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def children(pid: int) -> set[int]:
