@@ -7,7 +7,7 @@ A township as many have it: one village committee (一村两委) whose officials
 committee's group chat, bound in the directory by their Telegram ids, where the bot posts each
 new case's card. Two separate `villagebot run` processes serve the one webhook path, each on
 its own port and INSTANCE, sharing the database (and Redis with `--redis`), as behind a
-reverse proxy (`tests/instances.py`). Telegram is the emulator on loopback.
+reverse proxy (`bench/processes.py`). Telegram is the emulator on loopback.
 
 First every official and the villager open the bot (/start, POSTed alternately to the two
 processes). Then the villager's cases are reported with the function the bot's Submit calls,
@@ -39,19 +39,19 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import arguments, fresh_database, machine, quiet, table
-from bot import cases as domain
-from bot import db
-from bot.callbacks import CaseAction
-from bot.directory import import_file
-from bot.emulator import BotAPIEmulator
-from bot.models import Account, Case, CaseEvent, Category, Grid, Official, Villager
-from tests.instances import (
+from bench.processes import (
     Instance,
     post_update,
     start_instances,
     stop_instances,
     webhook_settings,
 )
+from bot import cases as domain
+from bot import db
+from bot.callbacks import CaseAction
+from bot.directory import import_file
+from bot.emulator import BotAPIEmulator
+from bot.models import Account, Case, CaseEvent, Category, Grid, Official, Villager
 
 GROUP = -1009000000001
 VILLAGER = 600_001

@@ -1230,13 +1230,82 @@ class UserHandle:
             content["entities"] = entities
         return await self._emulator._user_message(self, chat, content, reply_to=reply_to)
 
+    # The updates sending or tapping in the private chat makes, kept out of the queue: for a
+    # test that delivers them itself (to a webhook, forged, twice, to several processes).
+
     async def text_update(self, text: str) -> dict:
-        """The update that sending `text` in the private chat makes, kept out of the queue:
-        for a test that delivers it itself (to a webhook, forged, twice)."""
         plain, entities = _format(text, None, None)
         content: dict[str, Any] = {"text": plain, **({"entities": entities} if entities else {})}
+        return await self._held_message(content)
+
+    async def photo_update(
+        self, *, caption: str | None = None, width: int = 1280, height: int = 960
+    ) -> dict:
+        return await self._held_message(self._photo_content(caption, None, width, height))
+
+    async def location_update(self, latitude: float, longitude: float) -> dict:
+        location = {"latitude": latitude, "longitude": longitude}
+        return await self._held_message({"location": location})
+
+    async def contact_update(self, phone_number: str | None = None) -> dict:
+        """Sharing one's own contact, as a request_contact button does."""
+        contact = self._contact(phone_number or self.phone_number, own=True, first_name=None)
+        return await self._held_message({"contact": contact})
+
+    async def tap_update(
+        self, message: dict | int, button: str, *, chat: int | None = None
+    ) -> dict:
+        """Tapping an inline button (by its text or callback data) of a message in the private
+        chat, or in `chat`; the query is known to answerCallbackQuery as a delivered one is."""
+        target, stored = self._emulator._tappable(self, message, chat)
+        data, label = self._callback_data(target, stored, button)
+        query = self._emulator._new_query(self, target, stored, data, label)
+        return {"update_id": next(self._emulator._update_ids), "callback_query": query}
+
+    async def _held_message(self, content: dict) -> dict:
         message = await self._emulator._user_message(self, None, content, queue=False)
         return {"update_id": next(self._emulator._update_ids), "message": _public(message)}
+
+    def _photo_content(
+        self, caption: str | None, media_group_id: str | None, width: int, height: int
+    ) -> dict[str, Any]:
+        content: dict[str, Any] = {"photo": self._emulator._new_photo(width, height)}
+        if media_group_id is not None:
+            content["media_group_id"] = media_group_id
+        if caption:
+            plain, entities = _format(caption, None, None)
+            content["caption"] = plain
+            if entities:
+                content["caption_entities"] = entities
+        return content
+
+    def _contact(self, phone_number: str, *, own: bool, first_name: str | None) -> dict:
+        contact: dict[str, Any] = {"phone_number": phone_number}
+        if own:
+            contact["first_name"] = self.first_name
+            if self.last_name:
+                contact["last_name"] = self.last_name
+            contact["user_id"] = self.id
+        else:
+            contact["first_name"] = first_name or "Contact"
+        return contact
+
+    def _callback_data(self, chat: _Chat, stored: dict, button: str) -> tuple[str, str]:
+        """The data and label of the callback button `button` (its text, or its data)."""
+        rows = (stored.get("reply_markup") or {}).get("inline_keyboard", [])
+        flat = [b for row in rows for b in row]
+        chosen = next((b for b in flat if b.get("text") == button), None) or next(
+            (b for b in flat if b.get("callback_data") == button), None
+        )
+        if chosen is None:
+            raise LookupError(
+                f"no button {button!r} on message {stored['message_id']} in chat {chat.id}; "
+                f"its buttons are {[b.get('text') for b in flat]}"
+            )
+        if "callback_data" not in chosen:
+            kinds = [key for key in _INLINE_ACTIONS if key in chosen]
+            raise ValueError(f"button {button!r} is a {kinds[0]} button, not a callback button")
+        return chosen["callback_data"], chosen.get("text", button)
 
     async def send_photo(
         self,
@@ -1248,14 +1317,7 @@ class UserHandle:
         height: int = 960,
     ) -> dict:
         """Send a photo: a real JPEG of `width` x `height`, which getFile can download."""
-        content: dict[str, Any] = {"photo": self._emulator._new_photo(width, height)}
-        if media_group_id is not None:
-            content["media_group_id"] = media_group_id
-        if caption:
-            plain, entities = _format(caption, None, None)
-            content["caption"] = plain
-            if entities:
-                content["caption_entities"] = entities
+        content = self._photo_content(caption, media_group_id, width, height)
         return await self._emulator._user_message(self, chat, content)
 
     async def send_album(
@@ -1335,14 +1397,7 @@ class UserHandle:
         first_name: str | None = None,
     ) -> dict:
         """Share a contact; `own=True` is what a request_contact button sends (with user_id)."""
-        contact: dict[str, Any] = {"phone_number": phone_number}
-        if own:
-            contact["first_name"] = self.first_name
-            if self.last_name:
-                contact["last_name"] = self.last_name
-            contact["user_id"] = self.id
-        else:
-            contact["first_name"] = first_name or "Contact"
+        contact = self._contact(phone_number, own=own, first_name=first_name)
         return await self._emulator._user_message(self, chat, {"contact": contact})
 
     async def tap(self, message: dict | int, button: str, *, chat: int | None = None) -> str:
@@ -1350,38 +1405,9 @@ class UserHandle:
 
         Looks at the message as it is now, so a button an edit removed cannot be tapped.
         """
-        target, stored, data, label = self._button(message, button, chat)
-        return self._emulator._callback_query(self, target, stored, data, label)
-
-    async def tap_update(
-        self, message: dict | int, button: str, *, chat: int | None = None
-    ) -> dict:
-        """The update that tapping `button` makes, kept out of the queue: for a test that
-        delivers it itself (to several webhooks at once). The query is known, so the bot's
-        answerCallbackQuery for `update["callback_query"]["id"]` is taken and recorded."""
-        target, stored, data, label = self._button(message, button, chat)
-        query = self._emulator._new_callback_query(self, target, stored, data, label)
-        return {"update_id": next(self._emulator._update_ids), "callback_query": query}
-
-    def _button(
-        self, message: dict | int, button: str, chat: int | None
-    ) -> tuple[_Chat, dict, str, str]:
-        """The chat, the message as it is now, and the callback data and label of `button`."""
         target, stored = self._emulator._tappable(self, message, chat)
-        rows = (stored.get("reply_markup") or {}).get("inline_keyboard", [])
-        flat = [b for row in rows for b in row]
-        chosen = next((b for b in flat if b.get("text") == button), None) or next(
-            (b for b in flat if b.get("callback_data") == button), None
-        )
-        if chosen is None:
-            raise LookupError(
-                f"no button {button!r} on message {stored['message_id']} in chat {target.id}; "
-                f"its buttons are {[b.get('text') for b in flat]}"
-            )
-        if "callback_data" not in chosen:
-            kinds = [key for key in _INLINE_ACTIONS if key in chosen]
-            raise ValueError(f"button {button!r} is a {kinds[0]} button, not a callback button")
-        return target, stored, chosen["callback_data"], chosen.get("text", button)
+        data, label = self._callback_data(target, stored, button)
+        return self._emulator._callback_query(self, target, stored, data, label)
 
     async def tap_data(self, message: dict | int, data: str, *, chat: int | None = None) -> str:
         """A callback query with any data, as a modified client could send: for forgery tests."""
@@ -1390,6 +1416,18 @@ class UserHandle:
 
     async def press(self, button_text: str, *, chat: int | None = None) -> dict:
         """Press a button of the reply keyboard the bot showed last in this chat."""
+        if self._reply_button(button_text, chat) == "contact":
+            return await self.send_contact(self.phone_number, own=True, chat=chat)
+        return await self.send_text(button_text, chat=chat)
+
+    async def press_update(self, button_text: str) -> dict:
+        """The update `press` makes in the private chat, kept out of the queue."""
+        if self._reply_button(button_text, None) == "contact":
+            return await self.contact_update()
+        return await self.text_update(button_text)
+
+    def _reply_button(self, button_text: str, chat: int | None) -> str:
+        """What pressing `button_text` on the reply keyboard sends: "text" or "contact"."""
         target = self._emulator._chats.get(self.id if chat is None else chat)
         keyboard = target.reply_keyboard if target is not None else None
         if keyboard is None:
@@ -1399,12 +1437,12 @@ class UserHandle:
                 if _label(button) != button_text:
                     continue
                 if isinstance(button, dict) and button.get("request_contact"):
-                    return await self.send_contact(self.phone_number, own=True, chat=chat)
+                    return "contact"
                 if isinstance(button, dict) and button.get("request_location"):
                     raise ValueError(
                         f"{button_text!r} asks for a location: use send_location(lat, lon)"
                     )
-                return await self.send_text(button_text, chat=chat)
+                return "text"
         raise LookupError(
             f"no reply button {button_text!r}; the keyboard has "
             f"{[_label(b) for row in keyboard.get('keyboard', []) for b in row]}"
@@ -3040,14 +3078,14 @@ class BotAPIEmulator:
     def _callback_query(
         self, user: UserHandle, chat: _Chat, message: dict, data: str, label: str
     ) -> str:
-        query = self._new_callback_query(user, chat, message, data, label)
+        query = self._new_query(user, chat, message, data, label)
         self._enqueue("callback_query", query)
         return str(query["id"])
 
-    def _new_callback_query(
+    def _new_query(
         self, user: UserHandle, chat: _Chat, message: dict, data: str, label: str
     ) -> dict:
-        """A tap's CallbackQuery, registered so that the bot may answer it."""
+        """A CallbackQuery for a tap, remembered so that answerCallbackQuery knows it."""
         query_id = str(secrets.randbits(63))
         self._queries[query_id] = {
             "answered": False,

@@ -11,7 +11,7 @@ import contextlib
 import secrets
 import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -39,38 +39,70 @@ class Phone:
         *,
         language: str | None,
         echo: Callable[[str, str], None] | None = None,
+        deliver: Callable[[dict], Awaitable[object]] | None = None,
     ) -> None:
+        """`deliver`: what the person sends is not queued in the emulator but handed to it,
+        an update, for the caller to deliver itself (to several processes, twice...)."""
         self.emulator = emulator
         self.user = emulator.user(user_id, first_name, language_code=language)
         self.chat_id = user_id
         self.name = first_name
         self.seen = 0
         self._echo = echo
+        self._deliver = deliver
 
     def _said(self, text: str) -> None:
         if self._echo is not None:
             self._echo(self.name, text)
 
+    async def _handed(self, update: dict) -> dict:
+        assert self._deliver is not None
+        await self._deliver(update)
+        return update
+
     async def send(self, text: str) -> dict:
         self._said(text)
+        if self._deliver is not None:
+            return (await self._handed(await self.user.text_update(text)))["message"]
         return await self.user.send_text(text)
 
     async def press(self, label: str) -> dict:
         await self.emulator.wait_keyboard(self.chat_id, label)
         self._said(f"[{label}]")
+        if self._deliver is not None:
+            return (await self._handed(await self.user.press_update(label)))["message"]
         return await self.user.press(label)
 
     async def share_contact(self, phone_number: str, *, own: bool = True) -> dict:
         self._said(f"[contact {phone_number}]")
+        if self._deliver is not None and own:
+            return (await self._handed(await self.user.contact_update(phone_number)))["message"]
         return await self.user.send_contact(phone_number, own=own)
 
-    async def tap(self, button: str, *, timeout: float = 5.0) -> str:
-        """Tap the button on the newest bot message that has it, waiting for it to arrive."""
-        message = await self.emulator.wait_for(
+    async def send_photo(self) -> dict:
+        self._said("[photo]")
+        if self._deliver is not None:
+            return (await self._handed(await self.user.photo_update()))["message"]
+        return await self.user.send_photo()
+
+    async def send_location(self, latitude: float, longitude: float) -> dict:
+        self._said(f"[location {latitude}, {longitude}]")
+        if self._deliver is not None:
+            update = await self.user.location_update(latitude, longitude)
+            return (await self._handed(update))["message"]
+        return await self.user.send_location(latitude, longitude)
+
+    async def tap(self, button: str, *, timeout: float = 5.0, on: dict | None = None) -> str:
+        """Tap the button on the newest bot message that has it, waiting for it to arrive
+        (or on the message `on`); the query's id."""
+        message = on or await self.emulator.wait_for(
             self.chat_id, lambda m: button in buttons(m), timeout=timeout, newest=True
         )
         self._said(f"[{button}]")
         self.seen = max(self.seen, message["message_id"])
+        if self._deliver is not None:
+            update = await self._handed(await self.user.tap_update(message, button))
+            return str(update["callback_query"]["id"])
         return await self.user.tap(message, button)
 
     async def expect(self, text: str, *, timeout: float = 5.0) -> dict:

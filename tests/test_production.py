@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import secrets
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from conftest import TEST_DATABASE_URL, TEST_REDIS_URL
-from instances import STARTED_WITHIN, Process, environment
 from test_workers import _free_port, alive, children, holds, listening_inode
 
+from bench.processes import Command, Running, environment
 from bot.emulator import BotAPIEmulator
 from bot.sandbox import EXAMPLE_DIRECTORY, Phone
 
@@ -43,27 +41,6 @@ COMMITTEE_GROUP = -1001000000101
 SWEEP_SECONDS = 5
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="--workers forks: no fork here")
-
-
-class Command:
-    """`villagebot` with the production settings, as the README runs it."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env = env
-        self.cwd = cwd
-
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", *args, env=self.env, cwd=self.cwd,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-
-    async def __call__(self, *args: str) -> str:
-        """Run to the end (the emulator answers it meanwhile, on this loop); its output."""
-        process = await self.start(*args)
-        out, err = await asyncio.wait_for(process.communicate(), STARTED_WITHIN)
-        assert process.returncode == 0, (args, err.decode())
-        return out.decode()
 
 
 @pytest.fixture
@@ -102,25 +79,6 @@ async def command(
     if TEST_REDIS_URL:
         settings["REDIS_URL"] = TEST_REDIS_URL
     return Command(environment(settings), tmp_path)
-
-
-class Running(Process):
-    """`run --workers 2`, its stderr read all along (a full pipe would stall the workers)."""
-
-    def workers(self) -> dict[int, int]:
-        """Each worker's pid, by its number."""
-        started = re.findall(r"worker (\d+) started \(pid (\d+),", self.log)
-        return {int(pid): int(number) for number, pid in started}
-
-    def handled(self) -> dict[int, list[int]]:
-        """By update id, the workers that handled it (aiogram's line for each update; one
-        dropped as a second arrival says "not handled")."""
-        found: dict[int, list[int]] = {}
-        for number, update in re.findall(
-            r"worker (\d+) aiogram\.event: Update id=(\d+) is handled\.", self.log
-        ):
-            found.setdefault(int(update), []).append(int(number))
-        return found
 
 
 @pytest.fixture

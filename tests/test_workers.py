@@ -14,9 +14,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from instances import free_port as _free_port
 from test_cli import STARTED_WITHIN, _environment, finished, villagebot
 
+from bench.processes import free_port as _free_port
 from bot import workers
 from bot.config import load_settings
 

@@ -1,17 +1,17 @@
-"""Separate `villagebot run` processes in webhook mode on one database, as an operator runs
-them behind a reverse proxy: each with its own WEB_LISTEN port and INSTANCE.
-
-Self-contained (standard library and aiohttp), so that `bench/` scripts can use it too:
+"""`villagebot` commands run as real processes, as an operator runs them: for the tests and the
+benchmarks that start the service itself (test_production, test_workers, test_race,
+test_duplicates, `bench.race`, `bench.duplicates`). Standard library and aiohttp only.
 
 - `environment(settings)`: this process's environment without any villagebot setting of its
   own, with `settings` on top (a developer's `.env` values never leak into the processes).
+- `Command`: `villagebot` with an environment, run to its end (`migrate`, `invite` ...).
 - `Process`: a started command whose stderr is read all along (a full pipe would stall it),
-  `said(...)` to wait for a log line, `stopped()`, `log`.
-- `webhook_settings(...)`: the settings every instance shares (one database, one webhook
-  address and secret, unpaced sending); `start_instances(n, shared, cwd)` starts n instances,
-  each on its own port, and waits until each receives updates; `stop_instances` ends them.
-- `post_update(session, instance, update)`: POSTs an update to one instance's webhook route,
-  as Telegram (or the proxy in front) does; the status it answered.
+  `said(...)` to wait for a log line, `stopped()`, `log`; `Running` adds what `--workers`
+  logs (each worker's pid, the worker that handled each update).
+- Separate instances behind a reverse proxy: `webhook_settings(...)` (one database, one
+  webhook address and secret, unpaced sending), `start_instances(n, shared, cwd)` (each on its
+  own port and INSTANCE, returned once each receives updates), `stop_instances`, and
+  `post_update(session, instance, update)`, as Telegram (or the proxy in front) POSTs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -52,6 +53,27 @@ def environment(settings: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith(OWN_SETTINGS)}
     env.update(settings)
     return env
+
+
+class Command:
+    """`villagebot` with the given environment, in the folder `cwd`."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.cli", *args, env=self.env, cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def __call__(self, *args: str) -> str:
+        """Run to the end (an emulator answers it meanwhile, on this loop); its output."""
+        process = await self.start(*args)
+        out, err = await asyncio.wait_for(process.communicate(), STARTED_WITHIN)
+        assert process.returncode == 0, (args, err.decode())
+        return out.decode()
 
 
 class Process:
@@ -87,6 +109,25 @@ class Process:
     @property
     def log(self) -> str:
         return "".join(self.lines)
+
+
+class Running(Process):
+    """`run --workers N`: what its log says of the workers."""
+
+    def workers(self) -> dict[int, int]:
+        """Each worker's number, by its pid."""
+        started = re.findall(r"worker (\d+) started \(pid (\d+),", self.log)
+        return {int(pid): int(number) for number, pid in started}
+
+    def handled(self) -> dict[int, list[int]]:
+        """By update id, the workers that handled it (aiogram's line for each update; one
+        dropped as a second arrival says "not handled")."""
+        found: dict[int, list[int]] = {}
+        for number, update in re.findall(
+            r"worker (\d+) aiogram\.event: Update id=(\d+) is handled\.", self.log
+        ):
+            found.setdefault(int(update), []).append(int(number))
+        return found
 
 
 class Instance(Process):
