@@ -1,14 +1,15 @@
 """Reports and casework while a share of all Bot API calls fail at random.
 
-`python -m bench.faults [--database sqlite|postgres] [--cases 500] [--rate 0.05] [--seed 14]`
+`python -m bench.faults [--database sqlite|postgres] [--cases 500] [--rate 0.05] [--seed 14]
+[--retry-after 3]`
 
 The real bot runs as `villagebot run` (a process of its own, long polling) against the Bot API
 emulator in this process. Before it starts, the demo township is imported, its officials bound
 to Telegram accounts and `--cases` villagers registered over its nine grids (registration is
 not what is measured here). Once the bot polls and every official has written /start, the
 emulator answers `--rate` of all calls, of every method (getUpdates included), at random with
-a 429 (retry_after 1-3 s), a 500 or a dropped connection, half of the drops after the call took
-effect.
+a 429 (retry_after 1 to `--retry-after` seconds), a 500 or a dropped connection, half of the
+drops after the call took effect.
 
 Then every villager reports a case through the whole flow (/report, heading, category,
 description, a photo, Done, a pin, Submit), `AT_ONCE` at a time; the grid officials accept
@@ -133,6 +134,14 @@ class BotProcess:
         assert self.process.stderr is not None
         while line := await self.process.stderr.readline():
             self.lines.append(line.decode(errors="replace"))
+
+    async def polling(self, emulator: BotAPIEmulator) -> None:
+        """Until the bot asks for updates: started, however slowly on a busy machine."""
+        deadline = time.perf_counter() + STARTED_WITHIN
+        while not emulator.stats.requests["getUpdates"]:
+            if self.process.returncode is not None or time.perf_counter() > deadline:
+                raise RuntimeError("the bot did not start:\n" + "".join(self.lines[-40:]))
+            await asyncio.sleep(0.2)
 
     def count(self, text: str) -> int:
         return sum(text in line for line in self.lines)
@@ -429,9 +438,11 @@ async def _check(
 
 
 async def measure(
-    database_url: str, cases: int, rate: float, seed: int, at_once: int = AT_ONCE
+    database_url: str, cases: int, rate: float, seed: int, at_once: int = AT_ONCE,
+    retry_after: int = 3,
 ) -> Outcome:
-    """One run against a migrated, empty database at `database_url`."""
+    """One run against a migrated, empty database at `database_url`; a 429 asks the bot to
+    wait 1 to `retry_after` seconds."""
     outcome = Outcome(cases)
     villagers, official_of = await _prepare(database_url, cases)
     async with BotAPIEmulator() as emulator:
@@ -440,6 +451,7 @@ async def measure(
             bot = await BotProcess.start(_env(emulator, database_url), folder)
             try:
                 officials = sorted(set(official_of.values()))
+                await bot.polling(emulator)
                 users = [emulator.user(a, f"干部{a}", language_code="zh-hans") for a in officials]
                 await asyncio.gather(*(
                     run.step(user, lambda user=user: user.send_text("/start"),
@@ -447,7 +459,7 @@ async def measure(
                     for user in users
                 ))
                 began = run.faulty_since = time.perf_counter()
-                emulator.faults(rate, seed=seed)
+                emulator.faults(rate, seed=seed, retry_after=(1, retry_after))
                 queues: dict[int, asyncio.Queue[str | None]] = {
                     account: asyncio.Queue() for account in officials
                 }
@@ -518,9 +530,15 @@ async def main() -> None:
     parser.add_argument("--cases", type=int, default=500)
     parser.add_argument("--rate", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument(
+        "--retry-after", type=int, default=3,
+        help="a 429 asks to wait 1 to this many seconds (a direct reply waits out up to 5)",
+    )
     args = parser.parse_args()
     async with fresh_database(args.database) as url:
-        outcome = await measure(url, args.cases, args.rate, args.seed)
+        outcome = await measure(
+            url, args.cases, args.rate, args.seed, retry_after=args.retry_after
+        )
     print(machine())
     print(report(outcome, args.rate, args.seed))
 
