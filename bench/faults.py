@@ -158,7 +158,7 @@ class BotProcess:
         return self.process.returncode or 0
 
 
-def _env(emulator: BotAPIEmulator, database_url: str) -> dict[str, str]:
+def _env(emulator: BotAPIEmulator, database_url: str, redis_url: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items()
         if not k.upper().startswith(
@@ -172,6 +172,8 @@ def _env(emulator: BotAPIEmulator, database_url: str) -> dict[str, str]:
         # The emulator keeps no sending limits here: the bot's own pacing is not measured.
         MESSAGES_PER_SECOND=str(UNPACED),
     )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     return env
 
 
@@ -408,11 +410,15 @@ async def _check(
         acted = run.acted.get(chat_id, [])
         rows_here = by_chat.get(chat_id, set())
         #: Per thing shown: when the person last acted before its first copy, and its copies.
+        #: The request a first copy answers began with the first act since the message before.
         runs: dict[tuple[object, ...], tuple[float, int, int]] = {}
+        before_it = 0.0
         for moment, message_id, sig in messages:
             run_of = runs.get(sig)
+            previous, before_it = before_it, moment
             if run_of is None:
-                began = max((a for a in acted if a < moment), default=0.0)
+                since = [a for a in acted if previous < a < moment]
+                began = min(since) if since else max((a for a in acted if a < moment), default=0)
                 runs[sig] = (began, 1, message_id)
                 continue
             began, copies, earlier = run_of
@@ -439,16 +445,16 @@ async def _check(
 
 async def measure(
     database_url: str, cases: int, rate: float, seed: int, at_once: int = AT_ONCE,
-    retry_after: int = 3,
+    retry_after: int = 3, redis_url: str = "",
 ) -> Outcome:
-    """One run against a migrated, empty database at `database_url`; a 429 asks the bot to
-    wait 1 to `retry_after` seconds."""
+    """One run against a migrated, empty database at `database_url` (and Redis for the
+    conversations, when given); a 429 asks the bot to wait 1 to `retry_after` seconds."""
     outcome = Outcome(cases)
     villagers, official_of = await _prepare(database_url, cases)
     async with BotAPIEmulator() as emulator:
         run = Run(emulator, seed)
         with tempfile.TemporaryDirectory(prefix="villagebot-faults-") as folder:
-            bot = await BotProcess.start(_env(emulator, database_url), folder)
+            bot = await BotProcess.start(_env(emulator, database_url, redis_url), folder)
             try:
                 officials = sorted(set(official_of.values()))
                 await bot.polling(emulator)

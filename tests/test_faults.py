@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from conftest import TEST_REDIS_URL
+
 from bench.faults import measure, report
 
 CASES = 30
@@ -19,7 +21,14 @@ SEED = 14
 
 async def test_five_percent_of_calls_failing_lose_nothing(database_url: str) -> None:
     began = time.monotonic()
-    outcome = await measure(database_url, CASES, RATE, SEED, at_once=CASES)
+    if TEST_REDIS_URL:
+        from redis.asyncio import Redis
+
+        async with Redis.from_url(TEST_REDIS_URL) as redis:
+            await redis.flushdb()
+    outcome = await measure(
+        database_url, CASES, RATE, SEED, at_once=CASES, redis_url=TEST_REDIS_URL
+    )
     print("\n" + report(outcome, RATE, SEED))
     assert sum(outcome.injected.values()) > 0, "faults were injected"
     assert not outcome.unanswered, outcome.unanswered
