@@ -168,7 +168,7 @@ def _env(emulator: BotAPIEmulator, database_url: str, redis_url: str) -> dict[st
     }
     env.update(
         BOT_TOKEN=emulator.token, TELEGRAM_API_URL=emulator.base_url, DATABASE_URL=database_url,
-        LOG_LEVEL="INFO", SCHEDULER="false", INSTANCE="faults",
+        LOG_LEVEL="INFO", SCHEDULER="false", INSTANCE="faults", WEB_LISTEN="",
         # The emulator keeps no sending limits here: the bot's own pacing is not measured.
         MESSAGES_PER_SECOND=str(UNPACED),
     )
