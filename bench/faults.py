@@ -107,7 +107,7 @@ class Outcome:
             ["outbox rows failed / pending", f"{len(self.failed)} / {self.pending}"],
             ["duplicates", f"{sum(self.duplicates.values())} ({duplicates or 'none'})"],
             ["duplicates unexplained", len(self.unexplained)],
-            ["updates whose handling failed (the person asked again)", self.handler_errors],
+            ["steps that failed, apologised for (the person asked again)", self.handler_errors],
             ["cosmetic calls passed over", self.passed_over],
             ["people left without an answer", len(self.unanswered)],
             ["wall time, s", f"{self.seconds:.0f}"],
@@ -143,8 +143,9 @@ class BotProcess:
                 raise RuntimeError("the bot did not start:\n" + "".join(self.lines[-40:]))
             await asyncio.sleep(0.2)
 
-    def count(self, text: str) -> int:
-        return sum(text in line for line in self.lines)
+    def count(self, *texts: str) -> int:
+        """Log lines holding every one of `texts`."""
+        return sum(all(text in line for text in texts) for line in self.lines)
 
     async def stop(self) -> int:
         if self.process.returncode is None:
@@ -432,11 +433,15 @@ async def _check(
                 outcome.duplicates[f"{kind}, answer lost to a dropped connection"] += 1
             else:
                 outcome.unexplained.append(f"chat {chat_id}: {sig} as {earlier} and {message_id}")
-    outcome.handler_errors = bot.count("Cause exception while process update")
+    # A failed step is apologised for and rolled back (bot/handlers/errors.py): the person
+    # sees the apology and asks again.
+    outcome.handler_errors = bot.count("bot.handlers.errors: update ", " failed: ") + bot.count(
+        "Cause exception while process update"
+    )
     outcome.passed_over = bot.count("going on without it")
     outcome.retries.update({
-        "courier, after a 5xx or a network error": bot.count("; retry in "),
-        "courier, after a 429": bot.count(": retry after "),
+        "courier, after a 5xx or a network error": bot.count("courier: delivery", "; retry in "),
+        "courier, after a 429": bot.count("courier: chat", ": retry after "),
         "direct replies": bot.count("; sending again"),
         "polling": bot.count("Failed to fetch updates"),
         "people asking again": run.repeats,
