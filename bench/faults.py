@@ -280,7 +280,12 @@ class Run:
         )
         await step(user, lambda: user.tap(heading, "卫生清理"), says("请描述问题"), "category")
         text = f"村口垃圾桶满了，三天没人清理（{user.id}）"
-        await step(user, lambda: user.send_text(text), says("最多"), "the description")
+        # Asked again after an apology, the description may find the draft at the photos
+        # already: the bot says so, and the person goes on to the photo.
+        await step(
+            user, lambda: user.send_text(text),
+            lambda m: "最多" in words(m) or "这里只能添加照片" in words(m), "the description",
+        )
         photos = await step(user, user.send_photo, says("已收到照片"), "the photo")
         await step(user, lambda: user.tap(photos, "✅ 完成"), says("问题在什么位置"), "Done")
         # A pin of its own, a kilometre from the others: not offered as the same problem.
