@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import mimetypes
+import random
 import re
 import secrets
 import struct
@@ -35,6 +36,7 @@ __all__ = [
     "BotAPIEmulator",
     "EmulatorStats",
     "GroupHandle",
+    "InjectedFault",
     "SendingLimits",
     "UserHandle",
     "button_data",
@@ -248,6 +250,26 @@ class _Fault:
     drop: bool = False
 
 
+#: What `faults` may inject: Telegram's flood refusal, its server error, a cut connection.
+FAULT_KINDS = (429, 500, "drop")
+
+
+@dataclass
+class InjectedFault:
+    """One call answered with a random fault: which, to what, and whether it took effect.
+
+    A dropped connection is cut either before the call is carried out or after (`took_effect`:
+    the message is in the chat, the bot never heard so); `message_ids` are the messages such a
+    call left in `chat_id`.
+    """
+
+    kind: str
+    method: str
+    chat_id: int | None
+    took_effect: bool = False
+    message_ids: list[int] = field(default_factory=list)
+
+
 @dataclass
 class _Queued:
     update: dict
@@ -268,6 +290,9 @@ class EmulatorStats:
     errors: Counter[int] = field(default_factory=Counter)
     updates_enqueued: int = 0
     updates_delivered: int = 0
+    #: Random faults injected (`faults`), by kind: "429", "500", "drop" (cut before the call
+    #: took effect), "drop after" (cut after it took effect).
+    injected: Counter[str] = field(default_factory=Counter)
 
     @property
     def total_requests(self) -> int:
@@ -284,6 +309,7 @@ class EmulatorStats:
             "errors": {str(status): count for status, count in self.errors.items()},
             "updates_enqueued": self.updates_enqueued,
             "updates_delivered": self.updates_delivered,
+            "injected": dict(self.injected),
         }
 
 
@@ -1550,6 +1576,12 @@ class BotAPIEmulator:
         self._poll_generation = 0
         self._hooks: list[BotMessageHook] = []
         self._faults: dict[str, deque[_Fault]] = {}
+        self._fault_rate = 0.0
+        self._fault_kinds: tuple[int | str, ...] = FAULT_KINDS
+        self._fault_random = random.Random()
+        self._fault_retry_after = (1, 3)
+        #: Every random fault injected, in order (`faults`).
+        self.injected: list[InjectedFault] = []
         self._sent_recently: deque[float] = deque()
         self._files: dict[str, _StoredFile] = {}
         self._paths: dict[str, _StoredFile] = {}
@@ -1786,6 +1818,43 @@ class BotAPIEmulator:
         """Close the connection on the next `times` calls of `method`, answering nothing."""
         queue = self._faults.setdefault(self._canonical(method), deque())
         queue.extend(_Fault(0, "", None, drop=True) for _ in range(times))
+
+    def faults(
+        self,
+        rate: float,
+        *,
+        seed: int | None = None,
+        kinds: tuple[int | str, ...] = FAULT_KINDS,
+        retry_after: tuple[int, int] = (1, 3),
+    ) -> None:
+        """Answer a share `rate` of all calls, of every method, with a random fault; 0 stops.
+
+        Kinds: 429 (retry_after drawn from `retry_after`, as Telegram's flood control gives
+        it), 500 ("Internal Server Error"), "drop" (the connection is cut; half of the drops
+        happen after the call took effect, so the bot never hears of a message that was
+        sent). The draws follow `seed`; `injected` and `stats.injected` count what was done.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("the fault rate is a share between 0 and 1")
+        unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"fault kinds are among {FAULT_KINDS}, not {unknown or kinds}")
+        self._fault_rate = rate
+        self._fault_kinds = tuple(kinds)
+        self._fault_random = random.Random(seed)
+        self._fault_retry_after = retry_after
+
+    def _random_fault(self, name: str) -> tuple[str, int | None] | None:
+        """Whether this call meets a random fault: its kind, and a 429's retry_after."""
+        draw = self._fault_random
+        if not self._fault_rate or draw.random() >= self._fault_rate:
+            return None
+        kind = str(draw.choice(self._fault_kinds))
+        if kind == "429":
+            return kind, draw.randint(*self._fault_retry_after)
+        if kind == "drop" and draw.random() < 0.5:
+            return "drop after", None
+        return kind, None
 
     def _canonical(self, method: str) -> str:
         name = self._method_names.get(method.lower())
@@ -2027,11 +2096,18 @@ class BotAPIEmulator:
                 return await self._drop(request)
             parameters = {"retry_after": fault.retry_after} if fault.retry_after else None
             return self._error(fault.status, fault.description, parameters)
+        chance = self._random_fault(name)
+        if chance is not None and chance[0] != "drop after":
+            return await self._inject(request, name, *chance)
         try:
             params = _Params(await _read_request(request))
             result = await self._handlers[name](params)
         except _ApiError as error:
+            if chance is not None:  # refused anyway: nothing took effect
+                return await self._inject(request, name, "drop", None)
             return self._error(error.status, error.description, error.parameters)
+        if chance is not None:
+            return await self._inject(request, name, "drop after", None, params, result)
         body: dict[str, Any] = {"ok": True}
         if isinstance(result, _Described):
             body["result"] = result.result
@@ -2039,6 +2115,40 @@ class BotAPIEmulator:
         else:
             body["result"] = result
         return web.json_response(body, dumps=_dumps)
+
+    async def _inject(
+        self,
+        request: web.Request,
+        name: str,
+        kind: str,
+        retry_after: int | None,
+        params: _Params | None = None,
+        result: Any = None,
+    ) -> web.StreamResponse:
+        """Answer with the random fault drawn for this call, and remember it."""
+        if params is None:
+            with contextlib.suppress(Exception):
+                params = _Params(await _read_request(request))
+        chat_id = None
+        if params is not None:
+            with contextlib.suppress(_ApiError):
+                chat_id = params.integer("chat_id")
+        results = result if isinstance(result, list) else [result]
+        message_ids = [
+            item["message_id"] for item in results
+            if isinstance(item, dict) and isinstance(item.get("message_id"), int)
+        ]
+        self.injected.append(
+            InjectedFault(kind, name, chat_id, kind == "drop after", message_ids)
+        )
+        self.stats.injected[kind] += 1
+        if kind.startswith("drop"):
+            return await self._drop(request)
+        if kind == "429":
+            return self._error(
+                429, self._status_description(429, retry_after), {"retry_after": retry_after}
+            )
+        return self._error(500, _STATUS_TEXT[500])
 
     def _error(
         self, status: int, description: str, parameters: dict[str, Any] | None = None
@@ -3265,6 +3375,17 @@ class BotAPIEmulator:
     async def _control_fault(self, request: web.Request) -> web.Response:
         try:
             body = await self._body(request)
+            if "rate" in body:
+                kinds = tuple(
+                    kind if kind == "drop" else int(kind)
+                    for kind in body.get("kinds", FAULT_KINDS)
+                )
+                seed = body.get("seed")
+                self.faults(
+                    float(body["rate"]), seed=int(seed) if seed is not None else None,
+                    kinds=kinds,
+                )
+                return web.json_response({"ok": True})
             method = str(body["method"])
             times = int(body.get("times", 1))
             if body.get("drop"):

@@ -7,6 +7,7 @@ raises for Telegram's, because the rest of the suite trusts the emulator to beha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from collections.abc import AsyncIterator
@@ -569,6 +570,66 @@ async def test_injected_faults_raise_the_matching_aiogram_errors(
     assert stats.requests["sendMessage"] == 5 and stats.sent_messages == 1
     with pytest.raises(ValueError):
         emulator.fail_next("sendCarrierPigeon")
+
+
+async def test_random_faults_hit_every_method_at_the_rate_and_are_counted(
+    bot: Bot, emulator: BotAPIEmulator
+) -> None:
+    await _started(emulator)
+    emulator.faults(0.3, seed=7, retry_after=(2, 4))
+    outcomes: list[str] = []
+    for index in range(300):
+        try:
+            if index % 2:
+                await bot.send_message(LI, f"第{index}条")
+            else:
+                await bot.get_me()
+            outcomes.append("ok")
+        except TelegramRetryAfter as error:
+            assert 2 <= error.retry_after <= 4
+            outcomes.append("429")
+        except TelegramServerError as error:
+            assert "Internal Server Error" in error.message
+            outcomes.append("500")
+        except TelegramNetworkError:
+            outcomes.append("drop")
+    injected = emulator.stats.injected
+    failed = sum(1 for outcome in outcomes if outcome != "ok")
+    assert sum(injected.values()) == len(emulator.injected) == failed
+    assert 60 <= len(emulator.injected) <= 120, injected  # 30% of 300, give or take
+    assert injected["429"] == outcomes.count("429") > 0
+    assert injected["500"] == outcomes.count("500") > 0
+    assert injected["drop"] > 0 and injected["drop after"] > 0
+    assert injected["drop"] + injected["drop after"] == outcomes.count("drop")
+    assert {fault.method for fault in emulator.injected} == {"getMe", "sendMessage"}
+    # A send cut after it took effect is in the chat, under the ids the fault remembers;
+    # one cut before is not: the chat holds the answered sends plus the "drop after" ones.
+    assert all(f.took_effect == (f.kind == "drop after") for f in emulator.injected)
+    after = [f for f in emulator.injected if f.took_effect and f.method == "sendMessage"]
+    assert all(f.chat_id == LI and len(f.message_ids) == 1 for f in after)
+    answered_sends = sum(1 for i, o in enumerate(outcomes) if i % 2 and o == "ok")
+    texts = [m["text"] for m in emulator.bot_messages(LI)]
+    assert len(texts) == answered_sends + len(after)
+    kept = {m["message_id"] for m in emulator.bot_messages(LI)}
+    assert all(set(f.message_ids) <= kept for f in after)
+
+    # The same seed draws the same faults; rate 0 turns them off.
+    first = [(f.kind, f.method) for f in emulator.injected]
+    emulator.injected.clear()
+    emulator.faults(0.3, seed=7, retry_after=(2, 4))
+    for index in range(300):
+        with contextlib.suppress(TelegramRetryAfter, TelegramServerError, TelegramNetworkError):
+            await (bot.send_message(LI, "x") if index % 2 else bot.get_me())
+    assert [(f.kind, f.method) for f in emulator.injected] == first
+    emulator.faults(0)
+    before = len(emulator.injected)
+    for _ in range(50):
+        await bot.get_me()
+    assert len(emulator.injected) == before
+    with pytest.raises(ValueError):
+        emulator.faults(0.1, kinds=(418,))
+    with pytest.raises(ValueError):
+        emulator.faults(1.5)
 
 
 async def test_sending_limits_answer_429_with_retry_after() -> None:
