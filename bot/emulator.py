@@ -268,6 +268,8 @@ class EmulatorStats:
     errors: Counter[int] = field(default_factory=Counter)
     updates_enqueued: int = 0
     updates_delivered: int = 0
+    #: Webhook POSTs that got no 2xx (refused, reset, timed out): each update is sent again.
+    webhook_failures: int = 0
 
     @property
     def total_requests(self) -> int:
@@ -284,6 +286,7 @@ class EmulatorStats:
             "errors": {str(status): count for status, count in self.errors.items()},
             "updates_enqueued": self.updates_enqueued,
             "updates_delivered": self.updates_delivered,
+            "webhook_failures": self.webhook_failures,
         }
 
 
@@ -2207,6 +2210,7 @@ class BotAPIEmulator:
             self._webhook_backoff.pop(sender, None)
             self.stats.updates_delivered += 1
         elif url:
+            self.stats.webhook_failures += 1
             self._webhook_error = (int(time.time()), error)
             _, delay = self._webhook_backoff.get(sender, (0.0, _WEBHOOK_FIRST_RETRY))
             self._webhook_backoff[sender] = (

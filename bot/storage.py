@@ -116,6 +116,12 @@ class HandledUpdates:
     Telegram sends an update again when it saw no answer (a timeout, a process that died before
     confirming it); handling it twice would, say, count a photo twice. An update is remembered
     once handled, inside the person's lock, so its second arrival finds it and does nothing.
+
+    An update whose handling stopped half-way (the process killed, an error) is not remembered
+    and is handled again when it comes back; by then the first try may have moved the person's
+    conversation on (the next step set, its question never sent). So before an update first
+    changes a conversation, what the conversation was is kept (`keep_before`), and the update's
+    next try starts from it (`before`): it lands in the step it was sent to.
     """
 
     def __init__(self, redis: Any | None = None, bot_id: int = 0) -> None:
@@ -142,6 +148,36 @@ class HandledUpdates:
             await Conversation.filter(
                 key__startswith=HANDLED_PREFIX, updated_at__lt=now - HANDLED_FOR
             ).delete()
+
+    def _before_key(self, key: StorageKey) -> str:
+        return f"{self._prefix}before:{key.chat_id}:{key.user_id}:{key.thread_id or ''}"
+
+    async def before(self, key: StorageKey) -> tuple[int, str | None, dict[str, Any]] | None:
+        """The update that last changed this conversation, and the state and data it found."""
+        if self._redis is not None:
+            raw = await self._redis.get(self._before_key(key))
+            kept = json.loads(raw) if raw else None
+        else:
+            row = await Conversation.get_or_none(key=self._before_key(key))
+            kept = row.data if row is not None else None
+        if not kept:
+            return None
+        return int(kept["update"]), kept["state"], kept["data"]
+
+    async def keep_before(
+        self, key: StorageKey, update_id: int, state: str | None, data: Mapping[str, Any]
+    ) -> None:
+        """Before `update_id` changes the conversation: what it was."""
+        kept = {"update": update_id, "state": state, "data": dict(data)}
+        if self._redis is not None:
+            await self._redis.set(
+                self._before_key(key), json.dumps(kept), ex=int(HANDLED_FOR.total_seconds())
+            )
+            return
+        fields = {"state": None, "data": kept, "updated_at": datetime.now(UTC)}
+        row_key = self._before_key(key)
+        if not await Conversation.filter(key=row_key).update(**fields):
+            await Conversation.update_or_create(key=row_key, defaults=fields)
 
 
 #: Redis connections of one process. More updates than this at once wait for a free one.
