@@ -293,6 +293,8 @@ class EmulatorStats:
     #: Random faults injected (`faults`), by kind: "429", "500", "drop" (cut before the call
     #: took effect), "drop after" (cut after it took effect).
     injected: Counter[str] = field(default_factory=Counter)
+    #: Webhook POSTs that got no 2xx (refused, reset, timed out): each update is sent again.
+    webhook_failures: int = 0
 
     @property
     def total_requests(self) -> int:
@@ -310,6 +312,7 @@ class EmulatorStats:
             "updates_enqueued": self.updates_enqueued,
             "updates_delivered": self.updates_delivered,
             "injected": dict(self.injected),
+            "webhook_failures": self.webhook_failures,
         }
 
 
@@ -2370,6 +2373,7 @@ class BotAPIEmulator:
             self._webhook_backoff.pop(sender, None)
             self.stats.updates_delivered += 1
         elif url:
+            self.stats.webhook_failures += 1
             self._webhook_error = (int(time.time()), error)
             _, delay = self._webhook_backoff.get(sender, (0.0, _WEBHOOK_FIRST_RETRY))
             self._webhook_backoff[sender] = (

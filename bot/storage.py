@@ -133,6 +133,12 @@ class HandledUpdates:
     of two deliveries arriving at two processes at once exactly one handles it. The other waits
     until the first is done and then does nothing, or takes the update over when the first
     gave it up (its handling failed) or died with it (the claim ran out after `LEASE`).
+
+    An update whose handling stopped half-way (the process killed, an error) is handled again
+    when it comes back; by then the first try may have moved the person's conversation on (the
+    next step set, its question never sent). So before an update first changes a conversation,
+    what the conversation was is kept (`keep_before`), and the update's next try starts from it
+    (`before`): it lands in the step it was sent to.
     """
 
     def __init__(self, redis: Any | None = None, bot_id: int = 0) -> None:
@@ -231,6 +237,37 @@ class HandledUpdates:
             await self._redis.pexpire(key, int(LEASE.total_seconds() * 1000))
             return
         await Conversation.filter(key=key, state=HANDLING).update(updated_at=_now())
+
+
+    def _before_key(self, key: StorageKey) -> str:
+        return f"{self._prefix}before:{key.chat_id}:{key.user_id}:{key.thread_id or ''}"
+
+    async def before(self, key: StorageKey) -> tuple[int, str | None, dict[str, Any]] | None:
+        """The update that last changed this conversation, and the state and data it found."""
+        if self._redis is not None:
+            raw = await self._redis.get(self._before_key(key))
+            kept = json.loads(raw) if raw else None
+        else:
+            row = await Conversation.get_or_none(key=self._before_key(key))
+            kept = row.data if row is not None else None
+        if not kept:
+            return None
+        return int(kept["update"]), kept["state"], kept["data"]
+
+    async def keep_before(
+        self, key: StorageKey, update_id: int, state: str | None, data: Mapping[str, Any]
+    ) -> None:
+        """Before `update_id` changes the conversation: what it was."""
+        kept = {"update": update_id, "state": state, "data": dict(data)}
+        if self._redis is not None:
+            await self._redis.set(
+                self._before_key(key), json.dumps(kept), ex=int(HANDLED_FOR.total_seconds())
+            )
+            return
+        fields = {"state": None, "data": kept, "updated_at": _now()}
+        row_key = self._before_key(key)
+        if not await Conversation.filter(key=row_key).update(**fields):
+            await Conversation.update_or_create(key=row_key, defaults=fields)
 
 
 def _now() -> datetime:
