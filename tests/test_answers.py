@@ -86,6 +86,25 @@ async def test_a_failing_step_is_answered_with_an_apology_and_changes_nothing(
     assert await Case.all().count() == 0
 
 
+async def test_a_failing_step_puts_the_draft_back_so_trying_again_works(
+    sandbox: Sandbox,
+) -> None:
+    anna = await _anna(sandbox)
+    await anna.press("📝 Report a problem")
+    await anna.expect("What is the problem about?")
+    await anna.tap("Environment and sanitation")
+    await anna.expect("which one?")
+    await anna.tap("Litter and cleaning")
+    await anna.expect("Describe the problem")
+    # The description is taken, then asking for photos fails: the step is not done.
+    sandbox.emulator.fail_next("sendMessage", status=400, description="Bad Request: broken")
+    await anna.send("The bins at the village gate are full")
+    await anna.expect("Sorry, something went wrong on our side")
+    # As the apology asks, she sends it again: it is the description step that answers.
+    await anna.send("The bins at the village gate are full, again")
+    await anna.expect("Photos help the officials")
+
+
 async def test_a_failing_message_is_answered_with_an_apology_in_the_persons_language(
     sandbox: Sandbox,
 ) -> None:
