@@ -43,8 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import processes
 from bench.common import arguments, fresh_database, machine, table
-from bench.workers import _free_port
+from bench.processes import Running, free_port
 from bot.emulator import BotAPIEmulator
 from bot.sandbox import EXAMPLE_DIRECTORY, Phone
 
@@ -132,15 +133,8 @@ class Outcome:
 def environment(emulator: BotAPIEmulator, database_url: str, redis_url: str | None,
                 folder: Path) -> dict[str, str]:
     """The production settings (`.env.example`), on a free port of loopback."""
-    port = _free_port()
-    env = {
-        k: v for k, v in os.environ.items()
-        if not k.upper().startswith(
-            ("WEBHOOK_", "WEB_", "BOT_", "TELEGRAM_", "REDIS_", "DATABASE_", "DIRECTORY_",
-             "SCHEDULER", "INSTANCE", "LOG_")
-        )
-    }
-    env.update({
+    port = free_port()
+    settings = {
         "BOT_TOKEN": emulator.token,
         "TELEGRAM_API_URL": emulator.base_url,
         "DATABASE_URL": database_url,
@@ -151,59 +145,46 @@ def environment(emulator: BotAPIEmulator, database_url: str, redis_url: str | No
         "WEB_FILES": str(folder / "files"),
         "INSTANCE": "kills",
         "QUIET_HOURS": "off",
-    })
+    }
     if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
+        settings["REDIS_URL"] = redis_url
+    return processes.environment(settings)
 
 
 class Bot:
-    """The `villagebot` command; `run --workers N` with its stderr read all along."""
+    """`run --workers N` (a `Running` process), and what the killer reads of its log."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.env, self.cwd = env, cwd
-        self.lines: list[str] = []
-        self.process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
-
-    async def command(self, *args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot.cli", *args, env=self.env, cwd=self.cwd,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), STARTED_WITHIN)
-        if process.returncode != 0:
-            raise RuntimeError(f"villagebot {' '.join(args)}: {err.decode()}")
-        return out.decode()
+        self.running: Running | None = None
 
     async def start(self, workers: int) -> None:
-        self.process = await asyncio.create_subprocess_exec(
+        process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "run", "--workers", str(workers),
             env=self.env, cwd=self.cwd,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
-        self._reader = asyncio.create_task(self._read())
+        self.running = Running(process)
         await self.until(lambda: self.serving() == workers, "the workers to start")
 
-    async def _read(self) -> None:
-        assert self.process is not None and self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.lines.append(line.decode(errors="replace"))
+    @property
+    def lines(self) -> list[str]:
+        return self.running.lines if self.running is not None else []
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
 
     async def until(self, condition: Callable[[], bool], what: str,
                     within: float = STARTED_WITHIN) -> None:
         deadline = time.monotonic() + within
         while not condition():
-            assert self.process is not None
-            if self.process.returncode is not None:
+            assert self.running is not None
+            if self.running.process.returncode is not None:
                 raise RuntimeError(f"the command ended, waiting for {what}:\n{self.log}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"waiting for {what}:\n{self.log[-5000:]}")
             await asyncio.sleep(0.05)
-
-    @property
-    def log(self) -> str:
-        return "".join(self.lines)
 
     def started(self) -> int:
         return sum("started (pid" in line for line in self.lines)
@@ -219,21 +200,19 @@ class Bot:
         return found
 
     async def stop(self) -> int:
-        if self.process is None:
+        if self.running is None:
             return 0
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
+        process = self.running.process
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), STARTED_WITHIN)
+                await asyncio.wait_for(process.wait(), STARTED_WITHIN)
             except TimeoutError:
                 for pid in self.workers().values():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                self.process.kill()
-                await self.process.wait()
-        if self._reader is not None:
-            await self._reader
-        return self.process.returncode or 0
+                process.kill()
+        return await self.running.stopped()
 
 
 async def killer(bot: Bot, kills: int, gap: float, rng: random.Random, done: asyncio.Event,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.common import arguments, machine, table
+from bench.processes import free_port
 
 STARTED_WITHIN = 120.0
 SETTLE = 1.0
@@ -39,11 +39,6 @@ class Memory:
     pss_kib: int
     rss_kib: int
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def tree(pid: int) -> list[int]:
@@ -75,7 +70,7 @@ def rollup(pid: int) -> tuple[int, int]:
 
 async def measure(workers: int, requests: int) -> Memory:
     with tempfile.TemporaryDirectory(prefix="villagebot-bench-") as folder:
-        port = _free_port()
+        port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_", "DATABASE_"))}
         env.update(
             DATABASE_URL=f"sqlite://{folder}/bench.sqlite3", WEB_LISTEN=f"127.0.0.1:{port}",

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import backoffice
 import pytest
 from aiogram.exceptions import TelegramBadRequest
 
+from bench.processes import free_port
 from bot import cases, scope
 from bot.config import SettingsError, load_settings
 from bot.emulator import MAX_DOWNLOAD_BYTES, BotAPIEmulator
@@ -52,11 +52,6 @@ def _map_data(page: str) -> dict:
     data: dict = json.loads(found.group(1))
     return data
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _get_files(office: Sandbox) -> int:
@@ -416,7 +411,7 @@ async def test_the_back_office_alone_fetches_files_with_the_bot_token(
         )
         photo = (await emulator.user(1001, "李明").send_photo())["photo"][-1]["file_id"]
         case = await backoffice.report(villager, "村口垃圾桶满了", "litter", photos=[photo])
-        port = _free_port()
+        port = free_port()
         environment = {
             k: v
             for k, v in os.environ.items()

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 import yaml
 
+from bench.processes import free_port
 from bot.emulator import BotAPIEmulator
 from bot.sandbox import EXAMPLE_DIRECTORY
 
@@ -351,14 +352,9 @@ def test_the_township_must_be_named_among_several_or_imported_first(  # type: ig
     assert run(command, "--dry-run", "--township", "XY").returncode == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 async def test_web_serves_the_back_office_alone_until_stopped(start_villagebot) -> None:  # type: ignore[no-untyped-def]
-    port = _free_port()
+    port = free_port()
     office = await start_villagebot("web", WEB_LISTEN=f"127.0.0.1:{port}")
     assert office.stdout is not None
     line = await asyncio.wait_for(office.stdout.readline(), timeout=STARTED_WITHIN)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
 import time
 from datetime import timedelta
 
@@ -35,6 +34,7 @@ from aiogram.types import (
 from conftest import TEST_REDIS_URL
 from tortoise.transactions import in_transaction
 
+from bench.processes import free_port
 from bot import cases, delivery, notices
 from bot.delivery import Courier, SharedLimits, edit, post
 from bot.emulator import BotAPIEmulator, SendingLimits, buttons
@@ -509,18 +509,13 @@ async def test_two_processes_keep_telegrams_30_a_second_together(database_url: s
 async def test_without_redis_each_process_paces_itself_and_nothing_is_held_back(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limits = SharedLimits(f"redis://127.0.0.1:{_closed_port()}/0", sandbox.app.bot.id)
+    limits = SharedLimits(f"redis://127.0.0.1:{free_port()}/0", sandbox.app.bot.id)
     try:
         assert await limits.take(-1003200000000, 1) == (0.0, False)
     finally:
         await limits.close()
     assert "shared pacing unavailable" in caplog.text
 
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def test_a_restarted_process_takes_back_its_own_rows_at_once(sandbox: Sandbox) -> None:

@@ -7,12 +7,13 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
+
+from bench.processes import free_port
 
 
 def _environment(**extra: str) -> dict[str, str]:
@@ -45,16 +46,11 @@ def test_the_demo_plays_the_case_loop(tmp_path: Path) -> None:
     assert "/signin/" not in out  # the story alone serves no back office
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 async def test_the_demo_then_serves_the_back_office_with_a_link_that_signs_in(
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot.cli", "demo",
         env=_environment(WEB_LISTEN=f"127.0.0.1:{port}"), cwd=tmp_path,
