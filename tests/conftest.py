@@ -195,6 +195,19 @@ async def back_office(
             await chromium.close()
 
 
+#: Modules whose tests start villagebot as real processes, or a browser: a minute or more each
+#: on 2 cores. They are scheduled first, so pytest-xdist spreads them over its workers at the
+#: start instead of leaving a few of them to run on after everything else has finished.
+SLOW_MODULES = frozenset({
+    "test_production", "test_workers", "test_duplicates", "test_race", "test_kills",
+    "test_faults", "test_demo", "test_browser", "test_packaging",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.module.__name__ not in SLOW_MODULES)  # a stable sort
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say plainly when the browser tests did not run, and how to make them run."""
     from browsing import NO_CHROMIUM, NO_PLAYWRIGHT

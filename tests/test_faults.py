@@ -14,7 +14,7 @@ from conftest import TEST_REDIS_URL
 
 from bench.faults import measure, report
 
-CASES = 30
+CASES = 20
 RATE = 0.05
 SEED = 14
 

@@ -17,8 +17,8 @@ from bot.storage import HANDLED_PREFIX
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="--workers forks: no fork here")
 
-REPORTS = 15
-KILLS = 4
+REPORTS = 10
+KILLS = 3
 
 
 async def test_no_report_or_notice_is_lost_when_workers_are_killed(database_url: str) -> None:

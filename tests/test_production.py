@@ -11,6 +11,7 @@ from was left by the first in the shared database (or Redis).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -18,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from test_workers import _free_port, alive, children, holds, listening_inode
@@ -25,6 +27,7 @@ from test_workers import _free_port, alive, children, holds, listening_inode
 from bench.processes import Command, Running, environment
 from bot.emulator import BotAPIEmulator
 from bot.sandbox import EXAMPLE_DIRECTORY, Phone
+from web.webhook import MAX_UPDATE_BYTES, SECRET_HEADER
 
 #: While a worker is paused, how long the emulator waits for an answer before it tries again,
 #: as Telegram does after a timeout: a POST on a kept-alive connection to the paused worker
@@ -110,6 +113,25 @@ async def settled(emulator: BotAPIEmulator, bot: Running) -> range:
         assert time.monotonic() < deadline, f"update {last} was never handled\n{bot.log}"
         await asyncio.sleep(0.05)
     return range(1, last + 1)
+
+
+async def refused(env: dict[str, str], update: dict) -> list[int]:
+    """`update` POSTed to the workers without the secret, with a wrong one; then, with the
+    right one, a body that is no JSON and one over the 1 MB an update may have: the statuses."""
+    url, secret = env["WEBHOOK_URL"], env["WEBHOOK_SECRET"]
+    body = json.dumps(update).encode()
+    attempts = [
+        (body, {}),
+        (body, {SECRET_HEADER: secret[::-1]}),
+        (b'{"update_id": 1, "message": ', {SECRET_HEADER: secret}),
+        (b" " * (MAX_UPDATE_BYTES + 1) + body, {SECRET_HEADER: secret}),
+    ]
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for data, headers in attempts:
+            async with session.post(url, data=data, headers=headers) as response:
+                statuses.append(response.status)
+    return statuses
 
 
 async def test_two_webhook_workers_carry_a_report_handed_between_them(
@@ -200,7 +222,17 @@ async def test_two_webhook_workers_carry_a_report_handed_between_them(
             os.kill(pid, signal.SIGCONT)
         emulator.webhook_timeout = 10.0
 
-    # Both serving again: the rest goes to whichever accepts it.
+    # Both serving again. What is no update of Telegram's is refused, and nothing is handled.
+    before = len(emulator.bot_messages(LI))
+    forged = {"update_id": 10**9, "message": {
+        "message_id": 10**6, "date": int(time.time()), "text": "/mycases",
+        "chat": {"id": LI, "type": "private"},
+        "from": {"id": LI, "is_bot": False, "first_name": "李明"},
+    }}
+    assert await refused(command.env, forged) == [403, 403, 400, 413]
+    await asyncio.sleep(0.5)
+    assert len(emulator.bot_messages(LI)) == before, "a refused POST was handled"
+    # The rest goes to whichever worker accepts it.
     await li.tap("跳过")
     await li.expect("请核对您的反映内容", timeout=STEP)
     await li.tap("✅ 提交")

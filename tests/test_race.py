@@ -13,8 +13,8 @@ from conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 
 from bench.race import race
 
-OFFICIALS = 30
-CASES = 3
+OFFICIALS = 20
+CASES = 2
 
 
 async def test_officials_racing_accept_through_two_processes_leave_one_assignee_a_case(
