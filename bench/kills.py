@@ -225,7 +225,9 @@ async def killer(bot: Bot, kills: int, gap: float, rng: random.Random, done: asy
         await bot.until(lambda: bot.serving() == bot.started(), "a killed worker to serve")
         now = time.monotonic()
         recent = {
-            number: [t for t in deaths.get(number, []) if now - t < WITHIN - 1]
+            # The parent counts a death when it sees it, a moment after the kill: a window
+            # a few seconds longer than its own keeps the killer on the safe side.
+            number: [t for t in deaths.get(number, []) if now - t < WITHIN + 5]
             for number in bot.workers()
         }
         allowed = sorted(n for n, times in recent.items() if len(times) < DEATHS - 1)
