@@ -8,10 +8,12 @@ import random
 
 import pytest
 from conftest import TEST_REDIS_URL
+from test_casework import _has, _official, _report, _villager
 from test_report import LI, _conversation, _li
 
 from bench import kills
-from bot.models import Conversation
+from bot import cases, delivery
+from bot.models import Case, CaseEvent, CaseStatus, Conversation
 from bot.sandbox import Sandbox
 from bot.storage import HANDLED_PREFIX
 
@@ -75,3 +77,30 @@ async def test_an_update_cut_short_is_handled_again_from_its_own_step(
     assert (data["report"]["description"], len(data["report"]["photos"])) == ("路灯不亮", 1)
     texts = [m.get("text") or "" for m in sandbox.emulator.bot_messages(LI)]
     assert not [t for t in texts if "已收到照片 2 张" in t or "这里只能添加照片" in t], texts
+
+
+async def test_the_answer_that_resolved_a_case_cut_short_is_answered_as_done(
+    sandbox: Sandbox,
+) -> None:
+    """Killed after the case was resolved, before the reply: the note, sent again, is told
+    "resolved" again, and the case is resolved once."""
+    villager, _ = await _villager(sandbox, 1001, "李明")
+    lin_official, lin = await _official(sandbox, "lin-xiuying", 9101)
+    case = await _report(villager, "村口垃圾桶满了")
+    await lin.expect(case.number)
+    await cases.accept(case.id, lin_official)
+    delivery.wake()
+    await sandbox.emulator.wait_for(9101, _has("林秀英已受理", "✔️ 办结"))
+    await lin.tap("✔️ 办结")
+    await lin.expect("办结事项")
+    await lin.user.send_photo()
+    await lin.expect("照片：1 张")
+    await lin.send("垃圾已清运")
+    first = await lin.expect("已办结。村民会收到您的现场照片")
+    await _cut_short(sandbox, sandbox.emulator.last_update_id)  # the note
+    again = await lin.expect("已办结。村民会收到您的现场照片")
+    assert again["message_id"] > first["message_id"]
+    texts = [m.get("text") or "" for m in sandbox.emulator.bot_messages(9101)]
+    assert not [t for t in texts if "事项已有新变化" in t], texts
+    assert (await Case.get(id=case.id)).status == CaseStatus.RESOLVED
+    assert await CaseEvent.filter(case_id=case.id, action="resolve").count() == 1

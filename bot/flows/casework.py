@@ -26,7 +26,7 @@ from bot.callbacks import CaseAction
 from bot.cases import CaseRefused, Refusal
 from bot.i18n import _
 from bot.keyboards import button, inline
-from bot.models import Case, Official, Unit
+from bot.models import Case, CaseStatus, Official, Unit
 from bot.notices import local_time
 from bot.people import Person
 from bot.routers import Routes
@@ -221,6 +221,14 @@ STEP_CHECKS: dict[str, Check] = {
 }
 
 
+async def _resolved_by(case_id: int, official: Official) -> bool:
+    case = await Case.get_or_none(id=case_id)
+    return (
+        case is not None and case.status == CaseStatus.RESOLVED
+        and case.assignee_id == official.id  # type: ignore[attr-defined]
+    )
+
+
 async def _refused(
     message: Message, state: FSMContext, person: Person, refused: CaseRefused, check: Check,
     case_id: int, what: str,
@@ -370,8 +378,11 @@ async def resolve(
     try:
         await cases.resolve(case.id, official, data.get("note") or "", data.get("photos") or [])
     except CaseRefused as refused:
-        await _refused(message, state, person, refused, "resolve", case.id, "resolve")
-        return
+        if not await _resolved_by(case.id, official):
+            await _refused(message, state, person, refused, "resolve", case.id, "resolve")
+            return
+        # The answer that resolved it, delivered again (its process was killed before it
+        # replied): it is done, and the official is told so, not that the case moved on.
     await finish(state)
     if case.task_id is not None:  # type: ignore[attr-defined]
         text = _("Case {number} is resolved. The task's creator gets your evidence and will "
