@@ -32,13 +32,17 @@ async def _anna(sandbox: Sandbox) -> Phone:
     return phone
 
 
-async def _to_photos(anna: Phone) -> None:
+async def _to_description(anna: Phone) -> None:
     await anna.press("📝 Report a problem")
     await anna.expect("What is the problem about?")
     await anna.tap("Environment and sanitation")
     await anna.expect("which one?")
     await anna.tap("Litter and cleaning")
     await anna.expect("Describe the problem")
+
+
+async def _to_photos(anna: Phone) -> None:
+    await _to_description(anna)
     await anna.send("The bins at the village gate are full")
     await anna.expect("Photos help the officials")
 
@@ -90,12 +94,7 @@ async def test_a_failing_step_puts_the_draft_back_so_trying_again_works(
     sandbox: Sandbox,
 ) -> None:
     anna = await _anna(sandbox)
-    await anna.press("📝 Report a problem")
-    await anna.expect("What is the problem about?")
-    await anna.tap("Environment and sanitation")
-    await anna.expect("which one?")
-    await anna.tap("Litter and cleaning")
-    await anna.expect("Describe the problem")
+    await _to_description(anna)
     # The description is taken, then asking for photos fails: the step is not done.
     sandbox.emulator.fail_next("sendMessage", status=400, description="Bad Request: broken")
     await anna.send("The bins at the village gate are full")

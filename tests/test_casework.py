@@ -353,7 +353,8 @@ async def test_not_solved_reopens_with_the_same_assignee(sandbox: Sandbox) -> No
     assert "✔️ 办结" in buttons(told)
 
 
-async def test_resolve_without_a_photo_is_refused(sandbox: Sandbox) -> None:
+async def _resolving(sandbox: Sandbox) -> tuple[Case, Phone]:
+    """Li Ming's case accepted by Lin Xiuying, who has tapped Resolve and is asked for evidence."""
     villager, _li = await _villager(sandbox, 1001, "李明")
     lin_official, lin = await _official(sandbox, "lin-xiuying", 9101)
     case = await _report(villager, "村口垃圾桶满了")
@@ -363,6 +364,11 @@ async def test_resolve_without_a_photo_is_refused(sandbox: Sandbox) -> None:
     await sandbox.emulator.wait_for(9101, _has("林秀英已受理", "✔️ 办结"))
     await lin.tap("✔️ 办结")
     await lin.expect("办结事项")
+    return case, lin
+
+
+async def test_resolve_without_a_photo_is_refused(sandbox: Sandbox) -> None:
+    case, lin = await _resolving(sandbox)
     await lin.send("已经处理好了")
     await lin.expect("办结需要现场照片和说明：至少一张处理后的现场照片和一段说明。")
     unchanged = await Case.get(id=case.id)

@@ -8,11 +8,10 @@ import random
 
 import pytest
 from conftest import TEST_REDIS_URL
-from test_casework import _has, _official, _report, _villager
+from test_casework import _resolving
 from test_report import LI, _conversation, _li
 
 from bench import kills
-from bot import cases, delivery
 from bot.models import Case, CaseEvent, CaseStatus, Conversation
 from bot.sandbox import Sandbox
 from bot.storage import HANDLED_PREFIX
@@ -84,15 +83,7 @@ async def test_the_answer_that_resolved_a_case_cut_short_is_answered_as_done(
 ) -> None:
     """Killed after the case was resolved, before the reply: the note, sent again, is told
     "resolved" again, and the case is resolved once."""
-    villager, _ = await _villager(sandbox, 1001, "李明")
-    lin_official, lin = await _official(sandbox, "lin-xiuying", 9101)
-    case = await _report(villager, "村口垃圾桶满了")
-    await lin.expect(case.number)
-    await cases.accept(case.id, lin_official)
-    delivery.wake()
-    await sandbox.emulator.wait_for(9101, _has("林秀英已受理", "✔️ 办结"))
-    await lin.tap("✔️ 办结")
-    await lin.expect("办结事项")
+    case, lin = await _resolving(sandbox)
     await lin.user.send_photo()
     await lin.expect("照片：1 张")
     await lin.send("垃圾已清运")
