@@ -200,7 +200,8 @@ async def back_office(
 #: start instead of leaving a few of them to run on after everything else has finished.
 SLOW_MODULES = frozenset({
     "test_production", "test_workers", "test_duplicates", "test_race", "test_kills",
-    "test_faults", "test_demo", "test_browser", "test_packaging",
+    "test_faults", "test_demo", "test_browser", "test_packaging", "test_cli", "test_digest",
+    "test_webhook",
 })
 
 
