@@ -330,7 +330,7 @@ async def _township(code: str | None) -> Township:
 
 async def _report(settings: Settings, args: argparse.Namespace) -> int:
     """`digest` and `ranking`: print the report (--dry-run) or queue it for the channel."""
-    from bot import db
+    from bot import db, robots
     from scheduler import digest, ranking
     from scheduler.policy import Policy
     from scheduler.service import wall_clock
@@ -364,8 +364,10 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 print(ranking.render(await ranking.rank(township, period, language), language))
             return 0
-        if township.digest_chat_id is None:
-            return _fail(f"township {township.code} has no digest_chat_id in its directory")
+        if township.digest_chat_id is None and not await robots.of_township(township.id):
+            return _fail(
+                f"township {township.code} has no digest_chat_id nor robots in its directory"
+            )
         if args.command == "digest":
             row = await digest.queue(township, period, now, policy)  # type: ignore[arg-type]
         else:
@@ -375,8 +377,11 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     if row is None:
         print(f"{args.command} {label}: already queued before; not sent again")
     else:
-        print(f"{args.command} {label}: queued for chat {township.digest_chat_id}; "
-              "the running bot delivers it")
+        where = (
+            f"chat {township.digest_chat_id}" if township.digest_chat_id is not None
+            else "the township's group robots"
+        )
+        print(f"{args.command} {label}: queued for {where}; the running bot delivers it")
     return 0
 
 

@@ -540,6 +540,40 @@ class CaseEvent(Model):
         indexes = (("at",), ("case_id", "id"))
 
 
+class RobotKind(StrEnum):
+    """The work-group apps whose custom robots (群机器人) take webhook posts."""
+
+    WECOM = "wecom"  # 企业微信
+    DINGTALK = "dingtalk"  # 钉钉
+    FEISHU = "feishu"  # 飞书
+
+
+class Robot(Model):
+    """A group robot's webhook of the township (`unit` None) or of one of its units.
+
+    The secret signs DingTalk's and Feishu's posts; `secret_env` names an environment variable
+    read at send time instead, so the secret is never in the database. Never deleted (the
+    outbox points at it): one that leaves the directory is marked inactive.
+    """
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="robots", on_delete=fields.RESTRICT
+    )
+    unit: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
+        "models.Unit", related_name="robots", null=True, on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(RobotKind, max_length=16)
+    url = fields.CharField(max_length=500)
+    secret = fields.CharField(max_length=200, null=True)
+    secret_env = fields.CharField(max_length=100, null=True)
+    position = fields.IntField(default=0)
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "robot"
+
+
 class DeliveryKind(StrEnum):
     TEXT = "text"
     PHOTO = "photo"
@@ -547,6 +581,8 @@ class DeliveryKind(StrEnum):
     LOCATION = "location"
     VOICE = "voice"
     EDIT = "edit"
+    #: A post to a group robot (`Delivery.robot`): a text, or an image where the app takes one.
+    ROBOT = "robot"
 
 
 class Delivery(Model):
@@ -571,6 +607,10 @@ class Delivery(Model):
     )
     # A case card: the message whose copies are edited when someone takes the case.
     card = fields.BooleanField(default=False)
+    # A ROBOT row's webhook; its `chat_id` is `bot.robots.chat_of(robot)`, no Telegram chat.
+    robot: fields.ForeignKeyNullableRelation[Robot] = fields.ForeignKeyField(
+        "models.Robot", related_name="deliveries", null=True, on_delete=fields.RESTRICT
+    )
     # Unique when given: asking twice to send the same thing queues it once (reminders).
     key = fields.CharField(max_length=128, unique=True, null=True)
     created_at = fields.DatetimeField()

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup
 from tortoise.transactions import in_transaction
 
-from bot import delivery, scope
+from bot import delivery, robots, scope
 from bot.callbacks import CaseAction, SupporterRate
 from bot.i18n import N_, catalogs
 from bot.keyboards import button, inline, villager_menu
@@ -45,6 +45,8 @@ from bot.models import (
     Delivery,
     DeliveryKind,
     Official,
+    Robot,
+    RobotKind,
     Role,
     Task,
     Township,
@@ -833,6 +835,33 @@ async def _nobody_above(scene: Scene, readers: list[Reader]) -> None:
                             unit=scene.unit.display_name(reader.language))
 
 
+async def _tell_robots(
+    scene: Scene, audience: Audience, message: str, deadline: datetime | None
+) -> None:
+    """What a unit's group chat is told of supervision goes to the unit's group robots too
+    (bot.robots): the case number, category, village, unit and deadline, never a person's
+    name nor the villager's words. A confidential case's stays in Telegram."""
+    if audience.unit is None or audience.told not in (Told.UNIT, Told.OWN_UNIT):
+        return
+    case = scene.case
+    if case.category.confidential:
+        return
+    unit_robots = await robots.of_unit(audience.unit.id)
+    if not unit_robots:
+        return
+    language = scene.group_language
+    lines = [
+        text(message, language, number=case.number, unit=scene.unit.display_name(language),
+             deadline=local_time(deadline, scene.timezone)),
+        "",
+        f"· {case.category.display_name(language)} · {case.village.display_name(language)}",
+    ]
+    await robots.post(
+        unit_robots, "\n".join(lines), key=f"supervision:{scene.event.id}:{audience.unit.id}",
+        case_id=case.id,
+    )
+
+
 async def _overdue(scene: Scene) -> None:
     """A case passed its deadline: one more supervising level is told (bot.scope), and the
     assignee is told who was."""
@@ -844,6 +873,9 @@ async def _overdue(scene: Scene) -> None:
     if audience.cardless:
         await _nobody_above(scene, readers)
     else:
+        await _tell_robots(scene, audience, N_(
+            "⏰ Supervision: case {number} at {unit} was to be resolved by {deadline} and is "
+            "not."), case.resolve_by)
         for reader in readers:
             await _tell_readers(
                 scene, [reader],
@@ -897,6 +929,10 @@ def _assignee_language(scene: Scene) -> str:
     return scene.assignee_account.language if scene.assignee_account else scene.group_language
 
 
+UNACCEPTED = N_("⏰ Supervision: case {number} at {unit} was to be accepted by {deadline} and "
+                "nobody has accepted it.")
+
+
 async def _unaccepted(scene: Scene) -> None:
     """A new case at the top of its chain passed its accept deadline: the dispatchers, or for
     a confidential case its unit's leaders (bot.scope)."""
@@ -907,11 +943,11 @@ async def _unaccepted(scene: Scene) -> None:
     if audience.cardless:
         await _nobody_above(scene, readers)
         return
+    await _tell_robots(scene, audience, UNACCEPTED, scene.case.accept_by)
     for reader in readers:
         await _tell_readers(
             scene, [reader],
-            N_("⏰ Supervision: case {number} at {unit} was to be accepted by {deadline} and "
-               "nobody has accepted it."),
+            UNACCEPTED,
             unit=scene.unit.display_name(reader.language),
             deadline=local_time(scene.case.accept_by, scene.timezone),
         )
@@ -1025,11 +1061,14 @@ async def undelivered(row_ids: list[int], *, forbidden: bool) -> None:
     the cases; of any other failure once per notice. A card that now reaches nobody of the
     case's unit goes to the unit above, or, without one, to the township's dispatchers.
     """
+    await _robots_undelivered(row_ids)
     # A refused chat fails every part of a notice with its text: the text stands for it. An
     # edit that failed leaves the message it changes as it was, which was told already.
     kinds = [DeliveryKind.TEXT]
     if not forbidden:
-        kinds = [kind for kind in DeliveryKind if kind != DeliveryKind.EDIT]
+        kinds = [
+            kind for kind in DeliveryKind if kind not in (DeliveryKind.EDIT, DeliveryKind.ROBOT)
+        ]
     rows = await Delivery.filter(
         id__in=row_ids, kind__in=kinds, case_id__isnull=False, failed_at__isnull=False
     ).order_by("id")
@@ -1047,6 +1086,57 @@ async def undelivered(row_ids: list[int], *, forbidden: bool) -> None:
                 await _tell_undelivered(row, found[row.case_id])  # type: ignore[attr-defined]
         for case_id in sorted({row.case_id for row in rows if row.card}):  # type: ignore[attr-defined]
             await _card_fallback(found[case_id])
+
+
+def _robot_name(robot: Robot, unit: Unit | None, township: Township, language: str) -> str:
+    """A robot as an administrator finds it in the directory: its app and whose it is."""
+    app = text(ROBOT_APPS[robot.kind], language)
+    owner = (unit or township).display_name(language)
+    return text(N_("the {app} group robot of {owner}"), language, app=app, owner=owner)
+
+
+async def _robots_undelivered(row_ids: list[int]) -> None:
+    """A group robot's message given up: the township's administrators are told which robot
+    and why (a wrong secret, a removed robot, an app out of reach), and a case's timeline
+    keeps it too."""
+    rows = await Delivery.filter(
+        id__in=row_ids, kind=DeliveryKind.ROBOT, failed_at__isnull=False
+    ).order_by("id")
+    for row in rows:
+        robot = await Robot.get(id=row.robot_id)  # type: ignore[attr-defined]
+        township = await Township.get(id=robot.township_id)  # type: ignore[attr-defined]
+        unit = await Unit.get_or_none(id=robot.unit_id)  # type: ignore[attr-defined]
+        async with in_transaction():
+            if row.case_id is not None:  # type: ignore[attr-defined]
+                case = await Case.get(id=row.case_id)  # type: ignore[attr-defined]
+                await CaseEvent.create(
+                    case_id=case.id, at=delivery._now(), action=UNDELIVERED, actor_id=None,
+                    from_status=case.status, to_status=case.status,
+                    unit_id=case.unit_id,  # type: ignore[attr-defined]
+                    note=f"{_robot_name(robot, unit, township, GROUP_LANGUAGE)}: "
+                         f"{row.error or '-'}",
+                    public=False,
+                )
+            for admin in await _admins(township.id):
+                await delivery.post(
+                    admin.id,
+                    text(
+                        N_("⚠️ A message could not be delivered to {robot}: {error}. Check "
+                           "its url and secret in the directory."),
+                        admin.language,
+                        robot=_robot_name(robot, unit, township, admin.language),
+                        error=row.error or "-",
+                    ),
+                    key=f"undelivered:{row.id}:{admin.id}",
+                )
+
+
+#: The apps' names as the catalogs give them.
+ROBOT_APPS = {
+    RobotKind.WECOM: N_("WeCom"),
+    RobotKind.DINGTALK: N_("DingTalk"),
+    RobotKind.FEISHU: N_("Feishu"),
+}
 
 
 async def _record_undelivered(row: Delivery, case: Case) -> None:
