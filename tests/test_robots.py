@@ -117,6 +117,10 @@ async def _robot_rows_done() -> bool:
     ).exists()
 
 
+async def _count_is(query: Any, count: int) -> bool:
+    return await query.count() == count
+
+
 def _no_personal_data(hooks: list[Hook]) -> None:
     official_names = ["林秀英", "苏进侨", "林建华", "黄丽坤"]
     for hook in hooks:
@@ -327,7 +331,9 @@ async def test_a_robot_that_keeps_failing_is_given_up_and_the_administrator_told
     [failed] = await Delivery.filter(kind=DeliveryKind.ROBOT, failed_at__isnull=False)
     assert failed.robot_id == (await Robot.get(kind=RobotKind.DINGTALK)).id  # type: ignore[attr-defined]
     assert failed.error == "gave up after 3 attempts: HTTP 500" and failed.attempts == 3
-    [told] = await Delivery.filter(chat_id=ADMIN_CHAT, key=f"undelivered:{failed.id}:{ADMIN_CHAT}")
+    told_key = f"undelivered:{failed.id}:{ADMIN_CHAT}"
+    await _until(lambda: Delivery.filter(chat_id=ADMIN_CHAT, key=told_key).exists(), 5)
+    [told] = await Delivery.filter(chat_id=ADMIN_CHAT, key=told_key)
     assert "DingTalk" in told.payload["text"] or "钉钉" in told.payload["text"]
     assert "坂里乡" in told.payload["text"] and "HTTP 500" in told.payload["text"]
     assert len(wecom.received) == 2 and len(feishu.received) == 1  # the others are not held
@@ -356,8 +362,8 @@ async def test_a_wrong_secret_gives_up_at_once_with_the_apps_reason(
     }
     assert [code for code, _ in ding.answers] == [310000]  # tried once: a refusal is final
     assert feishu.answers == []
-    told = await Delivery.filter(chat_id=ADMIN_CHAT, key__startswith="undelivered:").count()
-    assert told == 2
+    told = Delivery.filter(chat_id=ADMIN_CHAT, key__startswith="undelivered:")
+    await _until(lambda: _count_is(told, 2), 5)
     # With the secret in the environment, the next digest is signed and arrives.
     monkeypatch.setenv(ENV, FEISHU_SECRET)
     now = datetime.now(UTC) + timedelta(days=7)
