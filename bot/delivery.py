@@ -782,8 +782,7 @@ class Courier:
         they would if they do not."""
         if self._robot_flight >= MAX_ROBOTS_IN_FLIGHT:
             return POLL_SECONDS
-        robot = await robots.Robot.get_or_none(id=row.robot_id)  # type: ignore[attr-defined]
-        kind = robot.kind if robot is not None else robots.RobotKind.WECOM
+        kind = await self.robots.kind_of(row.robot_id)  # type: ignore[attr-defined]
         moment = time.monotonic()
         wait = self.robots.ready_in(row.robot_id, kind, moment)  # type: ignore[attr-defined]
         if wait > 0:
@@ -882,8 +881,8 @@ class Courier:
             await self.robots.send(row)
         except robots.RobotLimited as error:
             log.warning("courier: robot row %s: %s", row.id, error)
-            robot = await robots.Robot.get_or_none(id=row.robot_id)  # type: ignore[attr-defined]
-            wait = policy.limited_wait[robot.kind] if robot is not None else BACKOFF_CAP
+            kind = await self.robots.kind_of(row.robot_id)  # type: ignore[attr-defined]
+            wait = policy.limited_wait[kind]
             await self._release(row, delay=wait, count=False, error=str(error))
         except robots.RobotRefused as error:
             await self._fail(row, str(error))

@@ -268,8 +268,18 @@ class RobotSender:
         self.policy = policy or RobotPolicy()
         self._session: ClientSession | None = None
         self._windows: dict[int, list[Any]] = {}
+        self._kinds: dict[int, RobotKind] = {}
         #: Rows posted, for the logs and the tests.
         self.sent = 0
+
+    async def kind_of(self, robot_id: int) -> RobotKind:
+        """A robot's app, remembered: the courier asks at every look at the outbox."""
+        kind = self._kinds.get(robot_id)
+        if kind is None:
+            robot = await Robot.get_or_none(id=robot_id)
+            kind = robot.kind if robot is not None else RobotKind.WECOM
+            self._kinds[robot_id] = kind
+        return kind
 
     def _windows_of(self, robot_id: int, kind: RobotKind) -> list[Any]:
         windows = self._windows.get(robot_id)
