@@ -234,6 +234,9 @@ class Account(Model):
     language = fields.CharField(max_length=8)
     language_chosen = fields.BooleanField(default=False)
     blocked_at = fields.DatetimeField(null=True)
+    # When the person first wrote to the bot in its private chat: only then may the bot write
+    # to them. An account the directory made from a telegram_id has none until then (/setup).
+    started_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -26,7 +26,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import casemap, dashboard, directory, faq, health, login, notices, tasks, views
+from web import casemap, dashboard, directory, faq, health, login, notices, setup, tasks, views
 from web.files import FILES, FileStore
 from web.webhook import Webhook
 
@@ -76,6 +76,7 @@ def build(
     app.router.add_routes(dashboard.routes)
     app.router.add_routes(casemap.routes)
     app.router.add_routes(faq.routes)
+    app.router.add_routes(setup.routes)
     app.router.add_routes(notices.routes)
     app.router.add_routes(tasks.routes)
     app.router.add_static("/static", STATIC)
