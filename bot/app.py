@@ -25,7 +25,18 @@ from bot.config import Settings
 from bot.delivery import Courier, DirectReplies, SharedLimits
 from bot.flows import ask, notice, registration, report, task
 from bot.flows import casework as casework_flow
-from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
+from bot.handlers import (
+    admin,
+    casework,
+    common,
+    errors,
+    fallback,
+    groups,
+    lists,
+    start,
+    villager,
+    web,
+)
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.metrics import CountCalls, Observe
@@ -101,6 +112,8 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     dispatcher.update.outer_middleware(PersonMiddleware(settings.default_language))
     dispatcher.include_routers(
         errors.routes.router(),
+        groups.routes.router(),  # groups and channels: which unit a group serves, the digest
+        groups.forwards.router(),  # an administrator's forwarded channel post, before the flows
         report.drafts.router(),  # /start with a draft waiting: before start clears it
         start.routes.router(),
         common.routes.router(),
