@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bot import cases, delivery
@@ -320,3 +321,66 @@ async def test_imports_keep_chat_bindings_unless_the_file_names_another(database
     assert (await Unit.get(code="zhengda-g1")).group_chat_id == -1002000000101
     exported = await export_directory("BL")
     assert exported["township"]["digest_chat_id"] == -1002000000103
+
+
+# ---- the emulator's side: what Telegram answers the bot about groups and channels -----------
+
+
+async def test_the_emulator_answers_as_telegram_about_the_bots_membership() -> None:
+    from aiogram import Bot
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, TelegramMigrateToChat
+    from aiogram.types import ChatMemberAdministrator, ChatMemberRestricted
+
+    from bot.emulator import BotAPIEmulator
+
+    async with BotAPIEmulator() as emulator:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(emulator.base_url))
+        async with Bot(emulator.token, session=session) as bot:
+            li = emulator.user(1001, "李明")
+            group = emulator.group(GROUP, "工作群", bot_inside=False)
+            await li.send_text("hello", chat=GROUP)
+            assert emulator.pending_updates == 0  # the bot is not in it: it sees nothing
+            with pytest.raises(TelegramForbiddenError, match="not a member of the group chat"):
+                await bot.send_message(GROUP, "hi")
+
+            await group.add_bot(li)
+            updates = await bot.get_updates(allowed_updates=["message", "my_chat_member"])
+            added = updates[0].my_chat_member
+            assert added is not None and added.from_user.id == li.id
+            statuses = (added.old_chat_member.status, added.new_chat_member.status)
+            assert statuses == ("left", "member")
+            service = updates[1].message
+            assert service is not None and service.new_chat_members[0].id == bot.id  # type: ignore[index]
+            await bot.send_message(GROUP, "大家好")
+
+            await group.restrict_bot(li, can_send_messages=False)
+            member = await bot.get_chat_member(GROUP, bot.id)
+            assert isinstance(member, ChatMemberRestricted) and not member.can_send_messages
+            with pytest.raises(TelegramBadRequest, match="not enough rights"):
+                await bot.send_message(GROUP, "hi")
+
+            await group.set_bot_rights(li)
+            await group.migrate(SUPERGROUP, li)
+            with pytest.raises(TelegramMigrateToChat) as moved:
+                await bot.send_message(GROUP, "hi")
+            assert moved.value.migrate_to_chat_id == SUPERGROUP
+            updates = await bot.get_updates(offset=updates[-1].update_id + 1)
+            texts = [u.message for u in updates if u.message is not None]
+            assert texts[-2].migrate_to_chat_id == SUPERGROUP
+            assert texts[-1].migrate_from_chat_id == GROUP and texts[-1].chat.id == SUPERGROUP
+            await bot.send_message(SUPERGROUP, "升级后")
+
+            supergroup = emulator._groups[SUPERGROUP]
+            await supergroup.remove_bot(li)
+            with pytest.raises(TelegramForbiddenError, match="kicked from the supergroup chat"):
+                await bot.send_message(SUPERGROUP, "hi")
+
+            channel = emulator.channel(-1002000000020, "频道")
+            await channel.add_bot(li, admin=True)
+            admin = await bot.get_chat_member(channel.chat_id, bot.id)
+            assert isinstance(admin, ChatMemberAdministrator) and admin.can_post_messages
+            await channel.set_bot_rights(li, can_post_messages=False)
+            with pytest.raises(TelegramBadRequest, match="need administrator rights"):
+                await bot.send_message(channel.chat_id, "hi")
