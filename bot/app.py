@@ -31,6 +31,7 @@ from bot.handlers import (
     common,
     errors,
     fallback,
+    groups,
     lists,
     setup,
     start,
@@ -113,6 +114,8 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     dispatcher.update.outer_middleware(PersonMiddleware(settings.default_language))
     dispatcher.include_routers(
         errors.routes.router(),
+        groups.routes.router(),  # groups and channels: which unit a group serves, the digest
+        groups.forwards.router(),  # an administrator's forwarded channel post, before the flows
         report.drafts.router(),  # /start with a draft waiting: before start clears it
         start.routes.router(),
         common.routes.router(),

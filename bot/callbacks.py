@@ -48,6 +48,12 @@ class InviteOfficial(CallbackData, prefix="i1"):
     official_id: RowId
 
 
+class BindGroup(CallbackData, prefix="b1"):
+    """In a group: this group serves the unit (bot.handlers.groups); 0 unbinds it."""
+
+    unit_id: RowId
+
+
 class ChooseCategory(CallbackData, prefix="k1"):
     """A category in the report flow: first level, then a leaf."""
 

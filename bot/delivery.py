@@ -1018,10 +1018,18 @@ class Courier:
 
     @staticmethod
     async def _migrated(row: Delivery, new_chat_id: int) -> None:
-        """A group became a supergroup: its queued rows go to the new chat id."""
+        """A group became a supergroup: its queued rows go to the new chat id, and what the
+        group served (a unit, a digest) follows it (bot.bindings)."""
+        from bot.bindings import group_migrated
+
         log.warning("courier: chat %s moved to %s", row.chat_id, new_chat_id)
         await Delivery.filter(id=row.id).update(lease_until=None)
-        await _pending().filter(chat_id=row.chat_id).update(chat_id=new_chat_id)
+        await group_migrated(row.chat_id, new_chat_id)
+
+
+async def moved(old_chat_id: int, new_chat_id: int) -> None:
+    """A chat's queued rows go to its new id (a group upgraded to a supergroup)."""
+    await _pending().filter(chat_id=old_chat_id).update(chat_id=new_chat_id)
 
 
 # --------------------------------------------------------------------------------------------

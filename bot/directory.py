@@ -1169,7 +1169,6 @@ class _Importer:
             "names": spec.names,
             "timezone": spec.timezone or self.default_timezone,
             "language": spec.language or self.default_language,
-            "digest_chat_id": spec.digest_chat_id,
             "emergency_numbers": spec.emergency_numbers,
             "days_off": [day.isoformat() for day in spec.calendar.days_off],
             "working_days": [day.isoformat() for day in spec.calendar.working_days],
@@ -1177,6 +1176,10 @@ class _Importer:
             "notice_roles": [str(role) for role in spec.notice_roles],
             "active": True,
         }
+        # A chat id the file names wins; none leaves one bound in the chat alone (bot.bindings).
+        if spec.digest_chat_id is not None or row is None or not row.digest_bound_in_chat:
+            wanted["digest_chat_id"] = spec.digest_chat_id
+            wanted["digest_bound_in_chat"] = False
         return await self._write("townships", Township, row, wanted)
 
     async def _villages(
@@ -1246,7 +1249,7 @@ class _Importer:
             village = villages[spec.village] if spec.village else None
             grid = grids[spec.village, spec.grid] if spec.village and spec.grid else None
             boss = units.get(spec.supervisor) if spec.supervisor else None
-            return {
+            out: dict[str, Any] = {
                 "township_id": township.id,
                 "code": spec.code,
                 "name": spec.name,
@@ -1254,10 +1257,16 @@ class _Importer:
                 "kind": spec.kind,
                 "village_id": village.id if village else None,
                 "grid_id": grid.id if grid else None,
-                "group_chat_id": spec.group_chat_id,
                 "supervisor_id": boss.id if boss else None,
                 "active": True,
             }
+            row = existing.get(spec.code)
+            # As the township's digest chat: the file's chat id wins, none leaves one bound in
+            # the chat alone.
+            if spec.group_chat_id is not None or row is None or not row.group_bound_in_chat:
+                out["group_chat_id"] = spec.group_chat_id
+                out["group_bound_in_chat"] = False
+            return out
 
         # Supervisors may come later in the file: a second pass links what the first could not.
         for spec in self.file.units:

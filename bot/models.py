@@ -60,6 +60,9 @@ class Township(Model, Named):
     names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
     timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
     digest_chat_id = fields.BigIntField(null=True)
+    # The digest chat was bound in the chat (/digesthere, a forwarded post), not by the
+    # directory file: an import whose file names none leaves it alone (bot.bindings).
+    digest_bound_in_chat = fields.BooleanField(default=False)
     emergency_numbers: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
     days_off: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
     working_days: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
@@ -124,6 +127,8 @@ class Unit(Model, Named):
         "models.Grid", related_name="units", null=True, on_delete=fields.RESTRICT
     )
     group_chat_id = fields.BigIntField(null=True)
+    # The group was bound in the chat, not by the directory file (see Township).
+    group_bound_in_chat = fields.BooleanField(default=False)
     supervisor: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
         "models.Unit", related_name="supervised", null=True, on_delete=fields.SET_NULL
     )

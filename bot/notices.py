@@ -1264,3 +1264,20 @@ async def resend_cards(account: Account) -> int:
                 await _post_card(scene, Reader(account.id, account.language, may_assign))
                 queued += 1
     return queued
+
+
+async def cards_to_members(unit: Unit) -> int:
+    """A unit's group is gone (the bot removed from it): the cards of its cases still waiting
+    to be accepted go to each member privately, as for a unit without a group. Returns how
+    many copies were queued; once per case, member and group lost."""
+    readers = await _card_readers(unit, dispatchers_too=False)
+    waiting = await Case.filter(unit_id=unit.id, status=CaseStatus.NEW).order_by("id")
+    queued = 0
+    for case in waiting:
+        scene = await _scene_of(case)
+        for reader in readers:
+            if reader.chat_id < 0:
+                continue
+            await _post_card(scene, reader, key=f"card-private:{case.id}:{reader.chat_id}")
+            queued += 1
+    return queued

@@ -22,7 +22,7 @@ from enum import StrEnum
 
 from bot.i18n import N_, catalogs
 from bot.invitations import invite
-from bot.links import group_link
+from bot.links import DIGEST_PAYLOAD, bind_payload, group_link
 from bot.models import Account, Category, Official, Role, Township, Unit, Village
 from bot.routing import NoResponsibleUnit, responsible_unit
 
@@ -254,9 +254,9 @@ async def link(
         made = await invite(gap.official, ttl_days=ttl_days, created_by=by)
         return made.link(bot_username)
     if gap.fix == Fix.BIND_GROUP and gap.unit is not None:
-        return group_link(bot_username, f"bind-{gap.unit.id}")
+        return group_link(bot_username, bind_payload(gap.unit.id))
     if gap.fix == Fix.BIND_DIGEST:
-        return group_link(bot_username, "digest")
+        return group_link(bot_username, DIGEST_PAYLOAD)
     return None
 
 
