@@ -3330,19 +3330,6 @@ class BotAPIEmulator:
             },
         }
 
-    async def _get_chat_member(self, p: _Params) -> dict:
-        """A member's status: the bot is a member of the groups registered with `group`, and
-        so is any user; in a private chat, its user and the bot."""
-        chat = self._existing_chat(p)
-        user_id = p.integer("user_id")
-        if user_id == self.bot_id:
-            present = chat.type == "private" or chat.id in self._groups
-            return {"status": "member" if present else "left", "user": self._bot_json()}
-        user = self._users.get(user_id) if user_id is not None else None
-        if user is None or (chat.type == "private" and chat.id != user_id):
-            raise _bad("user not found")
-        return {"status": "member", "user": user.as_json()}
-
     # ---- what users do ---------------------------------------------------------------------
 
     def _user_chat(self, user: UserHandle, chat_id: int | None) -> _Chat:
