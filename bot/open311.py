@@ -276,7 +276,9 @@ def notice(township: Township, case: Case) -> str:
     if case.status == CaseStatus.ACCEPTED:
         return _text(N_("Being handled; to be resolved by {resolve}."), township,
                      resolve=local_time(case.resolve_by, township.timezone))
-    return _text(N_("Resolved."), township)
+    if case.status == CaseStatus.RESOLVED:
+        return _text(N_("Resolved."), township)
+    return _text(N_("Closed."), township)
 
 
 def _published() -> dict[str, object]:
