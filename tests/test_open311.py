@@ -268,6 +268,15 @@ async def test_a_post_becomes_a_case_at_the_unit_and_its_progress_shows_in_reque
     assert root.findtext("request/status") == "closed"
     assert root.findtext("request/status_notes") == "垃圾已清运"
 
+    # The back office shows where it came from, and the picture's address.
+    async with await backoffice.signed_in(lin) as browser:
+        page = await backoffice.page(browser, f"{office.web_url}/cases/{number}")
+        assert "经 Open311 接口由 county 转来" in page and "垃圾已清运" in page
+        assert 'href="https://county.example.cn/media/1.jpg"' in page
+    assert "经 Open311 接口由 county 转来" in (await office.emulator.wait_for(
+        group.chat_id, lambda m: "自动结案" in m.get("text", "")
+    ))["text"], "the group's card says it closes by itself"
+
     # No villager to confirm it: it closes by itself, as an unrated case does.
     await cases.close(case.id)
     [closed] = await _json(f"{api}/requests/{number}.json")  # type: ignore[misc]
