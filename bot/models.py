@@ -399,6 +399,27 @@ class Task(Model):
         indexes = (("township_id", "created_at"),)
 
 
+class ApiKey(Model):
+    """A key of the Open311 API (`bot.open311`), issued per township by `villagebot apikey`.
+
+    Only the key's SHA-256 is stored, as for invitations. `anonymous_text`: the holder may read
+    the descriptions of anonymous reports. A revoked key is kept (its cases point at it).
+    """
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="api_keys", on_delete=fields.RESTRICT
+    )
+    name = fields.CharField(max_length=64)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    anonymous_text = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_key"
+
+
 class CaseCounter(Model):
     """The last case number of a township and year: numbers without gaps or repeats."""
 
@@ -474,8 +495,16 @@ class Case(Model):
     # When the scheduler must look at the case next (a reminder, a deadline, auto-close);
     # every transition sets it to "now" and the scheduler works out the next moment.
     check_at = fields.DatetimeField(null=True)
-    # The draft it came from: a Submit delivered twice finds the case it already made.
+    # The draft it came from: a Submit delivered twice finds the case it already made. A case
+    # from the Open311 API has `open311:<token>` here, the token its client was given.
     report_key = fields.CharField(max_length=64, unique=True, null=True)
+    # Reported through the Open311 API with this key (migration 0013): there is no reporter.
+    api_key: fields.ForeignKeyNullableRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
+    # The picture an API client pointed to (its own URL; the case's Telegram photos are never
+    # published).
+    media_url = fields.CharField(max_length=255, null=True)
     # Every transition bumps it; a write that expected another version changes nothing.
     version = fields.IntField(default=0)
     created_at = fields.DatetimeField()

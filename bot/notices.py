@@ -39,6 +39,7 @@ from bot.keyboards import button, inline, villager_menu
 from bot.languages import LANGUAGES
 from bot.models import (
     Account,
+    ApiKey,
     Case,
     CaseEvent,
     CaseStatus,
@@ -153,6 +154,8 @@ class Scene:
     #: A township task's case: the task and who gave it (there is no reporter).
     task: Task | None = None
     creator: Official | None = None
+    #: A case reported through the Open311 API: the key's name (there is no reporter).
+    source: str | None = None
 
     @property
     def timezone(self) -> str:
@@ -185,9 +188,12 @@ async def _scene(change: Change) -> Scene:
     if case.task_id is not None:  # type: ignore[attr-defined]
         task = await Task.get(id=case.task_id)  # type: ignore[attr-defined]
         creator = await Official.get(id=task.creator_id)  # type: ignore[attr-defined]
+    source = None
+    if case.api_key_id is not None:  # type: ignore[attr-defined]
+        source = (await ApiKey.get(id=case.api_key_id)).name  # type: ignore[attr-defined]
     return Scene(
         case, change.event, case.unit, upward, reporter, reporter_account, assignee,
-        assignee_account, actor, await scope.personal_data_chats(case), task, creator,
+        assignee_account, actor, await scope.personal_data_chats(case), task, creator, source,
     )
 
 
@@ -230,6 +236,8 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
         lines.append(text(N_("Location: the pin above"), language))
     if case.address:
         lines.append(text(N_("Address: {address}"), language, address=case.address))
+    if case.media_url:
+        lines.append(text(N_("Picture: {url}"), language, url=case.media_url))
     place = case.village.display_name(language)
     if case.grid is not None:
         place += " · " + case.grid.display_name(language)
@@ -238,6 +246,9 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
         lines.append(text(N_("Me too: {count}"), language, count=case.supporters))
     if scene.task is not None:
         lines.append(text(N_("Given by: {name}"), language, name=_name(scene.creator, language)))
+    elif scene.source is not None:
+        lines.append(text(N_("Reported through the Open311 API by {source}"), language,
+                          source=scene.source))
     elif case.anonymous or scene.reporter is None:
         lines.append(text(N_("Reporter: anonymous"), language))
     elif not personal:
@@ -272,6 +283,9 @@ def status_line(scene: Scene, language: str) -> str:
     if case.status == CaseStatus.RESOLVED and scene.task is not None:
         return text(N_("✔️ Resolved by {name}, waiting for {creator} to review it"),
                     language, name=name, creator=_name(scene.creator, language))
+    if case.status == CaseStatus.RESOLVED and scene.source is not None:
+        return text(N_("✔️ Resolved by {name}; reported through the API, it closes by itself"),
+                    language, name=name)
     if case.status == CaseStatus.RESOLVED:
         return text(N_("✔️ Resolved by {name}, waiting for the villager's confirmation"),
                     language, name=name)

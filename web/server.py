@@ -26,7 +26,19 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import casemap, dashboard, directory, faq, health, login, notices, setup, tasks, views
+from web import (
+    casemap,
+    dashboard,
+    directory,
+    faq,
+    health,
+    login,
+    notices,
+    open311,
+    setup,
+    tasks,
+    views,
+)
 from web.files import FILES, FileStore
 from web.webhook import Webhook
 
@@ -81,6 +93,7 @@ def build(
     app.router.add_routes(tasks.routes)
     app.router.add_static("/static", STATIC)
     health.setup(app, settings)  # /healthz, /readyz, /metrics: no session needed
+    open311.setup(app)  # /open311/v2/: no session either; a POST carries its api_key
     if webhook is not None:
         webhook.install(app)
     return app
