@@ -87,6 +87,7 @@ function bubble(phone, message) {
     const picture = element("img", "photo");
     picture.src = message.photo.url;
     picture.alt = "";
+    picture.addEventListener("load", () => stickToBottom(phone));
     node.append(picture);
   }
   if (message.location) {
@@ -160,11 +161,17 @@ function drawMaps(node) {
   }
 }
 
+// A chat read to its end stays at its end as pictures load and messages come.
+function stickToBottom(phone) {
+  const chat = phone.element.querySelector(".chat");
+  if (!phone.atBottom) return;
+  chat.scrollTop = chat.scrollHeight;
+}
+
 function draw(snapshot) {
   const phone = phones.get(snapshot.chat_id);
   if (!phone) return;
   const chat = phone.element.querySelector(".chat");
-  const atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
   const present = new Set();
   let previous = null;
   for (const message of snapshot.messages) {
@@ -191,7 +198,7 @@ function draw(snapshot) {
     }
   }
   chat.querySelector(".empty").hidden = snapshot.messages.length > 0;
-  if (atBottom) chat.scrollTop = chat.scrollHeight;
+  stickToBottom(phone);
   drawKeyboard(phone, snapshot.keyboard);
   drawCommands(phone, snapshot.commands);
 }
@@ -307,7 +314,16 @@ function addPhone(handset) {
   element.dataset.role = handset.role;
   element.querySelector(".name").textContent = handset.name;
   element.querySelector(".role").textContent = handset.role_label;
-  const phone = {element, handset, drawn: new Map()};
+  const phone = {element, handset, drawn: new Map(), atBottom: true};
+  const chat = element.querySelector(".chat");
+  // Only the reader's own scrolling (wheel, touch, the scrollbar) unsticks the chat's end.
+  for (const kind of ["wheel", "touchmove", "pointerdown", "keydown"]) {
+    chat.addEventListener(kind, () => { phone.reading = Date.now(); }, {passive: true});
+  }
+  chat.addEventListener("scroll", () => {
+    if (Date.now() - (phone.reading || 0) > 1000) return;
+    phone.atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
+  });
   phones.set(handset.chat_id, phone);
   document.getElementById("phones").append(element);
 
