@@ -1362,9 +1362,18 @@ class UserHandle:
         media_group_id: str | None = None,
         width: int = 1280,
         height: int = 960,
+        data: bytes | None = None,
     ) -> dict:
-        """Send a photo: a real JPEG of `width` x `height`, which getFile can download."""
+        """Send a photo: a real JPEG of `width` x `height`, which getFile can download; or
+        `data`, an image file of one's own (JPEG, PNG, GIF, WebP), as the full-size picture."""
+        if data is not None:
+            size = _image_size(data)
+            if size is None:
+                raise ValueError("the photo is no JPEG, PNG, GIF or WebP image")
+            width, height = size
         content = self._photo_content(caption, media_group_id, width, height)
+        if data is not None:
+            content["photo"] = self._emulator._new_photo(width, height, data)
         return await self._emulator._user_message(self, chat, content)
 
     async def send_album(
