@@ -185,14 +185,16 @@ async def report(
     anonymous: bool = False,
     report_key: str | None = None,
     village: Village | None = None,
+    grid: Grid | None = None,
     at: datetime | None = None,
 ) -> Change:
     """A villager's report becomes a numbered case at the responsible unit.
 
     `village` is where the problem is when not in the reporter's own village (one of their
-    township's); the case then has no grid and goes to that village's units, never the
-    reporter's. `report_key` names the draft: reporting it again returns the case it already
-    made.
+    township's), and `grid` the grid of it the villager named: the case goes to that village's
+    units, never the reporter's; without a grid ("I don't know") a grid-level category starts
+    at that village's committee. `report_key` names the draft: reporting it again returns the
+    case it already made.
     """
     if report_key is not None and (earlier := await _reported(report_key)) is not None:
         return earlier
@@ -202,11 +204,15 @@ async def report(
     if len(photos) > PHOTOS_MAX:
         raise CaseRefused(Refusal.TOO_MANY_PHOTOS)
     await villager.fetch_related("township", "village", "grid")
-    place, grid = villager.village, villager.grid
+    place = villager.village
     if village is not None and village.id != villager.village.id:
         if village.township_id != villager.township.id:  # type: ignore[attr-defined]
             raise CaseRefused(Refusal.NOT_ALLOWED)
-        place, grid = village, None
+        if grid is not None and grid.village_id != village.id:  # type: ignore[attr-defined]
+            raise CaseRefused(Refusal.NOT_ALLOWED)
+        place = village
+    else:
+        grid = villager.grid  # the reporter's own village: their own grid
     unit = await responsible_unit(category, place, grid, home=villager.village)
     with contextlib.suppress(IntegrityError):  # another report created this year's row first
         await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
