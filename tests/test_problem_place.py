@@ -3,7 +3,13 @@ case goes to that village's units, and a confidential case keeps away from both 
 
 from __future__ import annotations
 
+import csv
+import io
+from zoneinfo import ZoneInfo
+
+import backoffice
 import pytest
+from conftest import make_villager
 
 from bot import cases, scope
 from bot.callbacks import ChoosePlaceGrid
@@ -226,6 +232,12 @@ async def test_a_village_of_another_township_is_refused(sandbox: Sandbox) -> Non
     stranger = Village(id=10**6, township_id=10**6, code="far", name="远村")
     with pytest.raises(cases.CaseRefused):
         await cases.report(villager, litter, description="x", village=stranger)
+    # Nor a grid that is not of the village named.
+    with pytest.raises(cases.CaseRefused):
+        await cases.report(
+            villager, litter, description="x", village=await Village.get(code="banli"),
+            grid=await Grid.get(village__code="gaoceng", code="g1"),
+        )
     assert not await Case.exists()
 
 
@@ -290,3 +302,39 @@ async def test_a_confidential_category_is_never_routed_into_either_village(
         with pytest.raises(NoResponsibleUnit):
             await cases.report(villager, misconduct, description="x", village=banli)
         assert not await Case.exists()
+
+
+async def test_the_back_office_lists_and_counts_a_case_under_the_problems_village(
+    office: Sandbox,
+) -> None:
+    """The case list's village filter and the dashboard's by-village figures take the
+    problem's village, not the reporter's home."""
+    su = await backoffice.official(office, "su-jinqiao", 9002)
+    li = await make_villager(LI)  # of Zhengda
+    litter = await Category.get(code="litter")
+    banli = await Village.get(code="banli")
+    zhengda = await Village.get(code="zhengda")
+    there = (await cases.report(
+        li, litter, description="去集市路上的垃圾堆", village=banli,
+        grid=await Grid.get(village_id=banli.id, code="g2"),
+    )).case
+    home = (await cases.report(li, litter, description="村口垃圾桶满了")).case
+    today = cases.now().astimezone(ZoneInfo("Asia/Shanghai")).date()
+    period = f"period=range&from={today}&to={today}"
+    async with await backoffice.signed_in(su) as browser:
+        page = await backoffice.page(browser, f"{office.web_url}/cases")
+        await backoffice.post(
+            browser, f"{office.web_url}/language",
+            {"language": "en", "csrf": backoffice.csrf(page)},
+        )
+        for village, numbers in ((banli, [there.number]), (zhengda, [home.number])):
+            page = await backoffice.page(browser, f"{office.web_url}/cases?village={village.id}")
+            assert backoffice.listed(page) == numbers, village.code
+        body, _ = await backoffice.download(browser, f"{office.web_url}/dashboard.csv?{period}")
+        rows = list(csv.reader(io.StringIO(body[3:].decode("utf-8"))))
+        received = {row[0]: row[1] for row in rows if row and row[0].endswith(" Village")}
+        assert (received["Banli Village"], received["Zhengda Village"]) == ("1", "1")
+        narrowed = await backoffice.page(
+            browser, f"{office.web_url}/dashboard?{period}&village={banli.id}"
+        )
+        assert '<span class="name">Received</span> <strong class="value">1</strong>' in narrowed
