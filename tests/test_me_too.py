@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import backoffice
@@ -279,7 +280,8 @@ async def test_supporters_push_a_repeat_problem_over_the_threshold_and_onto_the_
 
     browser = await backoffice.signed_in(su_phone)
     async with browser:
-        days = f"?period=range&from={(now - timedelta(days=1)).date()}&to={now.date()}"
+        today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()  # the township's day
+        days = f"?period=range&from={today - timedelta(days=1)}&to={today}"
         page = await backoffice.page(browser, office.web_url + "/dashboard" + days)
     assert f"正达村：卫生清理 2 件，2 件未结案：{made[0].number}, {made[1].number}" in page
 
