@@ -66,6 +66,14 @@ class ChoosePlace(CallbackData, prefix="h1"):
     village_id: RowId
 
 
+class ChoosePlaceGrid(CallbackData, prefix="h2"):
+    """The grid of another village a reported problem is in; `grid_id` 0 means "I don't
+    know", which leaves the case to that village's committee."""
+
+    village_id: RowId
+    grid_id: RowId
+
+
 class ReportStep(CallbackData, prefix="r1"):
     """A control in the report flow: `action` is one of REPORT_ACTIONS, `step` what it acts on."""
 
@@ -184,6 +192,7 @@ WORST_CASES: tuple[CallbackData, ...] = (
     InviteOfficial(official_id=2**31 - 1),
     ChooseCategory(category_id=2**31 - 1),
     ChoosePlace(village_id=2**31 - 1),
+    ChoosePlaceGrid(village_id=2**31 - 1, grid_id=2**31 - 1),
     ReportStep(action=max(REPORT_ACTIONS, key=len), step=max(REPORT_STEPS, key=len)),
     CaseAction(case_id=2**31 - 1, action=max(CASE_ACTIONS, key=len)),
     AssignTo(case_id=2**31 - 1, official_id=2**31 - 1, hours=24 * 366),

@@ -188,16 +188,18 @@ async def report(
     village: Village | None = None,
     api_key: ApiKey | None = None,
     media_url: str | None = None,
+    grid: Grid | None = None,
     at: datetime | None = None,
 ) -> Change:
     """A report becomes a numbered case at the responsible unit: a villager's Submit, or a
     request through the Open311 API (`reporter` None, `api_key` the key it came with).
 
     `village` is where the problem is when not in the reporter's own village (one of their
-    township's); the case then has no grid and goes to that village's units, never the
-    reporter's. Without a reporter `village` is required and the case has no grid either (the
-    API knows no grids), as a problem in another village. `report_key` names the draft:
-    reporting it again returns the case it already made.
+    township's), and `grid` the grid of it the villager named: the case goes to that village's
+    units, never the reporter's; without a grid ("I don't know") a grid-level category starts
+    at that village's committee. Without a reporter `village` is required and the case has no
+    grid (the API knows no grids), as a problem in another village whose grid is not known.
+    `report_key` names the draft: reporting it again returns the case it already made.
     """
     if report_key is not None and (earlier := await _reported(report_key)) is not None:
         return earlier
@@ -210,9 +212,13 @@ async def report(
     if reporter is not None:
         await reporter.fetch_related("township", "village", "grid")
         township, home = reporter.township, reporter.village
-        place, grid = reporter.village, reporter.grid
+        place = home
         if village is not None and village.id != home.id:
-            place, grid = village, None
+            if grid is not None and grid.village_id != village.id:  # type: ignore[attr-defined]
+                raise CaseRefused(Refusal.NOT_ALLOWED)
+            place = village
+        else:
+            grid = reporter.grid  # the reporter's own village: their own grid
     elif village is not None:
         township = await Township.get(id=village.township_id)  # type: ignore[attr-defined]
         place, grid = village, None

@@ -25,6 +25,7 @@ from bot.callbacks import (
     ChooseGrid,
     ChooseLanguage,
     ChoosePlace,
+    ChoosePlaceGrid,
     ChooseTownship,
     ChooseVillage,
     EditProfile,
@@ -254,6 +255,21 @@ def report_places(choices: list[Village], home: Village, language: str) -> Inlin
         if v.id != home.id
     ]
     return inline([own, *others], 1, 2)
+
+
+def report_place_grids(
+    village: Village, choices: list[Grid], language: str
+) -> InlineKeyboardMarkup:
+    """Which grid of another village: its grids, "I don't know" (its committee), and Back to
+    the villages."""
+    return inline([
+        *(
+            button(g.display_name(language), ChoosePlaceGrid(village_id=village.id, grid_id=g.id))
+            for g in choices
+        ),
+        button(_("I don't know"), ChoosePlaceGrid(village_id=village.id, grid_id=0)),
+        button(_("⬅️ Back"), ReportStep(action="place", step="location")),
+    ], *([2] * (len(choices) // 2)), *([1] * (len(choices) % 2)), 1, 1)
 
 
 def send_location() -> ReplyKeyboardMarkup:

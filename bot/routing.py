@@ -2,8 +2,9 @@
 
 The sieve: a case starts at the lowest level that can handle its category, in the grid or
 village where the problem is (the reporter's own, or another village they named), and climbs
-by escalation. A problem in another village has no grid (a villager does not know another
-village's grids), so a grid-level category starts at that village's committee. A confidential
+by escalation. A problem in another village is in the grid the villager named there, or in
+none when they did not know it ("I don't know"): a grid-level category then starts at that
+village's committee. A confidential
 category (清风) goes only to its configured unit, which the directory guarantees is not a unit
 of a village or grid; were it one, neither the problem's village nor the reporter's would do.
 """

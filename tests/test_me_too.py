@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import aiohttp
+import backoffice
 import pytest
 from conftest import TEST_REDIS_URL
 
@@ -21,9 +24,12 @@ from bot.models import (
     Grid,
     Official,
     Supporter,
+    Township,
     Villager,
 )
 from bot.sandbox import Phone, Sandbox
+from scheduler import repeats
+from scheduler.policy import Policy
 
 LI, WANG = 1001, 1002
 LIN = 9101  # 林秀英: Zhengda grid 1 and the committee, where a litter case goes first
@@ -218,3 +224,80 @@ async def test_the_back_office_shows_the_supporters(office: Sandbox) -> None:
         async with browser.get(f"{office.web_url}/cases/{case.number}") as response:
             page = await response.text()
         assert "1 位村民遇到了同样的问题，附议了这个事项。" in page
+
+
+async def test_a_case_older_than_30_days_or_closed_is_not_offered(sandbox: Sandbox) -> None:
+    lin, _lin = await _official(sandbox, "lin-xiuying", LIN)
+    li, _li = await _villager(sandbox, LI, "李明")
+    wang, wang_phone = await _villager(sandbox, WANG, "王芳")
+    now = cases.now()
+    old = await _reported(li, at=now - timedelta(days=30, hours=1))
+    recent = await _reported(li, at=now - timedelta(days=29))
+    closed = await _reported(li, at=now - timedelta(hours=3))
+    await cases.accept(closed.id, lin)
+    await cases.resolve(closed.id, lin, "已清理", ["P"])
+    await cases.rate(closed.id, li, 5)
+    assert (await Case.get(id=closed.id)).status == CaseStatus.CLOSED
+
+    offer = await _to_offer(wang_phone)
+    assert recent.number in offer["text"]
+    assert old.number not in offer["text"] and closed.number not in offer["text"]
+    assert buttons(offer) == [f"🙋 我也遇到了 · {recent.number}", "➡️ 不是，我的问题不一样"]
+
+    # The cut-off is 30 days to the second from the moment of the Submit.
+    litter, village = await Category.get(code="litter"), await li.village
+    edge = recent.created_at + timedelta(days=30)
+    assert [c.id for c in await cases.same_problem(wang, litter, village, at=edge)] == [
+        recent.id
+    ]
+    assert await cases.same_problem(wang, litter, village, at=edge + timedelta(seconds=1)) == []
+
+
+async def test_supporters_push_a_repeat_problem_over_the_threshold_and_onto_the_dashboard(
+    office: Sandbox,
+) -> None:
+    """Two reports and one villager who joined one of them make three: the repeat-problem
+    warning goes out and the dashboard lists the problem; without the supporter, neither."""
+    su_phone = await backoffice.official(office, "su-jinqiao", 9002)
+    li, _li = await _villager(office, LI, "李明")
+    wang, _wang = await _villager(office, WANG, "王芳")
+    policy = Policy(quiet_hours=None, repeat_threshold=3)
+    now = cases.now()
+    made = [await _reported(li, at=now - timedelta(hours=h)) for h in (2, 1)]
+    township = await Township.get(code="BL")
+    period = (now - timedelta(days=1), now + timedelta(days=1))
+    assert await repeats.warn(now, policy) == 0
+    assert await repeats.open_bursts(township.id, policy, *period) == []
+
+    await cases.support(made[0].id, wang)
+    assert await repeats.warn(now, policy) == 1
+    [warning] = await Delivery.filter(key__startswith="repeat:")
+    assert warning.chat_id == 9002
+    assert "正达村 7天内有 3 件卫生清理" in warning.payload["text"]
+    assert all(case.number in warning.payload["text"] for case in made)
+    [burst] = await repeats.open_bursts(township.id, policy, *period)
+    assert burst.numbers == [case.number for case in made] and burst.still_open == 2
+
+    browser = await backoffice.signed_in(su_phone)
+    async with browser:
+        today = now.astimezone(ZoneInfo("Asia/Shanghai")).date()  # the township's day
+        days = f"?period=range&from={today - timedelta(days=1)}&to={today}"
+        page = await backoffice.page(browser, office.web_url + "/dashboard" + days)
+    assert f"正达村：卫生清理 2 件，2 件未结案：{made[0].number}, {made[1].number}" in page
+
+
+async def test_the_tasks_list_shows_the_supporters(sandbox: Sandbox) -> None:
+    lin, lin_phone = await _official(sandbox, "lin-xiuying", LIN)
+    li, _li = await _villager(sandbox, LI, "李明")
+    wang, _wang = await _villager(sandbox, WANG, "王芳")
+    joined, alone = await _reported(li), await _reported(li)
+    for case in (joined, alone):
+        await cases.accept(case.id, lin)
+    await cases.support(joined.id, wang)
+    await lin_phone.send("/tasks")
+    listed = await lin_phone.expect("您待办的事项（期限最近的在前）")
+    lines = listed["text"].splitlines()
+    [joined_line] = [line for line in lines if joined.number in line]
+    [alone_line] = [line for line in lines if alone.number in line]
+    assert joined_line.endswith(" · 附议：1 人")
+    assert "附议" not in alone_line

@@ -7,7 +7,7 @@ import re
 from backoffice import csrf, official, page, post, signed_in
 
 from bot import public_notices
-from bot.models import Account, Audience, Notice, NoticeKind, Township, Village
+from bot.models import Account, Audience, Grid, Notice, NoticeKind, Township, Village, Villager
 from bot.sandbox import Sandbox
 
 SU, ZHENG = 9002, 9201
@@ -55,3 +55,51 @@ async def test_officials_see_the_township_notices_and_only_the_poster_withdraws(
     await page(poster, f"{office.web_url}/notices/999999/withdraw", status=405)
     for session in (leader, poster):
         await session.close()
+
+
+async def _banli_villager(office: Sandbox, telegram_id: int, *, chat: bool = True) -> None:
+    """A villager of 坂里村; `chat`: the emulator knows them and their chat with the bot is
+    open (without, Telegram answers "chat not found")."""
+    grid = await Grid.get(village__code="banli", code="g1").prefetch_related("village")
+    account = await Account.create(
+        id=telegram_id, first_name=f"村民{telegram_id}", language="zh-hans"
+    )
+    await Villager.create(
+        account=account, township_id=grid.village.township_id, village_id=grid.village_id,  # type: ignore[attr-defined]
+        grid=grid, name=f"村民{telegram_id}",
+    )
+    if chat:
+        office.emulator._user_chat(office.emulator.user(telegram_id, f"村民{telegram_id}"), None)
+
+
+async def test_the_page_counts_delivered_blocked_and_not_delivered(office: Sandbox) -> None:
+    """Six villagers of 坂里村: three reached, two who blocked the bot, one whose chat
+    Telegram does not know; and nobody of 正达村."""
+    su = await official(office, "su-jinqiao", SU)
+    for telegram_id in range(2001, 2006):
+        await _banli_villager(office, telegram_id)
+    await _banli_villager(office, 2006, chat=False)
+    for telegram_id in (2004, 2005):
+        office.emulator.user(telegram_id).block_bot()
+    await _banli_villager(office, 2007)
+    await Villager.filter(account_id=2007).update(
+        village_id=(await Village.get(code="zhengda")).id,
+        grid_id=(await Grid.get(village__code="zhengda", code="g1")).id,
+    )
+    notice = await _notice(SU, "坂里村停水通知")
+    assert notice.reach == 6
+    report = await su.expect("已送达 3 位村民", timeout=30)
+    assert "2 位未能送达：对方已屏蔽机器人。" in report["text"]
+    assert "1 位因其他原因未送达。" in report["text"]
+
+    async with await signed_in(su) as browser:
+        seen = await page(browser, f"{office.web_url}/notices")
+    row = re.search(rf'<tr id="notice-{notice.id}">(.*?)</tr>', seen, re.S)
+    assert row is not None
+    cells = [c.strip() for c in re.findall(r"<td>(.*?)</td>", row.group(1), re.S)]
+    # Posted, kind, title, audience, poster, reach, delivered, blocked, not delivered
+    assert cells[5:9] == ["6", "3", "2", "1"]
+    for telegram_id in (2001, 2002, 2003):
+        assert any("坂里村停水通知" in (m.get("text") or "")
+                   for m in office.emulator.bot_messages(telegram_id))
+    assert not office.emulator.bot_messages(2007), "not of the audience"

@@ -3,9 +3,16 @@ case goes to that village's units, and a confidential case keeps away from both 
 
 from __future__ import annotations
 
+import csv
+import io
+from zoneinfo import ZoneInfo
+
+import backoffice
 import pytest
+from conftest import make_villager
 
 from bot import cases, scope
+from bot.callbacks import ChoosePlaceGrid
 from bot.emulator import buttons
 from bot.models import Account, Case, Category, Delivery, Grid, Official, Unit, Village, Villager
 from bot.routing import NoResponsibleUnit
@@ -76,7 +83,19 @@ async def test_the_own_village_costs_nothing_and_routes_to_the_own_grid(
     assert case.reporter_village.code == "zhengda"  # type: ignore[union-attr]
 
 
-async def test_a_problem_in_a_neighbouring_village_reaches_that_village_not_the_reporters(
+async def _to_banli(li: Phone) -> dict:
+    """From the location step to Banli's grid question."""
+    await _to_location(li)
+    await li.tap("🏘 在别的村")
+    places = await li.expect("问题在哪个村？")
+    assert buttons(places) == ["📍 在我们村（正达村）", "坂里村", "高层村", "后坊村"]
+    await li.tap("坂里村")
+    grids = await li.expect("问题在坂里村的哪个网格？")
+    assert buttons(grids) == ["第一网格", "第二网格", "不清楚", "⬅️ 返回"]
+    return grids
+
+
+async def test_a_problem_in_a_neighbouring_village_reaches_that_villages_grid(
     sandbox: Sandbox,
 ) -> None:
     zhengda = sandbox.emulator.group(ZHENGDA_COMMITTEE_GROUP, "正达村两委")
@@ -84,16 +103,47 @@ async def test_a_problem_in_a_neighbouring_village_reaches_that_village_not_the_
     lin = await _official(sandbox, "lin-xiuying", 9101)  # Zhengda grid 1 and committee
     wu = await _official(sandbox, "wu-lijuan", 9102)  # Banli's grids
     _, li = await _li(sandbox)
-    await _to_location(li)
-    await li.tap("🏘 在别的村")
-    places = await li.expect("问题在哪个村？")
-    assert buttons(places) == ["📍 在我们村（正达村）", "坂里村", "高层村", "后坊村"]
-    await li.tap("坂里村")
+    await _to_banli(li)
+    await li.tap("第一网格")
+    again = await li.expect("问题在坂里村 · 第一网格（不是您所在的村）")
+    assert "🏘 在别的村" in buttons(again)
+    await li.send("去集市的路口")
+    summary = await li.expect("请核对您的反映内容")
+    assert "村：坂里村" in summary["text"] and "网格：第一网格" in summary["text"]
+    assert "位置：去集市的路口" in summary["text"]
+    await li.tap("✅ 提交")
+    await li.expect("将由坂里村第一网格办理")
+
+    case = await Case.get().prefetch_related("village", "grid", "unit", "reporter_village")
+    assert (case.village.code, case.grid.code, case.unit.code) == ("banli", "g1", "banli-g1")  # type: ignore[union-attr]
+    assert case.reporter_village.code == "zhengda"  # type: ignore[union-attr]
+    # Banli's grid units have no group: the card reaches their member's own chat.
+    card = await sandbox.emulator.wait_for(9102, case.number)
+    assert "坂里村" in card["text"] and "第一网格" in card["text"]
+    chats = set(await Delivery.filter(case_id=case.id).values_list("chat_id", flat=True))
+    assert chats == {9102, LI}, "Banli grid 1's member and the reporter only"
+    assert not _mentions(zhengda.messages(), case.number)
+    assert not _mentions(banli.messages(), case.number), "the grid has it, not the committee"
+    assert not _mentions(sandbox.emulator.bot_messages(9101), case.number)
+    assert not await scope.may_see(lin, case)
+    assert await scope.may_see(wu, case)
+
+
+async def test_i_dont_know_the_grid_leaves_it_to_that_villages_committee(
+    sandbox: Sandbox,
+) -> None:
+    zhengda = sandbox.emulator.group(ZHENGDA_COMMITTEE_GROUP, "正达村两委")
+    banli = sandbox.emulator.group(BANLI_COMMITTEE_GROUP, "坂里村两委")
+    lin = await _official(sandbox, "lin-xiuying", 9101)
+    wu = await _official(sandbox, "wu-lijuan", 9102)
+    _, li = await _li(sandbox)
+    await _to_banli(li)
+    await li.tap("不清楚")
     again = await li.expect("问题在坂里村（不是您所在的村）")
     assert "🏘 在别的村" in buttons(again)
     await li.send("去集市的路口")
     summary = await li.expect("请核对您的反映内容")
-    assert "村：坂里村" in summary["text"] and "位置：去集市的路口" in summary["text"]
+    assert "村：坂里村" in summary["text"] and "网格：不清楚" in summary["text"]
     await li.tap("✅ 提交")
     await li.expect("将由坂里村两委办理")
 
@@ -108,7 +158,55 @@ async def test_a_problem_in_a_neighbouring_village_reaches_that_village_not_the_
     for private in (9101, 9102):
         assert not _mentions(sandbox.emulator.bot_messages(private), case.number)
     assert not await scope.may_see(lin, case)
-    assert not await scope.may_see(wu, case), "nobody guessed Banli's grid"
+    assert not await scope.may_see(wu, case), "no grid was guessed"
+
+
+async def test_back_and_edit_on_the_grid_question(sandbox: Sandbox) -> None:
+    """Back on the grid question returns to the villages; Edit → Location asks both again, and
+    the case goes where the last answers say."""
+    _, li = await _li(sandbox)
+    await _to_banli(li)
+    await li.tap("⬅️ 返回")
+    await li.expect("问题在哪个村？")
+    await li.tap("高层村")
+    await li.expect("问题在高层村的哪个网格？")
+    await li.tap("第二网格")
+    await li.expect("问题在高层村 · 第二网格（不是您所在的村）")
+    await li.tap("跳过")
+    summary = await li.expect("请核对您的反映内容")
+    assert "村：高层村" in summary["text"] and "网格：第二网格" in summary["text"]
+    await li.tap("✏️ 修改")
+    await li.tap("位置")
+    await li.expect("问题在高层村 · 第二网格（不是您所在的村）")
+    await li.tap("🏘 在别的村")
+    await li.tap("坂里村")
+    await li.expect("问题在坂里村的哪个网格？")
+    await li.tap("第二网格")
+    await li.expect("问题在坂里村 · 第二网格（不是您所在的村）")
+    await li.tap("跳过")
+    summary = await li.expect("请核对您的反映内容")
+    assert "村：坂里村" in summary["text"] and "网格：第二网格" in summary["text"]
+    await li.tap("✅ 提交")
+    await li.expect("将由坂里村第二网格办理")
+    case = await Case.get().prefetch_related("unit")
+    assert case.unit.code == "banli-g2"
+
+
+async def test_a_grid_button_of_another_village_is_stale(sandbox: Sandbox) -> None:
+    """A grid button of a village the villager moved away from (an old client still showing
+    it) does nothing."""
+    _, li = await _li(sandbox)
+    banli_grids = await _to_banli(li)
+    await li.tap("⬅️ 返回")
+    await li.tap("高层村")
+    await li.expect("问题在高层村的哪个网格？")
+    banli_g1 = await Grid.get(village__code="banli", code="g1")
+    old = ChoosePlaceGrid(village_id=banli_g1.village_id, grid_id=banli_g1.id).pack()  # type: ignore[attr-defined]
+    stale = await li.user.tap_data(banli_grids, old)
+    answer = await sandbox.emulator.wait_answer(stale)
+    assert answer.get("show_alert") and answer["text"] == "这个按钮已失效。"
+    await li.tap("第一网格")
+    await li.expect("问题在高层村 · 第一网格")
 
 
 async def test_choosing_the_own_village_again_brings_back_the_own_grid(sandbox: Sandbox) -> None:
@@ -116,6 +214,7 @@ async def test_choosing_the_own_village_again_brings_back_the_own_grid(sandbox: 
     await _to_location(li)
     await li.tap("🏘 在别的村")
     await li.tap("高层村")
+    await li.tap("不清楚")
     await li.expect("问题在高层村（不是您所在的村）")
     await li.tap("🏘 在别的村")
     await li.tap("📍 在我们村（正达村）")
@@ -133,6 +232,12 @@ async def test_a_village_of_another_township_is_refused(sandbox: Sandbox) -> Non
     stranger = Village(id=10**6, township_id=10**6, code="far", name="远村")
     with pytest.raises(cases.CaseRefused):
         await cases.report(villager, litter, description="x", village=stranger)
+    # Nor a grid that is not of the village named.
+    with pytest.raises(cases.CaseRefused):
+        await cases.report(
+            villager, litter, description="x", village=await Village.get(code="banli"),
+            grid=await Grid.get(village__code="gaoceng", code="g1"),
+        )
     assert not await Case.exists()
 
 
@@ -145,6 +250,7 @@ async def _misconduct_in_banli(li: Phone) -> Case:
     await li.tap("✅ 完成")
     await li.tap("🏘 在别的村")
     await li.tap("坂里村")
+    await li.tap("第一网格")
     await li.expect("问题在坂里村")
     await li.tap("跳过")
     await li.tap("✅ 提交")
@@ -196,3 +302,39 @@ async def test_a_confidential_category_is_never_routed_into_either_village(
         with pytest.raises(NoResponsibleUnit):
             await cases.report(villager, misconduct, description="x", village=banli)
         assert not await Case.exists()
+
+
+async def test_the_back_office_lists_and_counts_a_case_under_the_problems_village(
+    office: Sandbox,
+) -> None:
+    """The case list's village filter and the dashboard's by-village figures take the
+    problem's village, not the reporter's home."""
+    su = await backoffice.official(office, "su-jinqiao", 9002)
+    li = await make_villager(LI)  # of Zhengda
+    litter = await Category.get(code="litter")
+    banli = await Village.get(code="banli")
+    zhengda = await Village.get(code="zhengda")
+    there = (await cases.report(
+        li, litter, description="去集市路上的垃圾堆", village=banli,
+        grid=await Grid.get(village_id=banli.id, code="g2"),
+    )).case
+    home = (await cases.report(li, litter, description="村口垃圾桶满了")).case
+    today = cases.now().astimezone(ZoneInfo("Asia/Shanghai")).date()
+    period = f"period=range&from={today}&to={today}"
+    async with await backoffice.signed_in(su) as browser:
+        page = await backoffice.page(browser, f"{office.web_url}/cases")
+        await backoffice.post(
+            browser, f"{office.web_url}/language",
+            {"language": "en", "csrf": backoffice.csrf(page)},
+        )
+        for village, numbers in ((banli, [there.number]), (zhengda, [home.number])):
+            page = await backoffice.page(browser, f"{office.web_url}/cases?village={village.id}")
+            assert backoffice.listed(page) == numbers, village.code
+        body, _ = await backoffice.download(browser, f"{office.web_url}/dashboard.csv?{period}")
+        rows = list(csv.reader(io.StringIO(body[3:].decode("utf-8"))))
+        received = {row[0]: row[1] for row in rows if row and row[0].endswith(" Village")}
+        assert (received["Banli Village"], received["Zhengda Village"]) == ("1", "1")
+        narrowed = await backoffice.page(
+            browser, f"{office.web_url}/dashboard?{period}&village={banli.id}"
+        )
+        assert '<span class="name">Received</span> <strong class="value">1</strong>' in narrowed

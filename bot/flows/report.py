@@ -10,10 +10,9 @@ An emergency category shows the township's emergency numbers, asks only for the 
 and goes straight to the summary. Edit on the summary reopens one step and comes back.
 
 Where the problem is: the location step says it is in the villager's own village, which costs
-the common case nothing; "Another village" opens the township's villages, own village first.
-A problem in another village is routed to that village's units with no grid: a villager does
-not know another village's grids, and a wrong guess would send the case to a grid worker with
-nothing to do with it, where the village committee (村两委) can pass it to the right grid.
+the common case nothing; "Another village" opens the township's villages, own village first,
+then asks which grid of the chosen village, as registration does: a named grid routes the case
+to that grid's unit, "I don't know" to that village's committee (村两委), which passes it on.
 An emergency is reported where the villager lives; the description says where it is.
 
 Me too (附议): Submit first offers the open cases of the same problem (`cases.same_problem`);
@@ -36,11 +35,18 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot import cases, keyboards
-from bot.callbacks import REPORT_STEPS, ChooseCategory, ChoosePlace, MeToo, ReportStep
+from bot.callbacks import (
+    REPORT_STEPS,
+    ChooseCategory,
+    ChoosePlace,
+    ChoosePlaceGrid,
+    MeToo,
+    ReportStep,
+)
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Case, Category, Township, Village
-from bot.people import Person
+from bot.models import Case, Category, Grid, Township, Village
+from bot.people import Person, grids_of
 from bot.routers import Routes
 from bot.routing import NoResponsibleUnit
 
@@ -90,6 +96,7 @@ def _new_draft() -> Draft:
         "address": None,
         "anonymous": False,
         "village_id": None,  # where the problem is, when not the villager's own village
+        "grid_id": None,  # and its grid there, when the villager named one
         "offered": [],  # the cases offered for "me too" (附议) before submitting
         "editing": False,
     }
@@ -238,6 +245,21 @@ async def _place(draft: Draft, person: Person) -> Village:
     return await Village.get(id=villager.village_id)  # type: ignore[attr-defined]
 
 
+async def _place_grid(draft: Draft, village: Village) -> Grid | None:
+    """The grid named in another village; None for the villager's own village (their own grid
+    is used), for "I don't know", and for a grid since retired (that village's committee
+    then takes it, as for "I don't know": the village is still the one the villager said)."""
+    if draft.get("village_id") is None or draft.get("grid_id") is None:
+        return None
+    return await Grid.get_or_none(id=draft["grid_id"], village_id=village.id, active=True)
+
+
+def _place_name(village: Village, grid: Grid | None, language: str) -> str:
+    if grid is None:
+        return village.display_name(language)
+    return f"{village.display_name(language)} · {grid.display_name(language)}"
+
+
 async def _chosen_village(village_id: int, person: Person) -> Village | None:
     return await Village.get_or_none(
         id=village_id, township_id=person.villager.township_id, active=True  # type: ignore[union-attr]
@@ -246,7 +268,8 @@ async def _chosen_village(village_id: int, person: Person) -> Village | None:
 
 async def _ask_location(message: Message, draft: Draft, person: Person) -> None:
     await message.answer(_("Where is the problem?"), reply_markup=keyboards.send_location())
-    village = (await _place(draft, person)).display_name(person.language)
+    place = await _place(draft, person)
+    village = _place_name(place, await _place_grid(draft, place), person.language)
     if draft.get("village_id") is None:
         place = _("In your village, {village}. Somewhere else? Tap “{button}”.").format(
             village=village, button=_(keyboards.ANOTHER_VILLAGE)
@@ -286,6 +309,10 @@ async def _summary_text(draft: Draft, person: Person) -> str:
     lines.append(_("Photos: {count}").format(count=len(draft["photos"])))
     village = await _place(draft, person)
     lines.append(_("Village: {name}").format(name=village.display_name(person.language)))
+    if draft.get("village_id") is not None:  # another village: the grid named, or not known
+        grid = await _place_grid(draft, village)
+        label = grid.display_name(person.language) if grid else _("I don't know")
+        lines.append(_("Grid: {name}").format(name=label))
     if draft.get("latitude") is not None:
         lines.append(
             _("Location: a pin at {latitude}, {longitude}").format(
@@ -657,6 +684,48 @@ async def place_chosen(
         )
     own = village.id == villager.village_id  # type: ignore[attr-defined]
     draft["village_id"] = None if own else village.id
+    draft["grid_id"] = None
+    grids = [] if own else await grids_of(village.id)
+    if not grids:  # the own village (the villager's own grid), or a village without grids
+        await _ask("location", query.message, state, draft, person)
+        return
+    await _save(state, draft)
+    await query.message.answer(
+        _(
+            "Which grid of {village} is the problem in? If you are not sure, tap “I don't "
+            "know”: the village committee will pass it on."
+        ).format(village=village.display_name(person.language)),
+        reply_markup=keyboards.report_place_grids(village, grids, person.language),
+    )
+
+
+@routes.callback_query(Report.location, ChoosePlaceGrid.filter())
+async def place_grid_chosen(
+    query: CallbackQuery, callback_data: ChoosePlaceGrid, state: FSMContext, person: Person
+) -> None:
+    """A grid of the village just chosen, or "I don't know" (0): its committee takes it."""
+    draft = await _draft(state)
+    if (
+        draft is None
+        or person.villager is None
+        or not isinstance(query.message, Message)
+        or draft.get("village_id") != callback_data.village_id
+    ):
+        await _stale(query)
+        return
+    grid: Grid | None = None
+    if callback_data.grid_id:
+        grid = await Grid.get_or_none(
+            id=callback_data.grid_id, village_id=callback_data.village_id, active=True
+        )
+        if grid is None:
+            await _stale(query)
+            return
+    await _answer(query)
+    label = grid.display_name(person.language) if grid else _("I don't know")
+    with contextlib.suppress(TelegramBadRequest):
+        await query.message.edit_text(_("Grid: {name}").format(name=label))
+    draft["grid_id"] = grid.id if grid else None
     await _ask("location", query.message, state, draft, person)
 
 
@@ -819,6 +888,7 @@ async def _submit(
         await _answer(query, _("This report is not complete yet."), alert=True)
         return
     village = await _place(draft, person)
+    grid = await _place_grid(draft, village)
     if offer and not category.emergency:  # an emergency goes out at once, never held up
         same = await cases.same_problem(
             villager, category, village,
@@ -844,6 +914,7 @@ async def _submit(
             anonymous=bool(draft.get("anonymous")),
             report_key=draft["key"],
             village=village,
+            grid=grid,
         )
     except (NoResponsibleUnit, cases.CaseRefused):
         await _answer(
