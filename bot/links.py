@@ -1,0 +1,37 @@
+"""Telegram deep links into the bot, built in one place.
+
+A payload travels after `?start=` (a private chat with the bot) or `?startgroup=` (Telegram
+asks which group to add the bot to, then sends `/start <payload>` there). Telegram allows up
+to 64 characters of [A-Za-z0-9_-]; anything else is refused here rather than cut by Telegram.
+"""
+
+from __future__ import annotations
+
+import re
+
+PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: `/start bind-<unit id>` in a group: bind that group to the unit (bot.handlers.groups).
+BIND_PREFIX = "bind-"
+#: `/start digest` in a group: the township's digest chat (bot.handlers.groups).
+DIGEST_PAYLOAD = "digest"
+
+
+def _checked(payload: str) -> str:
+    if not PAYLOAD.fullmatch(payload):
+        raise ValueError(f"a deep-link payload is 1-64 characters of A-Za-z0-9_-: {payload!r}")
+    return payload
+
+
+def start_link(bot_username: str, payload: str) -> str:
+    """Opens the private chat with the bot and sends `/start <payload>` there."""
+    return f"https://t.me/{bot_username}?start={_checked(payload)}"
+
+
+def group_link(bot_username: str, payload: str) -> str:
+    """Lets the person pick a group, adds the bot to it and sends `/start <payload>` there."""
+    return f"https://t.me/{bot_username}?startgroup={_checked(payload)}"
+
+
+def bind_payload(unit_id: int) -> str:
+    """The payload that binds a group to the unit with this id."""
+    return f"{BIND_PREFIX}{unit_id}"
