@@ -48,6 +48,12 @@ class InviteOfficial(CallbackData, prefix="i1"):
     official_id: RowId
 
 
+class InviteEveryone(CallbackData, prefix="i2"):
+    """/invite's "everyone": a link for each official not yet joined, as a sheet to print."""
+
+    township_id: RowId
+
+
 class ChooseCategory(CallbackData, prefix="k1"):
     """A category in the report flow: first level, then a leaf."""
 
@@ -176,6 +182,7 @@ WORST_CASES: tuple[CallbackData, ...] = (
     ChooseLanguage(language=max(LANGUAGES, key=len)),
     EditProfile(field=max(PROFILE_FIELDS, key=len)),
     InviteOfficial(official_id=2**31 - 1),
+    InviteEveryone(township_id=2**31 - 1),
     ChooseCategory(category_id=2**31 - 1),
     ChoosePlace(village_id=2**31 - 1),
     ReportStep(action=max(REPORT_ACTIONS, key=len), step=max(REPORT_STEPS, key=len)),

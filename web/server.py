@@ -26,7 +26,7 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import casemap, dashboard, directory, faq, health, login, notices, tasks, views
+from web import casemap, dashboard, directory, faq, health, login, notices, posters, tasks, views
 from web.files import FILES, FileStore
 from web.webhook import Webhook
 
@@ -78,6 +78,9 @@ def build(
     app.router.add_routes(faq.routes)
     app.router.add_routes(notices.routes)
     app.router.add_routes(tasks.routes)
+    app.router.add_routes(posters.routes)
+    if bot is not None:
+        app[posters.BOT] = bot  # the posters' links name the bot
     app.router.add_static("/static", STATIC)
     health.setup(app, settings)  # /healthz, /readyz, /metrics: no session needed
     if webhook is not None:
