@@ -54,21 +54,26 @@ async def begin(
     if not townships:
         await message.answer(_("This bot is not set up for any township yet. Please try later."))
         return
+    village = None
+    if village_id is not None:
+        village = await Village.get_or_none(
+            id=village_id, active=True, township_id__in=[t.id for t in townships]
+        )
+    if village is not None:
+        await message.answer(
+            _("Welcome! You are registering in {village}: three short steps.").format(
+                village=village.display_name(person.language)
+            ),
+            reply_markup=keyboards.no_keyboard(),
+        )
+        await state.update_data(township_id=village.township_id)  # type: ignore[attr-defined]
+        await ask_grid(message, state, person, village)
+        return
     await message.answer(
         _("Welcome! Let us get to know you: it takes four short steps."),
         reply_markup=keyboards.no_keyboard(),
     )
     if village_id is not None:
-        village = await Village.get_or_none(
-            id=village_id, active=True, township_id__in=[t.id for t in townships]
-        )
-        if village is not None:
-            await state.update_data(township_id=village.township_id)  # type: ignore[attr-defined]
-            await message.answer(
-                _("Village: {name}").format(name=village.display_name(person.language))
-            )
-            await ask_grid(message, state, person, village)
-            return
         await message.answer(
             _("The village of the link you opened is not in the list: please choose yours.")
         )
