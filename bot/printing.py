@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 #: ISO 216 A4 in inches, portrait: 210 × 297 mm, 595.28 × 841.89 PDF points.
 A4 = (210 / 25.4, 297 / 25.4)
-#: The PNG's resolution: 1240 × 1754 pixels, enough for a printer and for a phone's camera.
+#: The PNG's resolution: 1240 × 1753 pixels, enough for a printer and for a phone's camera.
 PNG_DPI = 150
 #: Invitation cards on one sheet: 3 across, 4 down.
 SHEET_COLUMNS, SHEET_ROWS = 3, 4
