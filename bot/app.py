@@ -25,7 +25,19 @@ from bot.config import Settings
 from bot.delivery import Courier, DirectReplies, SharedLimits
 from bot.flows import ask, notice, registration, report, task
 from bot.flows import casework as casework_flow
-from bot.handlers import admin, casework, common, errors, fallback, lists, start, villager, web
+from bot.handlers import (
+    admin,
+    casework,
+    common,
+    errors,
+    fallback,
+    groups,
+    lists,
+    setup,
+    start,
+    villager,
+    web,
+)
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.metrics import CountCalls, Observe
@@ -36,6 +48,7 @@ from bot.startup import (
     reach_telegram,
     refuse_if_webhook_set,
     set_webhook,
+    warn_of_gaps,
 )
 from bot.storage import make_storage
 from scheduler.policy import Policy
@@ -101,6 +114,8 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     dispatcher.update.outer_middleware(PersonMiddleware(settings.default_language))
     dispatcher.include_routers(
         errors.routes.router(),
+        groups.routes.router(),  # groups and channels: which unit a group serves, the digest
+        groups.forwards.router(),  # an administrator's forwarded channel post, before the flows
         report.drafts.router(),  # /start with a draft waiting: before start clears it
         start.routes.router(),
         common.routes.router(),
@@ -109,6 +124,7 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
         notice.routes.router(),
         task.routes.router(),
         admin.routes.router(),
+        setup.routes.router(),
         web.routes.router(),
         casework.routes.router(),  # case cards' buttons, in groups too
         casework_flow.routes.router(),
@@ -178,6 +194,7 @@ class Villagebot:
             undo.push_async_callback(dispatcher.storage.close)
             undo.push_async_callback(dispatcher.fsm.events_isolation.close)
             await set_default_menus(bot, settings.default_language)
+            await warn_of_gaps(setup.telegram_checker(bot))
             shared = None
             if settings.redis_url:  # other processes may send as this bot: keep limits together
                 shared = SharedLimits(settings.redis_url, bot.id, settings.messages_per_second)

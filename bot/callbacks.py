@@ -54,6 +54,12 @@ class InviteEveryone(CallbackData, prefix="i2"):
     township_id: RowId
 
 
+class BindGroup(CallbackData, prefix="b1"):
+    """In a group: this group serves the unit (bot.handlers.groups); 0 unbinds it."""
+
+    unit_id: RowId
+
+
 class ChooseCategory(CallbackData, prefix="k1"):
     """A category in the report flow: first level, then a leaf."""
 

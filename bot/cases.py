@@ -22,6 +22,7 @@ from tortoise.transactions import in_transaction
 
 from bot import delivery, logs
 from bot.models import (
+    ApiKey,
     Case,
     CaseCounter,
     CaseEvent,
@@ -173,7 +174,7 @@ async def _next_number(township_id: int, prefix: str, year: int) -> str:
 
 
 async def report(
-    villager: Villager,
+    reporter: Villager | None,
     category: Category,
     *,
     description: str,
@@ -185,14 +186,18 @@ async def report(
     anonymous: bool = False,
     report_key: str | None = None,
     village: Village | None = None,
+    api_key: ApiKey | None = None,
+    media_url: str | None = None,
     at: datetime | None = None,
 ) -> Change:
-    """A villager's report becomes a numbered case at the responsible unit.
+    """A report becomes a numbered case at the responsible unit: a villager's Submit, or a
+    request through the Open311 API (`reporter` None, `api_key` the key it came with).
 
     `village` is where the problem is when not in the reporter's own village (one of their
     township's); the case then has no grid and goes to that village's units, never the
-    reporter's. `report_key` names the draft: reporting it again returns the case it already
-    made.
+    reporter's. Without a reporter `village` is required and the case has no grid either (the
+    API knows no grids), as a problem in another village. `report_key` names the draft:
+    reporting it again returns the case it already made.
     """
     if report_key is not None and (earlier := await _reported(report_key)) is not None:
         return earlier
@@ -201,22 +206,30 @@ async def report(
         raise CaseRefused(Refusal.TOO_LONG)
     if len(photos) > PHOTOS_MAX:
         raise CaseRefused(Refusal.TOO_MANY_PHOTOS)
-    await villager.fetch_related("township", "village", "grid")
-    place, grid = villager.village, villager.grid
-    if village is not None and village.id != villager.village.id:
-        if village.township_id != villager.township.id:  # type: ignore[attr-defined]
-            raise CaseRefused(Refusal.NOT_ALLOWED)
+    home: Village | None = None
+    if reporter is not None:
+        await reporter.fetch_related("township", "village", "grid")
+        township, home = reporter.township, reporter.village
+        place, grid = reporter.village, reporter.grid
+        if village is not None and village.id != home.id:
+            place, grid = village, None
+    elif village is not None:
+        township = await Township.get(id=village.township_id)  # type: ignore[attr-defined]
         place, grid = village, None
-    unit = await responsible_unit(category, place, grid, home=villager.village)
+    else:
+        raise CaseRefused(Refusal.NOT_ALLOWED)
+    if place.township_id != township.id or category.township_id != township.id:  # type: ignore[attr-defined]
+        raise CaseRefused(Refusal.NOT_ALLOWED)
+    unit = await responsible_unit(category, place, grid, home=home)
     with contextlib.suppress(IntegrityError):  # another report created this year's row first
-        await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
+        await CaseCounter.get_or_create(township_id=township.id, year=at.year)
     try:
         async with in_transaction():
             change = await _create(
-                villager, category, unit, place, grid, description=description,
+                township, reporter, home, category, unit, place, grid, description=description,
                 voice_file_id=voice_file_id, photos=photos, latitude=latitude,
                 longitude=longitude, address=address, anonymous=anonymous,
-                report_key=report_key, at=at,
+                report_key=report_key, api_key=api_key, media_url=media_url, at=at,
             )
         delivery.wake()
         return change
@@ -235,7 +248,9 @@ async def _reported(report_key: str) -> Change | None:
 
 
 async def _create(
-    villager: Villager,
+    township: Township,
+    reporter: Villager | None,
+    home: Village | None,
     category: Category,
     unit: Unit,
     village: Village,
@@ -249,18 +264,20 @@ async def _create(
     address: str | None,
     anonymous: bool,
     report_key: str | None,
+    api_key: ApiKey | None,
+    media_url: str | None,
     at: datetime,
 ) -> Change:
-    number = await _next_number(villager.township.id, villager.township.code, at.year)
+    number = await _next_number(township.id, township.code, at.year)
     logs.acting_on(number)
     case = await Case.create(
         number=number,
-        township_id=villager.township.id,
-        reporter=villager,
+        township_id=township.id,
+        reporter=reporter,
         category=category,
         village=village,
         grid=grid,
-        reporter_village=villager.village,
+        reporter_village=home,
         unit=unit,
         description=description,
         voice_file_id=voice_file_id,
@@ -275,9 +292,12 @@ async def _create(
         created_at=at,
         updated_at=at,
         report_key=report_key,
+        api_key=api_key,
+        media_url=media_url,
     )
+    actor_id = reporter.account_id if reporter is not None else None  # type: ignore[attr-defined]
     event = await CaseEvent.create(
-        case=case, at=at, action=Action.REPORT, actor_id=villager.account_id,  # type: ignore[attr-defined]
+        case=case, at=at, action=Action.REPORT, actor_id=actor_id,
         from_status=None, to_status=case.status, unit=unit, note=description,
         attachments=list(photos),
     )

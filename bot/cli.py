@@ -1,5 +1,5 @@
 """The `villagebot` command: run, demo, migrate, directory, invite, poster, digest, ranking,
-webhook."""
+webhook, apikey."""
 
 from __future__ import annotations
 
@@ -410,7 +410,7 @@ async def _township(code: str | None) -> Township:
 
 async def _report(settings: Settings, args: argparse.Namespace) -> int:
     """`digest` and `ranking`: print the report (--dry-run) or queue it for the channel."""
-    from bot import db
+    from bot import db, robots
     from scheduler import digest, ranking
     from scheduler.policy import Policy
     from scheduler.service import wall_clock
@@ -444,8 +444,10 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             else:
                 print(ranking.render(await ranking.rank(township, period, language), language))
             return 0
-        if township.digest_chat_id is None:
-            return _fail(f"township {township.code} has no digest_chat_id in its directory")
+        if township.digest_chat_id is None and not await robots.of_township(township.id):
+            return _fail(
+                f"township {township.code} has no digest_chat_id nor robots in its directory"
+            )
         if args.command == "digest":
             row = await digest.queue(township, period, now, policy)  # type: ignore[arg-type]
         else:
@@ -455,8 +457,52 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     if row is None:
         print(f"{args.command} {label}: already queued before; not sent again")
     else:
-        print(f"{args.command} {label}: queued for chat {township.digest_chat_id}; "
-              "the running bot delivers it")
+        where = (
+            f"chat {township.digest_chat_id}" if township.digest_chat_id is not None
+            else "the township's group robots"
+        )
+        print(f"{args.command} {label}: queued for {where}; the running bot delivers it")
+    return 0
+
+
+async def _apikey(settings: Settings, args: argparse.Namespace) -> int:
+    """`apikey create|list|revoke`: the township's Open311 keys; a new key is printed once."""
+    from bot import db, open311
+
+    await db.start(settings.database_url)
+    try:
+        township = await _township(args.township)
+        if args.action == "create":
+            try:
+                row, plain = await open311.create_key(
+                    township, args.name, anonymous_text=args.anonymous_text
+                )
+            except open311.KeyRefused as refused:
+                if refused.reason == open311.KeyRefusal.TAKEN:
+                    return _fail(f"township {township.code} has a key named {args.name!r} "
+                                 "already: revoke it first, or choose another name")
+                return _fail(f"a key's name is 1 to {open311.NAME_MAX} characters")
+            print(plain)
+            right = "; may read anonymous reports' descriptions" if row.anonymous_text else ""
+            print(f"key {row.id} {row.name!r} for {township.code}{right}; shown only now, "
+                  "keep it", file=sys.stderr)
+        elif args.action == "list":
+            for row in await open311.keys(township):
+                state = (
+                    f"revoked {_township_time(row.revoked_at, township.timezone)}"
+                    if row.revoked_at else "active"
+                )
+                right = " anonymous-text" if row.anonymous_text else ""
+                print(f"{row.id}\t{row.name}\t{state}\tcreated "
+                      f"{_township_time(row.created_at, township.timezone)}{right}")
+        else:
+            try:
+                row = await open311.revoke_key(township, args.key)
+            except open311.KeyRefused:
+                return _fail(f"township {township.code} has no active key {args.key!r}")
+            print(f"key {row.id} {row.name!r} revoked")
+    finally:
+        await db.stop()
     return 0
 
 
@@ -532,6 +578,20 @@ def parser() -> argparse.ArgumentParser:
     ranking.add_argument("--township", help="township code (needed when there are several)")
     ranking.add_argument("--month", help="month like 2026-10 (default: last month)")
     ranking.add_argument("--dry-run", action="store_true", help="print it; send nothing")
+    keys = commands.add_parser("apikey", help="issue, list or revoke Open311 API keys")
+    key_commands = keys.add_subparsers(dest="action", required=True)
+    creating = key_commands.add_parser("create", help="issue a key (printed once)")
+    creating.add_argument("--township", help="township code (needed when there are several)")
+    creating.add_argument("--name", required=True, help="who holds it, e.g. county")
+    creating.add_argument(
+        "--anonymous-text", action="store_true",
+        help="the key may read the descriptions of anonymous reports",
+    )
+    listing = key_commands.add_parser("list", help="the township's keys, revoked ones too")
+    listing.add_argument("--township", help="township code (needed when there are several)")
+    revoking = key_commands.add_parser("revoke", help="revoke a key by its name or id")
+    revoking.add_argument("key", help="the key's name or id")
+    revoking.add_argument("--township", help="township code (needed when there are several)")
     return top
 
 
@@ -566,6 +626,9 @@ _ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
     "poster": _poster,
     "digest": _report,
     "ranking": _report,
+    "apikey create": _apikey,
+    "apikey list": _apikey,
+    "apikey revoke": _apikey,
 }
 
 
@@ -584,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.log_level != "DEBUG":
         logging.getLogger("tortoise").setLevel(logging.WARNING)
     key = (
-        f"{args.command} {args.action}" if args.command in ("directory", "webhook")
+        f"{args.command} {args.action}" if args.command in ("directory", "webhook", "apikey")
         else args.command
     )
     action = _ACTIONS[key]

@@ -26,6 +26,9 @@ the process dies a moment later. The `Courier` of each running process sends the
 - A row that fails for good is not only logged: `bot.notices.undelivered` tells whom it
   concerns (the case's timeline, the township's administrators, another reader for a card).
 - No database transaction is open during a call to Telegram.
+- Rows to a group robot of WeCom, DingTalk or Feishu (kind ROBOT, `bot.robots`) share all of
+  this but the sending: a `RobotSender` posts them, paced per robot by the app's own limits
+  and never counted in Telegram's windows nor held back by them.
 
 Exactly once, honestly: Telegram has no idempotency key, so "sent" is written right after
 Telegram answers. If the process dies in between (or the answer is lost to a network error or
@@ -108,6 +111,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
+from bot import robots
 from bot.models import Account, Case, Delivery, DeliveryKind
 from bot.storage import redis_pool
 
@@ -126,6 +130,8 @@ BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 300.0
 #: Sends in flight at once (to different chats).
 MAX_IN_FLIGHT = 16
+#: Posts to group robots in flight at once, besides those.
+MAX_ROBOTS_IN_FLIGHT = 8
 BATCH = 200
 #: Overall budget per second: all of Telegram's 30 (the MESSAGES_PER_SECOND setting). `_Pacer`
 #: never counts below Telegram, so the courier alone cannot trip it; the time a send holds its
@@ -632,8 +638,12 @@ class Courier:
         per_second: int = GLOBAL_PER_SECOND,
         owner: str | None = None,
         shared: SharedLimits | None = None,
+        robot_sender: robots.RobotSender | None = None,
     ) -> None:
         self.bot = bot
+        self.robots = robot_sender or robots.RobotSender()
+        #: Robot posts in flight: they take no place of Telegram's `MAX_IN_FLIGHT`.
+        self._robot_flight = 0
         self.owner = (owner or f"courier-{secrets.token_hex(6)}")[:OWNER_MAX]
         self._pacer = _Pacer(per_second)
         self._shared = shared
@@ -672,6 +682,7 @@ class Courier:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
+        await self.robots.close()
 
     async def _take_back(self) -> None:
         """The rows this owner claimed before a restart are free again: sent now, not in a
@@ -719,13 +730,19 @@ class Courier:
     async def _dispatch(self) -> float:
         """Start sending what is due and allowed; returns how long to sleep if nobody wakes."""
         delay = POLL_SECONDS
-        if len(self._tasks) >= MAX_IN_FLIGHT:
+        if len(self._tasks) >= MAX_IN_FLIGHT + MAX_ROBOTS_IN_FLIGHT:
             return delay
         now = _now()
+        telegram_full = False  # Telegram's rows wait; the robots' go on
         for row in await _heads(now, limit=BATCH):
-            if self._stopping or len(self._tasks) >= MAX_IN_FLIGHT:
+            if self._stopping:
                 break
             if row.chat_id in self._busy:
+                continue
+            if row.kind == DeliveryKind.ROBOT:
+                delay = min(delay, await self._start_robot(row))
+                continue
+            if telegram_full or len(self._tasks) - self._robot_flight >= MAX_IN_FLIGHT:
                 continue
             cost = _cost(row)
             moment = time.monotonic()
@@ -736,7 +753,8 @@ class Courier:
             wait = self._pacer.overall_ready_in(cost, moment)
             if wait > 0:
                 delay = min(delay, wait)
-                break
+                telegram_full = True
+                continue
             # Hold the place before the awaits, or a reply could take it meanwhile.
             self._pacer.started(cost)
             claimed = False
@@ -749,8 +767,7 @@ class Courier:
                     self._pacer.given_back(cost)
             if wait > 0:  # the other processes have used the room meanwhile
                 delay = min(delay, wait)
-                if full:
-                    break
+                telegram_full = full
                 continue
             if not claimed:
                 continue
@@ -759,6 +776,26 @@ class Courier:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return delay
+
+    async def _start_robot(self, row: Delivery) -> float:
+        """Start posting a robot's row when its own windows allow; returns how long until
+        they would if they do not."""
+        if self._robot_flight >= MAX_ROBOTS_IN_FLIGHT:
+            return POLL_SECONDS
+        kind = await self.robots.kind_of(row.robot_id)  # type: ignore[attr-defined]
+        moment = time.monotonic()
+        wait = self.robots.ready_in(row.robot_id, kind, moment)  # type: ignore[attr-defined]
+        if wait > 0:
+            return wait
+        if not await self._claim(row):
+            return POLL_SECONDS
+        self.robots.started(row.robot_id, kind, moment)  # type: ignore[attr-defined]
+        self._robot_flight += 1
+        self._busy.add(row.chat_id)
+        task = asyncio.create_task(self._deliver(row, 0))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return POLL_SECONDS
 
     async def _shared_room(self, chat_id: int, cost: int) -> tuple[float, bool]:
         if self._shared is None:
@@ -789,12 +826,16 @@ class Courier:
 
     async def _deliver(self, row: Delivery, cost: int) -> None:
         _courier_sending.set(True)  # in this task's own context: counted here, not by DirectReplies
+        robot = row.kind == DeliveryKind.ROBOT
         try:
-            await self._attempt(row)
+            await (self._attempt_robot(row) if robot else self._attempt(row))
         except Exception:
             log.exception("courier: delivery %s failed unexpectedly", row.id)
         finally:
-            self._pacer.finished(row.chat_id, cost, time.monotonic())
+            if robot:
+                self._robot_flight -= 1
+            else:
+                self._pacer.finished(row.chat_id, cost, time.monotonic())
             self._busy.discard(row.chat_id)
             self._progress.set()
             self._wakeup.set()
@@ -832,6 +873,30 @@ class Courier:
             await self._retry(row, _describe(error))
         else:
             await self._sent(row, message_ids)
+
+    async def _attempt_robot(self, row: Delivery) -> None:
+        """A robot's row: the app's "too fast" waits, a refusal gives up, the rest retries."""
+        policy = self.robots.policy
+        try:
+            await self.robots.send(row)
+        except robots.RobotLimited as error:
+            log.warning("courier: robot row %s: %s", row.id, error)
+            kind = await self.robots.kind_of(row.robot_id)  # type: ignore[attr-defined]
+            wait = policy.limited_wait[kind]
+            await self._release(row, delay=wait, count=False, error=str(error))
+        except robots.RobotRefused as error:
+            await self._fail(row, str(error))
+        except robots.RobotFailed as error:
+            attempts = row.attempts + 1
+            if attempts >= policy.max_attempts:
+                await Delivery.filter(id=row.id).update(attempts=attempts)
+                await self._fail(row, f"gave up after {attempts} attempts: {error}")
+            else:
+                log.info("courier: robot row %s: %s; again later", row.id, error)
+                await self._release(row, delay=policy.backoff(attempts), count=True,
+                                    error=str(error))
+        else:
+            await self._sent(row, [])
 
     # ---- talking to Telegram ---------------------------------------------------------------
 
@@ -953,10 +1018,18 @@ class Courier:
 
     @staticmethod
     async def _migrated(row: Delivery, new_chat_id: int) -> None:
-        """A group became a supergroup: its queued rows go to the new chat id."""
+        """A group became a supergroup: its queued rows go to the new chat id, and what the
+        group served (a unit, a digest) follows it (bot.bindings)."""
+        from bot.bindings import group_migrated
+
         log.warning("courier: chat %s moved to %s", row.chat_id, new_chat_id)
         await Delivery.filter(id=row.id).update(lease_until=None)
-        await _pending().filter(chat_id=row.chat_id).update(chat_id=new_chat_id)
+        await group_migrated(row.chat_id, new_chat_id)
+
+
+async def moved(old_chat_id: int, new_chat_id: int) -> None:
+    """A chat's queued rows go to its new id (a group upgraded to a supergroup)."""
+    await _pending().filter(chat_id=old_chat_id).update(chat_id=new_chat_id)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 Everything a person would see is printed as it happens, chat by chat, so someone without a
 bot token can watch villagebot work on their own machine in a minute. Then, unless `--story`
-asked for the story alone, a few more reports come in and the demo stays up with the back
-office served on the same data, printing its address and a sign-in link for the dispatcher,
-until Ctrl-C.
+asked for the story alone, a few more reports come in and the demo stays up with the phones
+page (bot/phones: the emulator's chats as phones in a browser, to play with) and the back office
+served on the same data, printing both addresses and a sign-in link for the dispatcher, until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,10 +23,17 @@ from bot import cases, tasks
 from bot.config import Settings, web_address
 from bot.invitations import invite
 from bot.models import Case, Category, Official, Unit, Villager
+from bot.phones import Handset, PhonesPage
 from bot.sandbox import Phone, Sandbox
 from web.signin import TTL
 
-ADMIN, VILLAGER, VISITOR, OFFICIAL, GRID_MEMBER = 9001, 1001, 1002, 9002, 9003
+ADMIN, VILLAGER, VISITOR, OFFICIAL, GRID_MEMBER, LEADER = 9001, 1001, 1002, 9002, 9003, 9004
+#: 正达村两委's group chat (examples/directory.yaml), one of the phones.
+COMMITTEE_GROUP = -1001000000101
+#: The bot's pace in the demo: Telegram's limits (one message a second per private chat) times
+#: 20. The emulator has no limits to keep, and at Telegram's pace the story alone takes a
+#: minute; MESSAGES_PER_SECOND set by hand wins.
+DEMO_PACE = 600
 
 
 def _printer(names: dict[int, str]):  # type: ignore[no-untyped-def]
@@ -81,6 +89,8 @@ async def play(
     for noisy in ("aiogram", "tortoise", "bot", "web"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     web = {} if story_only else {"web": True, **web_settings(settings)}
+    given = "messages_per_second" in settings.model_fields_set
+    web["messages_per_second"] = settings.messages_per_second if given else DEMO_PACE
     with tempfile.TemporaryDirectory(prefix="villagebot-demo-") as folder:
         url = database_url or f"sqlite://{Path(folder) / 'demo.sqlite3'}"
         async with Sandbox(
@@ -88,13 +98,18 @@ async def play(
         ) as sandbox:
             names = {
                 ADMIN: "admin", VILLAGER: "李明", VISITOR: "Anna", OFFICIAL: "苏进侨",
-                GRID_MEMBER: "林秀英",
+                GRID_MEMBER: "林秀英", LEADER: "郑国华",
             }
             sandbox.emulator.on_bot_message(_printer(names))
             su = await story(sandbox)
             if not story_only:
                 await more_reports(sandbox, names)
-                await _serve(sandbox, su)
+                await join_leader(sandbox)
+                page = await phones_page(sandbox).start()
+                try:
+                    await _serve(sandbox, su, page.url)
+                finally:
+                    await page.stop()
     if story_only:
         print("\nThe demo is over. Connect a real bot: see “Running it for real” in README.md.")
     return 0
@@ -136,15 +151,49 @@ async def more_reports(sandbox: Sandbox, names: dict[int, str]) -> None:
     await sandbox.app.courier.drained()
 
 
-async def _serve(sandbox: Sandbox, su: Phone) -> None:
-    """Keep the back office up until Ctrl-C or SIGTERM; Enter prints a new sign-in link."""
+async def join_leader(sandbox: Sandbox) -> None:
+    """郑国华, leader of 正达村两委, joins by invitation: one more phone on the phones page."""
+    print("\n== The village committee's leader joins", flush=True)
+    link = await invite(await Official.get(code="zheng-guohua", township__code="BL"), ttl_days=7)
+    zheng = sandbox.phone(LEADER, "郑国华", language="zh-hans", echo=_say)
+    await zheng.send(f"/start {link.token}")
+    await zheng.expect("绑定")
+
+
+def handsets() -> list[Handset]:
+    """The phones page's people: two villagers, three officials and a unit's group chat."""
+    return [
+        Handset(VILLAGER, "李明", "villager_zh", VILLAGER),
+        Handset(VISITOR, "Anna Li", "villager_en", VISITOR),
+        Handset(GRID_MEMBER, "林秀英", "grid_member", GRID_MEMBER),
+        Handset(LEADER, "郑国华", "leader", LEADER),
+        Handset(OFFICIAL, "苏进侨", "dispatcher", OFFICIAL),
+        Handset(COMMITTEE_GROUP, "正达村两委", "group", LEADER),
+    ]
+
+
+def phones_page(sandbox: Sandbox) -> PhonesPage:
+    """The phones page on the port after the back office's when it is free, else any."""
+    host, port = web_address(sandbox.settings.web_listen)
+    wanted = port + 1 if port and _port_free(host, port + 1) else 0
+    return PhonesPage(
+        sandbox.emulator, handsets(), back_office=sandbox.web_url,
+        default_language=sandbox.settings.default_language, host=host or "127.0.0.1",
+        port=wanted,
+    )
+
+
+async def _serve(sandbox: Sandbox, su: Phone, phones: str) -> None:
+    """Keep the phones and the back office up until Ctrl-C or SIGTERM; Enter prints a new
+    sign-in link."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stopping.set)
     links: asyncio.Queue[None] = asyncio.Queue()
     reading = _read_enter(loop, links)
-    print(f"\n== The back office is open: {sandbox.web_url}", flush=True)
+    print(f"\n== The phones are open: {phones}", flush=True)
+    print(f"== The back office is open: {sandbox.web_url}", flush=True)
     try:
         while True:
             link = await sign_in_link(su)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -45,6 +46,8 @@ from bot.models import (
     Grid,
     Level,
     Official,
+    Robot,
+    RobotKind,
     Role,
     Township,
     Unit,
@@ -64,6 +67,11 @@ _CODE = re.compile(r"[a-z0-9_-]{1,32}")
 _TOWNSHIP_CODE = re.compile(r"[A-Z]{1,8}")
 _NUMBER = re.compile(r"\+?[0-9][0-9-]*")
 _NUMBER_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}")
+#: A robot's webhook may be plain http only on this machine (a stand-in, in tests).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+URL_MAX = 500
+SECRET_MAX = 200
 #: Emergency numbers the bot knows by name, in the order they are shown; other keys follow.
 EMERGENCY_KEYS = ("fire", "ambulance", "police")
 
@@ -252,6 +260,34 @@ def _group_chat_id(value: int) -> int:
     return value
 
 
+def _robot_url(value: str) -> str:
+    """https only: the webhook's address is its key. http is for a stand-in on loopback."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.hostname or len(value) > URL_MAX:
+        raise Wrong(N_("must be the robot's webhook address, https://..."))
+    if parts.scheme != "https" and not (
+        parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    ):
+        raise Wrong(N_("must start with https:// (http:// only on 127.0.0.1)"))
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise Wrong(N_("must be the name of an environment variable, like DINGTALK_SECRET"))
+    return value
+
+
+def _secret(value: str) -> str:
+    if not value.strip() or len(value) > SECRET_MAX:
+        raise Wrong(N_("must be the secret the app shows, at most {count} characters"),
+                    count=SECRET_MAX)
+    return value
+
+
 def _not_empty(message: str) -> Callable[[list[Any]], list[Any]]:
     def check(value: list[Any]) -> list[Any]:
         if not value:
@@ -310,6 +346,24 @@ class CalendarSpec(_Spec):
         return self
 
 
+class RobotSpec(_Spec):
+    """A group robot (群机器人) of WeCom, DingTalk or Feishu: its webhook address, and for
+    DingTalk's 加签 and Feishu's 签名校验 the secret, or the environment variable holding it."""
+
+    kind: RobotKind
+    url: Annotated[StrictStr, AfterValidator(_robot_url)]
+    secret: Annotated[StrictStr, AfterValidator(_secret)] | None = None
+    secret_env: Annotated[StrictStr, AfterValidator(_env_name)] | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> RobotSpec:
+        if self.secret is not None and self.secret_env is not None:
+            raise Wrong(N_("give secret or secret_env, not both"))
+        if self.kind == RobotKind.WECOM and (self.secret or self.secret_env):
+            raise Wrong(N_("a WeCom robot takes no secret: its key is in the url"))
+        return self
+
+
 class TownshipSpec(_Spec):
     code: Annotated[StrictStr, AfterValidator(_township_code)]
     name: Name
@@ -327,6 +381,9 @@ class TownshipSpec(_Spec):
     notice_roles: Annotated[list[Role], AfterValidator(_notice_roles)] = Field(
         default_factory=lambda: [Role(role) for role in NOTICE_ROLES]
     )
+    #: Group robots of WeCom, DingTalk or Feishu that get the digest, the red/grey list and
+    #: the repeat-problem warnings (bot.robots).
+    robots: list[RobotSpec] = Field(default_factory=list)
 
 
 class GridSpec(_Spec):
@@ -351,6 +408,8 @@ class UnitSpec(_Spec):
     grid: Code | None = None
     group_chat_id: GroupChatId | None = None
     supervisor: Code | None = None
+    #: Group robots that get what the unit's group chat gets of supervision (bot.robots).
+    robots: list[RobotSpec] = Field(default_factory=list)
 
 
 class CategorySpec(_Spec):
@@ -604,6 +663,7 @@ class _Checker:
         self._structure()
         self._villages()
         self._units()
+        self._robots()
         self._categories()
         self._officials()
         self._faq()
@@ -734,6 +794,21 @@ class _Checker:
                     covering[key] = path
             self._supervisor(path, unit)
         self._cycles()
+
+    def _robots(self) -> None:
+        """One webhook, one place in the file: listed twice, its group would get it all twice."""
+        owners: list[tuple[str, list[RobotSpec]]] = []
+        if self.township is not None:
+            owners.append(("township.robots", self.township.robots))
+        owners += [(f"units[{i}].robots", unit.robots) for i, unit in self.units]
+        seen: dict[str, str] = {}
+        for prefix, robots in owners:
+            for k, robot in enumerate(robots):
+                path = f"{prefix}[{k}].url"
+                if robot.url in seen:
+                    self.problem(path, N_("also used by {other}"), other=seen[robot.url])
+                else:
+                    seen[robot.url] = path
 
     def _supervisor(self, path: str, unit: UnitSpec) -> None:
         kind = unit.kind
@@ -979,6 +1054,7 @@ class ImportReport:
     officials: Counts = field(default_factory=Counts)
     accounts: Counts = field(default_factory=Counts)
     faq: Counts = field(default_factory=Counts)
+    robots: Counts = field(default_factory=Counts)
 
     def kinds(self) -> dict[str, Counts]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "township"}
@@ -1023,6 +1099,7 @@ _KINDS = {
     "categories": N_("categories"),
     "officials": N_("officials"),
     "faq": N_("FAQ entries"),
+    "robots": N_("group robots"),
     "accounts": N_("accounts"),
 }
 
@@ -1080,6 +1157,7 @@ class _Importer:
         await self._categories(township, units)
         await self._officials(township, units)
         await self._faq(township)
+        await self._robots(township, units)
         return self.report
 
     async def _township(self) -> Township:
@@ -1091,7 +1169,6 @@ class _Importer:
             "names": spec.names,
             "timezone": spec.timezone or self.default_timezone,
             "language": spec.language or self.default_language,
-            "digest_chat_id": spec.digest_chat_id,
             "emergency_numbers": spec.emergency_numbers,
             "days_off": [day.isoformat() for day in spec.calendar.days_off],
             "working_days": [day.isoformat() for day in spec.calendar.working_days],
@@ -1099,6 +1176,10 @@ class _Importer:
             "notice_roles": [str(role) for role in spec.notice_roles],
             "active": True,
         }
+        # A chat id the file names wins; none leaves one bound in the chat alone (bot.bindings).
+        if spec.digest_chat_id is not None or row is None or not row.digest_bound_in_chat:
+            wanted["digest_chat_id"] = spec.digest_chat_id
+            wanted["digest_bound_in_chat"] = False
         return await self._write("townships", Township, row, wanted)
 
     async def _villages(
@@ -1168,7 +1249,7 @@ class _Importer:
             village = villages[spec.village] if spec.village else None
             grid = grids[spec.village, spec.grid] if spec.village and spec.grid else None
             boss = units.get(spec.supervisor) if spec.supervisor else None
-            return {
+            out: dict[str, Any] = {
                 "township_id": township.id,
                 "code": spec.code,
                 "name": spec.name,
@@ -1176,10 +1257,16 @@ class _Importer:
                 "kind": spec.kind,
                 "village_id": village.id if village else None,
                 "grid_id": grid.id if grid else None,
-                "group_chat_id": spec.group_chat_id,
                 "supervisor_id": boss.id if boss else None,
                 "active": True,
             }
+            row = existing.get(spec.code)
+            # As the township's digest chat: the file's chat id wins, none leaves one bound in
+            # the chat alone.
+            if spec.group_chat_id is not None or row is None or not row.group_bound_in_chat:
+                out["group_chat_id"] = spec.group_chat_id
+                out["group_bound_in_chat"] = False
+            return out
 
         # Supervisors may come later in the file: a second pass links what the first could not.
         for spec in self.file.units:
@@ -1326,6 +1413,33 @@ class _Importer:
             row for code, row in existing.items() if code not in kept and row.from_file
         ))
 
+    async def _robots(self, township: Township, units: dict[str, Unit]) -> None:
+        """Keyed by owner and webhook address: a new address is a new robot, the old one is
+        deactivated (the outbox keeps pointing at it)."""
+        existing = {
+            (row.unit_id, row.url): row  # type: ignore[attr-defined]
+            for row in await Robot.filter(township_id=township.id).using_db(self.db)
+        }
+        owners: list[tuple[int | None, list[RobotSpec]]] = [(None, self.file.township.robots)]
+        owners += [(units[spec.code].id, spec.robots) for spec in self.file.units]
+        kept: set[int] = set()
+        for unit_id, robots in owners:
+            for position, spec in enumerate(robots):
+                row = await self._write("robots", Robot, existing.get((unit_id, spec.url)), {
+                    "township_id": township.id,
+                    "unit_id": unit_id,
+                    "kind": spec.kind,
+                    "url": spec.url,
+                    "secret": spec.secret,
+                    "secret_env": spec.secret_env,
+                    "position": position,
+                    "active": True,
+                })
+                kept.add(row.pk)
+        await self._deactivate(
+            "robots", Robot, (row for row in existing.values() if row.pk not in kept)
+        )
+
     async def _accounts(self) -> dict[int, Account]:
         """The accounts of the officials' telegram_ids, created for those never seen yet."""
         names = {o.telegram_id: o.name for o in self.file.officials if o.telegram_id is not None}
@@ -1432,6 +1546,16 @@ def _township_dict(row: Township) -> dict[str, Any]:
     return out
 
 
+def _robot_dict(row: Robot) -> dict[str, Any]:
+    """As the file gave it: a secret from the environment is named, never written out."""
+    out: dict[str, Any] = {"kind": row.kind.value, "url": row.url}
+    if row.secret_env:
+        out["secret_env"] = row.secret_env
+    elif row.secret:
+        out["secret"] = row.secret
+    return out
+
+
 async def export_directory(township_code: str) -> dict[str, Any]:
     """The active directory of a township in the file's structure, in import order."""
     township = await Township.get(code=township_code)
@@ -1456,6 +1580,7 @@ async def export_directory(township_code: str) -> dict[str, Any]:
     village_codes = {row.id: row.code for row in villages}
     grid_codes = {row.id: row.code for row in grids}
     unit_codes = {row.id: row.code for row in units}
+    robots = await Robot.filter(township_id=township.id, active=True).order_by("position", "id")
 
     village_list = []
     for village in villages:
@@ -1477,6 +1602,9 @@ async def export_directory(township_code: str) -> dict[str, Any]:
             out["group_chat_id"] = unit.group_chat_id
         if unit.supervisor_id in unit_codes:  # type: ignore[attr-defined]
             out["supervisor"] = unit_codes[unit.supervisor_id]  # type: ignore[attr-defined]
+        unit_robots = [_robot_dict(r) for r in robots if r.unit_id == unit.id]  # type: ignore[attr-defined]
+        if unit_robots:
+            out["robots"] = unit_robots
         unit_list.append(out)
 
     category_list = []
@@ -1514,8 +1642,12 @@ async def export_directory(township_code: str) -> dict[str, Any]:
             bound.add(account_id)
         official_list.append(out)
 
+    township_dict = _township_dict(township)
+    township_robots = [_robot_dict(r) for r in robots if r.unit_id is None]  # type: ignore[attr-defined]
+    if township_robots:
+        township_dict["robots"] = township_robots
     return {
-        "township": _township_dict(township),
+        "township": township_dict,
         "villages": village_list,
         "units": unit_list,
         "categories": category_list,

@@ -34,6 +34,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, MultipartReader, 
 
 __all__ = [
     "BotAPIEmulator",
+    "ChannelHandle",
     "EmulatorStats",
     "GroupHandle",
     "InjectedFault",
@@ -70,6 +71,9 @@ WEBHOOK_CONFLICT = (
     "Conflict: can't use getUpdates method while webhook is active; "
     "use deleteWebhook to delete the webhook first"
 )
+UPGRADED = "Bad Request: group chat was upgraded to a supergroup chat"
+NEED_ADMIN_RIGHTS = "Bad Request: need administrator rights in the channel chat"
+NOT_ENOUGH_RIGHTS = "Bad Request: not enough rights to send text messages to the chat"
 POLL_CONFLICT = (
     "Conflict: terminated by other getUpdates request; "
     "make sure that only one bot instance is running"
@@ -1185,10 +1189,21 @@ class _Chat:
     timeline: list[tuple[Any, ...]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     sent_at: deque[float] = field(default_factory=deque)
+    #: A group's or channel's: the bot's membership ("member", "administrator", "restricted",
+    #: "left", "kicked") and its rights there (an administrator's, a restricted member's).
+    bot_status: str = "member"
+    bot_rights: dict[str, bool] = field(default_factory=dict)
+    #: A group upgraded to a supergroup: the supergroup's id (Telegram refuses the old one).
+    migrated_to: int | None = None
+    channel_username: str | None = None
 
     @property
     def username(self) -> str | None:
-        return self.user.username if self.user is not None else None
+        return self.user.username if self.user is not None else self.channel_username
+
+    @property
+    def bot_inside(self) -> bool:
+        return self.bot_status in ("member", "administrator", "restricted")
 
     def as_json(self) -> dict:
         if self.user is not None:
@@ -1199,7 +1214,10 @@ class _Chat:
                 data["username"] = self.user.username
             data["type"] = "private"
             return data
-        return {"id": self.id, "title": self.title or "", "type": self.type}
+        data = {"id": self.id, "title": self.title or "", "type": self.type}
+        if self.channel_username:
+            data["username"] = self.channel_username
+        return data
 
 
 class UserHandle:
@@ -1344,9 +1362,18 @@ class UserHandle:
         media_group_id: str | None = None,
         width: int = 1280,
         height: int = 960,
+        data: bytes | None = None,
     ) -> dict:
-        """Send a photo: a real JPEG of `width` x `height`, which getFile can download."""
+        """Send a photo: a real JPEG of `width` x `height`, which getFile can download; or
+        `data`, an image file of one's own (JPEG, PNG, GIF, WebP), as the full-size picture."""
+        if data is not None:
+            size = _image_size(data)
+            if size is None:
+                raise ValueError("the photo is no JPEG, PNG, GIF or WebP image")
+            width, height = size
         content = self._photo_content(caption, media_group_id, width, height)
+        if data is not None:
+            content["photo"] = self._emulator._new_photo(width, height, data)
         return await self._emulator._user_message(self, chat, content)
 
     async def send_album(
@@ -1477,6 +1504,20 @@ class UserHandle:
             f"{[_label(b) for row in keyboard.get('keyboard', []) for b in row]}"
         )
 
+    async def forward(self, message: dict, *, chat: int | None = None) -> dict:
+        """Forward a channel's post (`ChannelHandle.post`) to the bot, as Telegram's Forward
+        does: the copy carries `forward_origin` naming the channel and the post."""
+        if message["chat"].get("type") == "channel":
+            origin = {"type": "channel", "chat": message["chat"],
+                      "message_id": message["message_id"], "date": message["date"]}
+        else:
+            origin = {"type": "user", "sender_user": message["from"], "date": message["date"]}
+        content: dict[str, Any] = {"forward_origin": origin}
+        for key in ("text", "entities", "caption", "caption_entities", "photo"):
+            if key in message:
+                content[key] = message[key]
+        return await self._emulator._user_message(self, chat, content)
+
     def block_bot(self) -> None:
         """Block the bot: sends to this user answer 403 until `unblock_bot`."""
         if not self.blocked:
@@ -1516,6 +1557,119 @@ class GroupHandle:
 
     def messages(self) -> list[dict]:
         return self._emulator.messages(self.chat_id)
+
+    @property
+    def bot_status(self) -> str:
+        """The bot's membership here, as getChatMember reports it."""
+        return self._chat.bot_status
+
+    async def add_bot(self, by: UserHandle, *, admin: bool = False) -> None:
+        """`by` adds the bot: `my_chat_member` (left → member or administrator, from `by`),
+        and in a group the service message `new_chat_members` with the bot."""
+        rights = _admin_rights(self._chat.type) if admin else {}
+        self._emulator._bot_member_changed(
+            self._chat, by, "administrator" if admin else "member", rights
+        )
+        if self._chat.type != "channel":
+            bot = self._emulator._bot_json()
+            await self._emulator._service_message(
+                self._chat, by, {"new_chat_participant": bot, "new_chat_member": bot,
+                                 "new_chat_members": [bot]},
+            )
+
+    async def remove_bot(self, by: UserHandle, *, kicked: bool = True) -> None:
+        """`by` removes the bot (banned with `kicked`, else it merely left): only
+        `my_chat_member` reaches it, and from then on sends here are refused with 403."""
+        self._emulator._bot_member_changed(self._chat, by, "kicked" if kicked else "left", {})
+        await asyncio.sleep(0)
+
+    async def restrict_bot(self, by: UserHandle, *, can_send_messages: bool = False) -> None:
+        """An administrator restricts the bot: with `can_send_messages` off, sends answer 400."""
+        self._emulator._bot_member_changed(
+            self._chat, by, "restricted", _restricted_rights(can_send_messages)
+        )
+        await asyncio.sleep(0)
+
+    async def migrate(self, new_chat_id: int, by: UserHandle) -> GroupHandle:
+        """Upgrade this group to a supergroup (`BotAPIEmulator.migrate`)."""
+        return await self._emulator.migrate(self, new_chat_id, by)
+
+    async def set_bot_rights(self, by: UserHandle, **rights: bool) -> None:
+        """Make the bot an administrator with these rights changed from the usual ones
+        (e.g. `can_post_messages=False` in a channel)."""
+        self._emulator._bot_member_changed(
+            self._chat, by, "administrator", {**_admin_rights(self._chat.type), **rights}
+        )
+        await asyncio.sleep(0)
+
+
+class ChannelHandle(GroupHandle):
+    """A channel: the bot is in it only as an administrator (`add_bot(by, admin=True)`);
+    `post` publishes as the channel, which a user may then `forward` to the bot."""
+
+    async def post(self, text: str) -> dict:
+        chat = self._chat
+        chat.last_message_id += 1
+        message: dict[str, Any] = {
+            "message_id": chat.last_message_id,
+            "sender_chat": chat.as_json(),
+            "chat": chat.as_json(),
+            "date": int(time.time()),
+            "text": text,
+        }
+        self._emulator._store(chat, message)
+        if chat.bot_status == "administrator":
+            self._emulator._enqueue("channel_post", _public(message))
+        await asyncio.sleep(0)
+        return message
+
+
+def _admin_rights(chat_type: str) -> dict[str, bool]:
+    """What Telegram's apps grant a bot made administrator, by default."""
+    rights = {
+        "can_be_edited": False,
+        "is_anonymous": False,
+        "can_manage_chat": True,
+        "can_delete_messages": True,
+        "can_manage_video_chats": True,
+        "can_restrict_members": True,
+        "can_promote_members": False,
+        "can_change_info": True,
+        "can_invite_users": True,
+        "can_post_stories": False,
+        "can_edit_stories": False,
+        "can_delete_stories": False,
+        "can_send_welcome_messages": False,
+    }
+    if chat_type == "channel":
+        rights.update(can_post_messages=True, can_edit_messages=True)
+    else:
+        rights.update(can_pin_messages=True)
+    return rights
+
+
+def _restricted_rights(can_send_messages: bool) -> dict[str, Any]:
+    allowed = can_send_messages
+    return {
+        "is_member": True,
+        "can_send_messages": allowed,
+        "can_send_audios": allowed,
+        "can_send_documents": allowed,
+        "can_send_photos": allowed,
+        "can_send_videos": allowed,
+        "can_send_video_notes": allowed,
+        "can_send_voice_notes": allowed,
+        "can_send_polls": allowed,
+        "can_send_other_messages": allowed,
+        "can_add_web_page_previews": allowed,
+        "can_react_to_messages": True,
+        "can_edit_tag": False,
+        "can_change_info": False,
+        "can_invite_users": False,
+        "can_pin_messages": False,
+        "can_manage_topics": False,
+        "until_date": 0,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -1635,6 +1789,7 @@ class BotAPIEmulator:
             "getMyName": functools.partial(self._get_text, "name"),
             "getFile": self._get_file,
             "getChat": self._get_chat,
+            "getChatMember": self._get_chat_member,
         }
         self._handlers = handlers
         self._method_names = {name.lower(): name for name in handlers}
@@ -1747,8 +1902,11 @@ class BotAPIEmulator:
             handle.language_code = language_code
         return handle
 
-    def group(self, chat_id: int, title: str, type: str = "group") -> GroupHandle:
-        """Register a group (negative id) the bot is a member of; users may then write there."""
+    def group(
+        self, chat_id: int, title: str, type: str = "group", *, bot_inside: bool = True
+    ) -> GroupHandle:
+        """Register a group (negative id); users may then write there. The bot is a member
+        already, or with `bot_inside=False` not yet (`GroupHandle.add_bot` adds it)."""
         if chat_id >= 0:
             raise ValueError("group chat ids are negative")
         if type not in ("group", "supergroup"):
@@ -1759,10 +1917,46 @@ class BotAPIEmulator:
             existing._chat.type = type
             return existing
         chat = _Chat(id=chat_id, type=type, title=title)
+        if not bot_inside:
+            chat.bot_status = "left"
         self._chats[chat_id] = chat
         handle = GroupHandle(self, chat)
         self._groups[chat_id] = handle
         return handle
+
+    def channel(self, chat_id: int, title: str, *, username: str | None = None) -> ChannelHandle:
+        """Register a channel (negative id) the bot is not in yet: `add_bot(by, admin=True)`."""
+        if chat_id >= 0:
+            raise ValueError("channel ids are negative")
+        existing = self._groups.get(chat_id)
+        if isinstance(existing, ChannelHandle):
+            return existing
+        if existing is not None:
+            raise ValueError(f"chat {chat_id} is a group already")
+        chat = _Chat(id=chat_id, type="channel", title=title, bot_status="left",
+                     channel_username=username)
+        self._chats[chat_id] = chat
+        handle = ChannelHandle(self, chat)
+        self._groups[chat_id] = handle
+        return handle
+
+    async def migrate(self, group: GroupHandle, new_chat_id: int, by: UserHandle) -> GroupHandle:
+        """`by` upgrades a group to a supergroup with `new_chat_id`: the bot gets the message
+        with `migrate_to_chat_id` in the old group and the one with `migrate_from_chat_id` in
+        the new; sending to the old id is refused from then on with `migrate_to_chat_id`."""
+        old = group._chat
+        if old.type != "group" or old.migrated_to is not None:
+            raise ValueError(f"chat {old.id} is not a group that can be upgraded")
+        if new_chat_id >= 0 or new_chat_id in self._chats:
+            raise ValueError(f"{new_chat_id} cannot be the supergroup's id")
+        supergroup = self.group(new_chat_id, old.title or "", "supergroup")
+        supergroup._chat.bot_status = old.bot_status
+        supergroup._chat.bot_rights = dict(old.bot_rights)
+        if old.bot_inside:
+            await self._service_message(old, by, {"migrate_to_chat_id": new_chat_id})
+            await self._service_message(supergroup._chat, by, {"migrate_from_chat_id": old.id})
+        old.migrated_to = new_chat_id
+        return supergroup
 
     def inject_update(self, update: dict) -> int:
         """Queue any raw update; returns its update_id.
@@ -2484,6 +2678,26 @@ class BotAPIEmulator:
             except Exception:
                 log.exception("an on_bot_message hook failed")
 
+    def _check_inside(self, chat: _Chat) -> None:
+        """A group the bot left, was removed from or that became a supergroup: refused."""
+        if chat.user is not None:
+            return
+        if chat.migrated_to is not None:
+            raise _ApiError(400, UPGRADED, {"migrate_to_chat_id": chat.migrated_to})
+        kind = "supergroup" if chat.type == "supergroup" else chat.type
+        if chat.bot_status == "kicked":
+            raise _ApiError(403, f"Forbidden: bot was kicked from the {kind} chat")
+        if chat.bot_status == "left":
+            raise _ApiError(403, f"Forbidden: bot is not a member of the {kind} chat")
+
+    def _check_may_post(self, chat: _Chat) -> None:
+        """Telegram's refusals for a chat the bot is in without the right to write."""
+        self._check_inside(chat)
+        if chat.type == "channel" and not chat.bot_rights.get("can_post_messages"):
+            raise _ApiError(400, NEED_ADMIN_RIGHTS)
+        if chat.bot_status == "restricted" and not chat.bot_rights.get("can_send_messages"):
+            raise _ApiError(400, NOT_ENOUGH_RIGHTS)
+
     def _check_limits(self, chat: _Chat) -> None:
         """Telegram's flood limits: overall per second, per private chat, per group minute."""
         if not self.limits:
@@ -2517,6 +2731,7 @@ class BotAPIEmulator:
         """Deliver validated content: blocked users and flood limits refuse it here."""
         if chat.user is not None and chat.user.blocked:
             raise _ApiError(403, BLOCKED_BY_USER)
+        self._check_may_post(chat)
         self._check_limits(chat)
         sent: list[dict] = []
         for content in contents:
@@ -2882,6 +3097,7 @@ class BotAPIEmulator:
         if p.get("inline_message_id") is not None:
             raise _bad("MESSAGE_ID_INVALID")
         chat = self._existing_chat(p)
+        self._check_inside(chat)
         message_id = p.integer("message_id")
         if message_id is None:
             raise _bad("message identifier is not specified")
@@ -3091,8 +3307,25 @@ class BotAPIEmulator:
             raise _bad("file is too big")
         return stored.as_file()
 
+    async def _get_chat_member(self, p: _Params) -> dict:
+        chat = self._existing_chat(p)
+        self._check_inside(chat)
+        user_id = p.integer("user_id")
+        if user_id is None:
+            raise _bad("user_id is empty")
+        if user_id == self.bot_id:
+            return self._member_json(chat.bot_status, chat.bot_rights)
+        user = self._users.get(user_id)
+        if user is None:
+            raise _bad("PARTICIPANT_ID_INVALID")
+        if chat.user is not None:
+            return {"user": user.as_json(), "status": "member"}
+        wrote = any(m.get("from", {}).get("id") == user_id for m in chat.messages)
+        return {"user": user.as_json(), "status": "member" if wrote else "left"}
+
     async def _get_chat(self, p: _Params) -> dict:
         chat = self._existing_chat(p)
+        self._check_inside(chat)
         return {
             **chat.as_json(),
             "accent_color_id": chat.id % 7 if chat.id > 0 else 0,
@@ -3116,11 +3349,13 @@ class BotAPIEmulator:
                 self._chats[user.id] = chat
             return chat
         chat = self._chats.get(chat_id)
-        if chat is None or chat.type == "private":
+        if chat is None or chat.type in ("private", "channel"):
             raise LookupError(
                 f"{user.first_name} cannot write in chat {chat_id}: register groups with "
                 "emulator.group(chat_id, title)"
             )
+        if chat.migrated_to is not None:
+            raise LookupError(f"chat {chat_id} is now the supergroup {chat.migrated_to}")
         return chat
 
     async def _user_message(
@@ -3160,6 +3395,8 @@ class BotAPIEmulator:
 
     def _bot_sees(self, chat: _Chat, message: dict) -> bool:
         """Privacy mode: in groups the bot gets its commands, replies to it and mentions."""
+        if chat.type != "private" and not chat.bot_inside:
+            return False
         if chat.type == "private" or not self.privacy_mode:
             return True
         text = message.get("text") or message.get("caption") or ""
@@ -3239,6 +3476,52 @@ class BotAPIEmulator:
             },
         )
 
+    def _member_json(self, status: str, rights: dict[str, Any]) -> dict:
+        """The bot as a ChatMember of the given status, with its rights there."""
+        data: dict[str, Any] = {"user": self._bot_json(), "status": status}
+        if status == "kicked":
+            data["until_date"] = 0
+        if status in ("administrator", "restricted"):
+            data.update(rights)
+        return data
+
+    def _bot_member_changed(
+        self, chat: _Chat, by: UserHandle, status: str, rights: dict[str, Any]
+    ) -> None:
+        """The bot's membership of a group or channel changes: `my_chat_member` from `by`."""
+        if chat.migrated_to is not None:
+            raise ValueError(f"chat {chat.id} is now the supergroup {chat.migrated_to}")
+        if chat.type == "channel" and status in ("member", "restricted"):
+            raise ValueError("a bot is in a channel only as an administrator")
+        old = self._member_json(chat.bot_status, chat.bot_rights)
+        chat.bot_status, chat.bot_rights = status, dict(rights)
+        self._enqueue(
+            "my_chat_member",
+            {
+                "chat": chat.as_json(),
+                "from": by.as_json(),
+                "date": int(time.time()),
+                "old_chat_member": old,
+                "new_chat_member": self._member_json(status, rights),
+            },
+        )
+
+    async def _service_message(self, chat: _Chat, by: UserHandle, content: dict) -> dict:
+        """A service message in a group (members added, the upgrade to a supergroup): bots
+        receive these whatever their privacy mode."""
+        chat.last_message_id += 1
+        message: dict[str, Any] = {
+            "message_id": chat.last_message_id,
+            "from": by.as_json(),
+            "chat": chat.as_json(),
+            "date": int(time.time()),
+            **content,
+        }
+        self._store(chat, message)
+        self._enqueue("message", _public(message))
+        await asyncio.sleep(0)
+        return message
+
     # ---- HTTP: the control API -------------------------------------------------------------
 
     def _control_routes(self) -> list[web.RouteDef]:
@@ -3248,6 +3531,7 @@ class BotAPIEmulator:
             web.get("/_emulator/chats/{chat_id}/transcript", self._control_transcript),
             web.get("/_emulator/chats/{chat_id}/wait", self._control_wait),
             web.post("/_emulator/groups", self._control_group),
+            web.post("/_emulator/groups/{chat_id}/{action}", self._control_group_action),
             web.post("/_emulator/updates", self._control_update),
             web.post("/_emulator/faults", self._control_fault),
             web.get("/_emulator/callback_answers", self._control_answers),
@@ -3368,6 +3652,37 @@ class BotAPIEmulator:
         except (LookupError, ValueError, TypeError) as error:
             return self._refused(error)
         return web.json_response(group.as_json(), dumps=_dumps)
+
+    async def _control_group_action(self, request: web.Request) -> web.Response:
+        """What a group's members do to the bot: add_bot, remove_bot, restrict_bot, migrate
+        (with `by`, the acting user's id), and post in a channel."""
+        try:
+            body = await self._body(request)
+            handle = self._groups.get(int(request.match_info["chat_id"]))
+            if handle is None:
+                raise LookupError(f"no group {request.match_info['chat_id']}")
+            action = request.match_info["action"]
+            by = self.user(int(body["by"])) if "by" in body else None
+            result: Any = {"ok": True}
+            if action == "post" and isinstance(handle, ChannelHandle):
+                result = await handle.post(str(body["text"]))
+            elif by is None:
+                raise KeyError("by")
+            elif action == "add_bot":
+                await handle.add_bot(by, admin=bool(body.get("admin", False)))
+            elif action == "remove_bot":
+                await handle.remove_bot(by, kicked=bool(body.get("kicked", True)))
+            elif action == "restrict_bot":
+                await handle.restrict_bot(
+                    by, can_send_messages=bool(body.get("can_send_messages", False))
+                )
+            elif action == "migrate":
+                result = (await self.migrate(handle, int(body["new_chat_id"]), by)).as_json()
+            else:
+                return web.json_response({"error": "unknown action"}, status=404)
+        except (LookupError, ValueError, TypeError) as error:
+            return self._refused(error)
+        return web.json_response(result, dumps=_dumps)
 
     async def _control_update(self, request: web.Request) -> web.Response:
         try:

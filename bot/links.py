@@ -3,6 +3,9 @@
 A payload travels after `?start=` (a private chat with the bot) or `?startgroup=` (Telegram
 asks which group to add the bot to, then sends `/start <payload>` there). Telegram allows up
 to 64 characters of [A-Za-z0-9_-]; anything else is refused here rather than cut by Telegram.
+Payloads in use: `inv-…` (an invitation), `v-<village id>` (a villager's registration with the
+village chosen), `bind-<unit id>` and `digest` (in a group: bind it to a unit, or as the
+digest chat).
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ TASK_COMMANDS: tuple[tuple[str, str], ...] = (
 
 ADMIN_COMMANDS: tuple[tuple[str, str], ...] = (
     ("invite", N_("Invite an official to join")),
+    ("setup", N_("What the township still lacks")),
 )
 
 

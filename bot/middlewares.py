@@ -10,7 +10,7 @@ from aiogram import BaseMiddleware
 from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import StateType
-from aiogram.types import TelegramObject, Update, User
+from aiogram.types import Chat, TelegramObject, Update, User
 
 from bot.i18n import catalogs
 from bot.people import identify
@@ -34,7 +34,10 @@ class PersonMiddleware(BaseMiddleware):
         user: User | None = data.get("event_from_user")
         if user is None or user.is_bot:
             return await handler(event, data)
-        person = await identify(user, self.default_language)
+        chat: Chat | None = data.get("event_chat")
+        person = await identify(
+            user, self.default_language, private=chat is not None and chat.type == "private"
+        )
         data["person"] = person
         with catalogs().speaking(person.language):
             return await handler(event, data)

@@ -60,6 +60,9 @@ class Township(Model, Named):
     names: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
     timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
     digest_chat_id = fields.BigIntField(null=True)
+    # The digest chat was bound in the chat (/digesthere, a forwarded post), not by the
+    # directory file: an import whose file names none leaves it alone (bot.bindings).
+    digest_bound_in_chat = fields.BooleanField(default=False)
     emergency_numbers: dict[str, str] = fields.JSONField(default=dict)  # type: ignore[assignment]
     days_off: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
     working_days: list[str] = fields.JSONField(default=list)  # type: ignore[assignment]
@@ -124,6 +127,8 @@ class Unit(Model, Named):
         "models.Grid", related_name="units", null=True, on_delete=fields.RESTRICT
     )
     group_chat_id = fields.BigIntField(null=True)
+    # The group was bound in the chat, not by the directory file (see Township).
+    group_bound_in_chat = fields.BooleanField(default=False)
     supervisor: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
         "models.Unit", related_name="supervised", null=True, on_delete=fields.SET_NULL
     )
@@ -234,6 +239,9 @@ class Account(Model):
     language = fields.CharField(max_length=8)
     language_chosen = fields.BooleanField(default=False)
     blocked_at = fields.DatetimeField(null=True)
+    # When the person first wrote to the bot in its private chat: only then may the bot write
+    # to them. An account the directory made from a telegram_id has none until then (/setup).
+    started_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -391,6 +399,27 @@ class Task(Model):
         indexes = (("township_id", "created_at"),)
 
 
+class ApiKey(Model):
+    """A key of the Open311 API (`bot.open311`), issued per township by `villagebot apikey`.
+
+    Only the key's SHA-256 is stored, as for invitations. `anonymous_text`: the holder may read
+    the descriptions of anonymous reports. A revoked key is kept (its cases point at it).
+    """
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="api_keys", on_delete=fields.RESTRICT
+    )
+    name = fields.CharField(max_length=64)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    anonymous_text = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_key"
+
+
 class CaseCounter(Model):
     """The last case number of a township and year: numbers without gaps or repeats."""
 
@@ -466,8 +495,16 @@ class Case(Model):
     # When the scheduler must look at the case next (a reminder, a deadline, auto-close);
     # every transition sets it to "now" and the scheduler works out the next moment.
     check_at = fields.DatetimeField(null=True)
-    # The draft it came from: a Submit delivered twice finds the case it already made.
+    # The draft it came from: a Submit delivered twice finds the case it already made. A case
+    # from the Open311 API has `open311:<token>` here, the token its client was given.
     report_key = fields.CharField(max_length=64, unique=True, null=True)
+    # Reported through the Open311 API with this key (migration 0013): there is no reporter.
+    api_key: fields.ForeignKeyNullableRelation[ApiKey] = fields.ForeignKeyField(
+        "models.ApiKey", related_name="cases", null=True, on_delete=fields.RESTRICT
+    )
+    # The picture an API client pointed to (its own URL; the case's Telegram photos are never
+    # published).
+    media_url = fields.CharField(max_length=255, null=True)
     # Every transition bumps it; a write that expected another version changes nothing.
     version = fields.IntField(default=0)
     created_at = fields.DatetimeField()
@@ -540,6 +577,40 @@ class CaseEvent(Model):
         indexes = (("at",), ("case_id", "id"))
 
 
+class RobotKind(StrEnum):
+    """The work-group apps whose custom robots (群机器人) take webhook posts."""
+
+    WECOM = "wecom"  # 企业微信
+    DINGTALK = "dingtalk"  # 钉钉
+    FEISHU = "feishu"  # 飞书
+
+
+class Robot(Model):
+    """A group robot's webhook of the township (`unit` None) or of one of its units.
+
+    The secret signs DingTalk's and Feishu's posts; `secret_env` names an environment variable
+    read at send time instead, so the secret is never in the database. Never deleted (the
+    outbox points at it): one that leaves the directory is marked inactive.
+    """
+
+    id = fields.IntField(primary_key=True)
+    township: fields.ForeignKeyRelation[Township] = fields.ForeignKeyField(
+        "models.Township", related_name="robots", on_delete=fields.RESTRICT
+    )
+    unit: fields.ForeignKeyNullableRelation[Unit] = fields.ForeignKeyField(
+        "models.Unit", related_name="robots", null=True, on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(RobotKind, max_length=16)
+    url = fields.CharField(max_length=500)
+    secret = fields.CharField(max_length=200, null=True)
+    secret_env = fields.CharField(max_length=100, null=True)
+    position = fields.IntField(default=0)
+    active = fields.BooleanField(default=True)
+
+    class Meta:
+        table = "robot"
+
+
 class DeliveryKind(StrEnum):
     TEXT = "text"
     PHOTO = "photo"
@@ -547,6 +618,8 @@ class DeliveryKind(StrEnum):
     LOCATION = "location"
     VOICE = "voice"
     EDIT = "edit"
+    #: A post to a group robot (`Delivery.robot`): a text, or an image where the app takes one.
+    ROBOT = "robot"
 
 
 class Delivery(Model):
@@ -571,6 +644,10 @@ class Delivery(Model):
     )
     # A case card: the message whose copies are edited when someone takes the case.
     card = fields.BooleanField(default=False)
+    # A ROBOT row's webhook; its `chat_id` is `bot.robots.chat_of(robot)`, no Telegram chat.
+    robot: fields.ForeignKeyNullableRelation[Robot] = fields.ForeignKeyField(
+        "models.Robot", related_name="deliveries", null=True, on_delete=fields.RESTRICT
+    )
     # Unique when given: asking twice to send the same thing queues it once (reminders).
     key = fields.CharField(max_length=128, unique=True, null=True)
     created_at = fields.DatetimeField()

@@ -32,19 +32,22 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup
 from tortoise.transactions import in_transaction
 
-from bot import delivery, scope
+from bot import delivery, robots, scope
 from bot.callbacks import CaseAction, SupporterRate
 from bot.i18n import N_, catalogs
 from bot.keyboards import button, inline, villager_menu
 from bot.languages import LANGUAGES
 from bot.models import (
     Account,
+    ApiKey,
     Case,
     CaseEvent,
     CaseStatus,
     Delivery,
     DeliveryKind,
     Official,
+    Robot,
+    RobotKind,
     Role,
     Task,
     Township,
@@ -151,6 +154,8 @@ class Scene:
     #: A township task's case: the task and who gave it (there is no reporter).
     task: Task | None = None
     creator: Official | None = None
+    #: A case reported through the Open311 API: the key's name (there is no reporter).
+    source: str | None = None
 
     @property
     def timezone(self) -> str:
@@ -183,9 +188,12 @@ async def _scene(change: Change) -> Scene:
     if case.task_id is not None:  # type: ignore[attr-defined]
         task = await Task.get(id=case.task_id)  # type: ignore[attr-defined]
         creator = await Official.get(id=task.creator_id)  # type: ignore[attr-defined]
+    source = None
+    if case.api_key_id is not None:  # type: ignore[attr-defined]
+        source = (await ApiKey.get(id=case.api_key_id)).name  # type: ignore[attr-defined]
     return Scene(
         case, change.event, case.unit, upward, reporter, reporter_account, assignee,
-        assignee_account, actor, await scope.personal_data_chats(case), task, creator,
+        assignee_account, actor, await scope.personal_data_chats(case), task, creator, source,
     )
 
 
@@ -228,6 +236,8 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
         lines.append(text(N_("Location: the pin above"), language))
     if case.address:
         lines.append(text(N_("Address: {address}"), language, address=case.address))
+    if case.media_url:
+        lines.append(text(N_("Picture: {url}"), language, url=case.media_url))
     place = case.village.display_name(language)
     if case.grid is not None:
         place += " · " + case.grid.display_name(language)
@@ -236,6 +246,9 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
         lines.append(text(N_("Me too: {count}"), language, count=case.supporters))
     if scene.task is not None:
         lines.append(text(N_("Given by: {name}"), language, name=_name(scene.creator, language)))
+    elif scene.source is not None:
+        lines.append(text(N_("Reported through the Open311 API by {source}"), language,
+                          source=scene.source))
     elif case.anonymous or scene.reporter is None:
         lines.append(text(N_("Reporter: anonymous"), language))
     elif not personal:
@@ -270,6 +283,9 @@ def status_line(scene: Scene, language: str) -> str:
     if case.status == CaseStatus.RESOLVED and scene.task is not None:
         return text(N_("✔️ Resolved by {name}, waiting for {creator} to review it"),
                     language, name=name, creator=_name(scene.creator, language))
+    if case.status == CaseStatus.RESOLVED and scene.source is not None:
+        return text(N_("✔️ Resolved by {name}; reported through the API, it closes by itself"),
+                    language, name=name)
     if case.status == CaseStatus.RESOLVED:
         return text(N_("✔️ Resolved by {name}, waiting for the villager's confirmation"),
                     language, name=name)
@@ -833,6 +849,33 @@ async def _nobody_above(scene: Scene, readers: list[Reader]) -> None:
                             unit=scene.unit.display_name(reader.language))
 
 
+async def _tell_robots(
+    scene: Scene, audience: Audience, message: str, deadline: datetime | None
+) -> None:
+    """What a unit's group chat is told of supervision goes to the unit's group robots too
+    (bot.robots): the case number, category, village, unit and deadline, never a person's
+    name nor the villager's words. A confidential case's stays in Telegram."""
+    if audience.unit is None or audience.told not in (Told.UNIT, Told.OWN_UNIT):
+        return
+    case = scene.case
+    if case.category.confidential:
+        return
+    unit_robots = await robots.of_unit(audience.unit.id)
+    if not unit_robots:
+        return
+    language = scene.group_language
+    lines = [
+        text(message, language, number=case.number, unit=scene.unit.display_name(language),
+             deadline=local_time(deadline, scene.timezone)),
+        "",
+        f"· {case.category.display_name(language)} · {case.village.display_name(language)}",
+    ]
+    await robots.post(
+        unit_robots, "\n".join(lines), key=f"supervision:{scene.event.id}:{audience.unit.id}",
+        case_id=case.id,
+    )
+
+
 async def _overdue(scene: Scene) -> None:
     """A case passed its deadline: one more supervising level is told (bot.scope), and the
     assignee is told who was."""
@@ -844,6 +887,9 @@ async def _overdue(scene: Scene) -> None:
     if audience.cardless:
         await _nobody_above(scene, readers)
     else:
+        await _tell_robots(scene, audience, N_(
+            "⏰ Supervision: case {number} at {unit} was to be resolved by {deadline} and is "
+            "not."), case.resolve_by)
         for reader in readers:
             await _tell_readers(
                 scene, [reader],
@@ -897,6 +943,10 @@ def _assignee_language(scene: Scene) -> str:
     return scene.assignee_account.language if scene.assignee_account else scene.group_language
 
 
+UNACCEPTED = N_("⏰ Supervision: case {number} at {unit} was to be accepted by {deadline} and "
+                "nobody has accepted it.")
+
+
 async def _unaccepted(scene: Scene) -> None:
     """A new case at the top of its chain passed its accept deadline: the dispatchers, or for
     a confidential case its unit's leaders (bot.scope)."""
@@ -907,11 +957,11 @@ async def _unaccepted(scene: Scene) -> None:
     if audience.cardless:
         await _nobody_above(scene, readers)
         return
+    await _tell_robots(scene, audience, UNACCEPTED, scene.case.accept_by)
     for reader in readers:
         await _tell_readers(
             scene, [reader],
-            N_("⏰ Supervision: case {number} at {unit} was to be accepted by {deadline} and "
-               "nobody has accepted it."),
+            UNACCEPTED,
             unit=scene.unit.display_name(reader.language),
             deadline=local_time(scene.case.accept_by, scene.timezone),
         )
@@ -1025,11 +1075,14 @@ async def undelivered(row_ids: list[int], *, forbidden: bool) -> None:
     the cases; of any other failure once per notice. A card that now reaches nobody of the
     case's unit goes to the unit above, or, without one, to the township's dispatchers.
     """
+    await _robots_undelivered(row_ids)
     # A refused chat fails every part of a notice with its text: the text stands for it. An
     # edit that failed leaves the message it changes as it was, which was told already.
     kinds = [DeliveryKind.TEXT]
     if not forbidden:
-        kinds = [kind for kind in DeliveryKind if kind != DeliveryKind.EDIT]
+        kinds = [
+            kind for kind in DeliveryKind if kind not in (DeliveryKind.EDIT, DeliveryKind.ROBOT)
+        ]
     rows = await Delivery.filter(
         id__in=row_ids, kind__in=kinds, case_id__isnull=False, failed_at__isnull=False
     ).order_by("id")
@@ -1047,6 +1100,57 @@ async def undelivered(row_ids: list[int], *, forbidden: bool) -> None:
                 await _tell_undelivered(row, found[row.case_id])  # type: ignore[attr-defined]
         for case_id in sorted({row.case_id for row in rows if row.card}):  # type: ignore[attr-defined]
             await _card_fallback(found[case_id])
+
+
+def _robot_name(robot: Robot, unit: Unit | None, township: Township, language: str) -> str:
+    """A robot as an administrator finds it in the directory: its app and whose it is."""
+    app = text(ROBOT_APPS[robot.kind], language)
+    owner = (unit or township).display_name(language)
+    return text(N_("the {app} group robot of {owner}"), language, app=app, owner=owner)
+
+
+async def _robots_undelivered(row_ids: list[int]) -> None:
+    """A group robot's message given up: the township's administrators are told which robot
+    and why (a wrong secret, a removed robot, an app out of reach), and a case's timeline
+    keeps it too."""
+    rows = await Delivery.filter(
+        id__in=row_ids, kind=DeliveryKind.ROBOT, failed_at__isnull=False
+    ).order_by("id")
+    for row in rows:
+        robot = await Robot.get(id=row.robot_id)  # type: ignore[attr-defined]
+        township = await Township.get(id=robot.township_id)  # type: ignore[attr-defined]
+        unit = await Unit.get_or_none(id=robot.unit_id)  # type: ignore[attr-defined]
+        async with in_transaction():
+            if row.case_id is not None:  # type: ignore[attr-defined]
+                case = await Case.get(id=row.case_id)  # type: ignore[attr-defined]
+                await CaseEvent.create(
+                    case_id=case.id, at=delivery._now(), action=UNDELIVERED, actor_id=None,
+                    from_status=case.status, to_status=case.status,
+                    unit_id=case.unit_id,  # type: ignore[attr-defined]
+                    note=f"{_robot_name(robot, unit, township, GROUP_LANGUAGE)}: "
+                         f"{row.error or '-'}",
+                    public=False,
+                )
+            for admin in await _admins(township.id):
+                await delivery.post(
+                    admin.id,
+                    text(
+                        N_("⚠️ A message could not be delivered to {robot}: {error}. Check "
+                           "its url and secret in the directory."),
+                        admin.language,
+                        robot=_robot_name(robot, unit, township, admin.language),
+                        error=row.error or "-",
+                    ),
+                    key=f"undelivered:{row.id}:{admin.id}",
+                )
+
+
+#: The apps' names as the catalogs give them.
+ROBOT_APPS = {
+    RobotKind.WECOM: N_("WeCom"),
+    RobotKind.DINGTALK: N_("DingTalk"),
+    RobotKind.FEISHU: N_("Feishu"),
+}
 
 
 async def _record_undelivered(row: Delivery, case: Case) -> None:
@@ -1173,4 +1277,21 @@ async def resend_cards(account: Account) -> int:
                 may_assign = official.role in (Role.DISPATCHER, Role.LEADER)
                 await _post_card(scene, Reader(account.id, account.language, may_assign))
                 queued += 1
+    return queued
+
+
+async def cards_to_members(unit: Unit) -> int:
+    """A unit's group is gone (the bot removed from it): the cards of its cases still waiting
+    to be accepted go to each member privately, as for a unit without a group. Returns how
+    many copies were queued; once per case, member and group lost."""
+    readers = await _card_readers(unit, dispatchers_too=False)
+    waiting = await Case.filter(unit_id=unit.id, status=CaseStatus.NEW).order_by("id")
+    queued = 0
+    for case in waiting:
+        scene = await _scene_of(case)
+        for reader in readers:
+            if reader.chat_id < 0:
+                continue
+            await _post_card(scene, reader, key=f"card-private:{case.id}:{reader.chat_id}")
+            queued += 1
     return queued

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiogram.types import User
 
@@ -32,8 +33,9 @@ class Person:
         return any(o.role == Role.ADMIN for o in self.officials)
 
 
-async def identify(user: User, default_language: str) -> Person:
-    """Find or create the account for a Telegram user, keeping name and language fresh."""
+async def identify(user: User, default_language: str, *, private: bool = False) -> Person:
+    """Find or create the account for a Telegram user, keeping name and language fresh;
+    `private`: they wrote in their chat with the bot, so the bot may write to them now."""
     account = await Account.get_or_none(id=user.id)
     telegram_language = normalize_language(user.language_code, fallback=default_language)
     if account is None:
@@ -43,6 +45,7 @@ async def identify(user: User, default_language: str) -> Person:
                 "first_name": user.first_name[:128],
                 "username": user.username,
                 "language": telegram_language,
+                "started_at": datetime.now(UTC) if private else None,
             },
         )
     else:
@@ -55,6 +58,8 @@ async def identify(user: User, default_language: str) -> Person:
             changes["language"] = telegram_language
         if account.blocked_at is not None:
             changes["blocked_at"] = None
+        if private and account.started_at is None:
+            changes["started_at"] = datetime.now(UTC)
         if changes:
             account.update_from_dict(changes)
             await account.save(update_fields=list(changes))

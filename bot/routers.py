@@ -34,6 +34,10 @@ class Routes:
     def callback_query(self, *filters: Any) -> Callable[[Handler], Handler]:
         return self._register("callback_query", filters)
 
+    def my_chat_member(self, *filters: Any) -> Callable[[Handler], Handler]:
+        """The bot's own membership of a chat changed (added, removed, its rights)."""
+        return self._register("my_chat_member", filters)
+
     def errors(self, *filters: Any) -> Callable[[Handler], Handler]:
         return self._register("errors", filters)
 

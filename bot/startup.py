@@ -23,6 +23,7 @@ from aiogram.types import User
 
 from bot.config import Settings
 from bot.directory import DirectoryError, ImportReport, import_file
+from bot.setup import ChatChecker, log_missing
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +129,15 @@ async def set_webhook(
                        error) from None
     log.info("webhook set: Telegram sends updates to %s", settings.webhook_url)
     return True
+
+
+async def warn_of_gaps(checker: ChatChecker) -> None:
+    """What each township still lacks (`bot.setup`, as /setup lists it), one WARNING a gap:
+    said at start, never a reason not to start."""
+    try:
+        count = await log_missing(checker)
+    except Exception:
+        log.exception("setup: the check of what the townships lack failed")
+        return
+    if count:
+        log.info("setup: %d thing(s) missing; an administrator sees them with /setup", count)

@@ -7,8 +7,10 @@ No villager's name or phone number is read, let alone printed: cases appear by n
 villages and units by name. The township's own tasks (中心工作) have a section of their own,
 after the villagers' figures, which never count them.
 
-Exactly once: the digest is queued under the key `digest:<township>:<week>`; a second
-scheduler, a restart or a second run of `villagebot digest` finds the key and queues nothing.
+Exactly once: the digest is queued under the key `digest:<township>:<week>` (and that key plus
+`:robot:<id>` for each of the township's group robots, `bot.robots`, in the same transaction);
+a second scheduler, a restart or a second run of `villagebot digest` finds the key and queues
+nothing. A township with robots and no Telegram channel gets its digest on the robots.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot import delivery
+from tortoise.transactions import in_transaction
+
+from bot import delivery, robots
 from bot.i18n import N_
 from bot.models import Delivery, Township
 from bot.notices import group_language, text
@@ -189,19 +193,26 @@ def key(township: Township, week: Week) -> str:
 async def queue(
     township: Township, week: Week, now: datetime, policy: Policy
 ) -> Delivery | None:
-    """Queue the digest for the channel once; None when it was queued before."""
-    if township.digest_chat_id is None:
-        raise ValueError(f"township {township.code} has no digest_chat_id")
-    if await Delivery.filter(key=key(township, week)).exists():
+    """Queue the digest for the channel and the township's group robots once; the channel's
+    row (else a robot's), None when it was queued before."""
+    township_robots = await robots.of_township(township.id)
+    if township.digest_chat_id is None and not township_robots:
+        raise ValueError(f"township {township.code} has no digest_chat_id nor robots")
+    label = key(township, week)
+    if await Delivery.filter(key=label).exists() or await robots.queued(label):
         return None
     language = group_language(township)
     result = await figures(township, week, now, policy, language)
     image = await asyncio.to_thread(chart, result, language)
-    row = await delivery.post(
-        township.digest_chat_id, render(result, language), image=image, key=key(township, week)
-    )
-    log.info("digest %s queued", key(township, week))
-    return row
+    body = render(result, language)
+    row = None
+    async with in_transaction():
+        if township.digest_chat_id is not None:
+            row = await delivery.post(township.digest_chat_id, body, image=image, key=label)
+        robot_rows = await robots.post(township_robots, body, key=label, image=image)
+    delivery.wake()
+    log.info("digest %s queued", label)
+    return row or (robot_rows[0] if robot_rows else None)
 
 
 def scheduled(now: datetime, timezone: str, weekday: int, hour: int) -> datetime:
@@ -220,7 +231,7 @@ def scheduled(now: datetime, timezone: str, weekday: int, hour: int) -> datetime
 async def due(now: datetime, policy: Policy) -> int:
     """Queue every township's digest whose moment has come (within the catch-up grace)."""
     queued = 0
-    for township in await Township.filter(active=True, digest_chat_id__isnull=False):
+    for township in await robots.townships_told():
         moment = scheduled(now, township.timezone, policy.digest_weekday, policy.digest_hour)
         if now - moment > policy.catch_up:
             continue

@@ -31,8 +31,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tortoise.transactions import in_transaction
+
 from bot import cases as casework
-from bot import delivery
+from bot import delivery, robots
 from bot.i18n import N_
 from bot.models import Case, CaseEvent, CaseStatus, Delivery, Township, Unit
 from bot.notices import group_language, text
@@ -240,15 +242,22 @@ def key(township: Township, month: Month) -> str:
 async def queue(
     township: Township, month: Month, now: datetime | None = None
 ) -> Delivery | None:
-    if township.digest_chat_id is None:
-        raise ValueError(f"township {township.code} has no digest_chat_id")
-    if await Delivery.filter(key=key(township, month)).exists():
+    """Queue the list for the channel and the township's group robots once (as the digest)."""
+    township_robots = await robots.of_township(township.id)
+    if township.digest_chat_id is None and not township_robots:
+        raise ValueError(f"township {township.code} has no digest_chat_id nor robots")
+    label = key(township, month)
+    if await Delivery.filter(key=label).exists() or await robots.queued(label):
         return None
     language = group_language(township)
-    ranking = await rank(township, month, language, now=now)
-    return await delivery.post(
-        township.digest_chat_id, render(ranking, language), key=key(township, month)
-    )
+    body = render(await rank(township, month, language, now=now), language)
+    row = None
+    async with in_transaction():
+        if township.digest_chat_id is not None:
+            row = await delivery.post(township.digest_chat_id, body, key=label)
+        robot_rows = await robots.post(township_robots, body, key=label)
+    delivery.wake()
+    return row or (robot_rows[0] if robot_rows else None)
 
 
 def scheduled(now: datetime, timezone: str, hour: int) -> datetime:
@@ -262,7 +271,7 @@ def scheduled(now: datetime, timezone: str, hour: int) -> datetime:
 
 async def due(now: datetime, policy: Policy) -> int:
     queued = 0
-    for township in await Township.filter(active=True, digest_chat_id__isnull=False):
+    for township in await robots.townships_told():
         moment = scheduled(now, township.timezone, policy.digest_hour)
         if now - moment > policy.catch_up:
             continue

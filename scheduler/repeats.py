@@ -6,8 +6,10 @@ quiet week. A case counts once for its report and once for each villager who joi
 `Case.supporters`), at the time it was reported: a problem that ten people met is a repeat
 problem though only one of them reported it. Two schedulers, or one that looks twice, name
 the same case, and the outbox key (village, category, that case, chat) lets the warning out
-once. Only villagers' cases count: a township task given to many units of a village is one
-decision of the township, not a problem villagers keep meeting.
+once. The township's group robots (bot.robots) get every warning of a category that is not
+confidential, whoever else is told: a repeat problem is for the township's leaders, whose work
+group the robots are. Only villagers' cases count: a township task given to many units of a
+village is one decision of the township, not a problem villagers keep meeting.
 
 The dashboard lists the open problems (`open_bursts`): the same notion, read from the cases
 rather than from the warnings sent, so it also covers what a scope or a place narrows it to.
@@ -22,7 +24,7 @@ from datetime import datetime, timedelta
 from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 
-from bot import delivery, scope
+from bot import delivery, robots, scope
 from bot.i18n import N_
 from bot.models import (
     Account,
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 KEY = "repeat:{village}:{category}:"
 NUMBERS_MAX = 10
+REPEAT = N_("⚠️ Repeat problem: {count} cases of {category} in {village} within 7 days: "
+            "{numbers}. Worth a look at the cause.")
 
 
 def _key_prefix(village_id: int, category_id: int) -> str:
@@ -141,8 +145,7 @@ async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: 
     prefix = _key_prefix(village_id, category_id)
     for chat_id, language in await _recipients(township, category):
         body = text(
-            N_("⚠️ Repeat problem: {count} cases of {category} in {village} within 7 days: "
-               "{numbers}. Worth a look at the cause."),
+            REPEAT,
             language,
             count=sum(_weight(case) for case in burst),
             category=category.display_name(language),
@@ -150,6 +153,16 @@ async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: 
             numbers=", ".join(numbers),
         )
         await delivery.post(chat_id, body, key=f"{prefix}{trigger.id}:{chat_id}")
+    _, township_wide = await scope.repeat_watchers(township, category)
+    if township_wide:  # never a confidential category's: its own unit alone hears of it
+        language = group_language(township)
+        await robots.post(
+            await robots.of_township(township.id),
+            text(REPEAT, language, count=sum(_weight(case) for case in burst),
+                 category=category.display_name(language),
+                 village=village.display_name(language), numbers=", ".join(numbers)),
+            key=f"{prefix}{trigger.id}:township",
+        )
     log.info("repeat warning: %s cases of %s in %s", len(burst), category.code, village.code)
 
 

@@ -201,7 +201,7 @@ async def back_office(
 SLOW_MODULES = frozenset({
     "test_production", "test_workers", "test_duplicates", "test_race", "test_kills",
     "test_faults", "test_demo", "test_browser", "test_packaging", "test_cli", "test_digest",
-    "test_webhook",
+    "test_webhook", "test_phones",
 })
 
 

@@ -56,7 +56,8 @@ async def test_an_admin_invites_from_the_chat(sandbox: Sandbox) -> None:
     await admin.expect("/invite")
     assert [c["command"] for c in sandbox.emulator.commands({"type": "chat", "chat_id": 9001})] \
         == [
-        "start", "tasks", "pool", "notice", "notices", "web", "language", "help", "invite"
+        "start", "tasks", "pool", "notice", "notices", "web", "language", "help", "invite",
+        "setup"
     ]
     await admin.send("/invite")
     await admin.expect("要邀请哪位工作人员？")

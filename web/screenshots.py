@@ -1,5 +1,5 @@
-"""`python -m web.screenshots`: the README's pictures of the back office, taken in a real browser
-on the demo's data, so that they show what the code serves today.
+"""`python -m web.screenshots`: the README's pictures of the back office and of the demo's phones
+page, taken in a real browser on the demo's data, so that they show what the code serves today.
 
 It plays the demo's story quietly (the same as `villagebot demo`, on a fresh SQLite file),
 signs the dispatcher in with the link the bot sends on /web, and writes a full-length PNG of
@@ -30,6 +30,8 @@ PAGES = {
     "back-office-cases.png": "/cases",
     "back-office-case.png": "/cases/{story}",
 }
+#: The demo's phones page (bot/phones), the README's first picture.
+PHONES = "demo-phones.png"
 
 
 def chromium_path() -> str | None:
@@ -80,6 +82,8 @@ async def take(folder: Path) -> list[Path]:
                 su = await demo.story(sandbox)
                 await demo.more_reports(sandbox, {})
                 link = await demo.sign_in_link(su)
+                await demo.join_leader(sandbox)
+            phones = await demo.phones_page(sandbox).start()
             story = await Case.filter(status=CaseStatus.CLOSED).order_by("id").first()
             assert story is not None, "the demo's story ends with a closed case"
             async with async_playwright() as playwright:
@@ -93,8 +97,15 @@ async def take(folder: Path) -> list[Path]:
                         await page.screenshot(path=str(folder / name), full_page=True)
                         shrink(folder / name)
                         written.append(folder / name)
+                    await page.goto(phones.url)
+                    await page.locator(".phone .message").first.wait_for()
+                    await page.wait_for_timeout(500)  # the pins' maps drawn
+                    await page.screenshot(path=str(folder / PHONES), full_page=True)
+                    shrink(folder / PHONES)
+                    written.append(folder / PHONES)
                 finally:
                     await browser.close()
+                    await phones.stop()
     return written
 
 

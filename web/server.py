@@ -26,7 +26,20 @@ from tortoise.exceptions import IntegrityError
 
 from bot.config import Settings, web_address
 from bot.models import WebKey
-from web import casemap, dashboard, directory, faq, health, login, notices, posters, tasks, views
+from web import (
+    casemap,
+    dashboard,
+    directory,
+    faq,
+    health,
+    login,
+    notices,
+    open311,
+    posters,
+    setup,
+    tasks,
+    views,
+)
 from web.files import FILES, FileStore
 from web.webhook import Webhook
 
@@ -76,6 +89,7 @@ def build(
     app.router.add_routes(dashboard.routes)
     app.router.add_routes(casemap.routes)
     app.router.add_routes(faq.routes)
+    app.router.add_routes(setup.routes)
     app.router.add_routes(notices.routes)
     app.router.add_routes(tasks.routes)
     app.router.add_routes(posters.routes)
@@ -83,6 +97,7 @@ def build(
         app[posters.BOT] = bot  # the posters' links name the bot
     app.router.add_static("/static", STATIC)
     health.setup(app, settings)  # /healthz, /readyz, /metrics: no session needed
+    open311.setup(app)  # /open311/v2/: no session either; a POST carries its api_key
     if webhook is not None:
         webhook.install(app)
     return app

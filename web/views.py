@@ -42,6 +42,7 @@ from bot.keyboards import LANGUAGE_NAME
 from bot.languages import LANGUAGES
 from bot.models import (
     Account,
+    ApiKey,
     Case,
     CaseStatus,
     Category,
@@ -729,6 +730,8 @@ async def _case_page(
         "status_name": words.status_name(case.status, task=task is not None),
         "actions": {**ACTION_NAMES, **words.TASK_ACTIONS} if task else ACTION_NAMES,
         "reporter": case.reporter if personal else None,
+        "source": (await ApiKey.get(id=case.api_key_id)).name  # type: ignore[attr-defined]
+        if case.api_key_id is not None else None,  # type: ignore[attr-defined]
         "task": task, "creator": await Official.get(id=task.creator_id) if task else None,  # type: ignore[attr-defined]
         "may_review": reviewer is not None,
         "candidates": await scope.assign_candidates(case, 50) if assigner else [],

@@ -37,6 +37,7 @@ def help_text(person: Person) -> str:
             lines.insert(-3, _("/newtask: give a township task to villages' units"))
         if person.is_admin:
             lines.append(_("/invite: invite an official; they open the link to join"))
+            lines.append(_("/setup: what the township still lacks, with the buttons that fix it"))
         return "\n".join(lines)
     if person.villager is None:
         return "\n".join(
