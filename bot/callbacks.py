@@ -48,6 +48,12 @@ class InviteOfficial(CallbackData, prefix="i1"):
     official_id: RowId
 
 
+class InviteEveryone(CallbackData, prefix="i2"):
+    """/invite's "everyone": a link for each official not yet joined, as a sheet to print."""
+
+    township_id: RowId
+
+
 class BindGroup(CallbackData, prefix="b1"):
     """In a group: this group serves the unit (bot.handlers.groups); 0 unbinds it."""
 
@@ -190,6 +196,7 @@ WORST_CASES: tuple[CallbackData, ...] = (
     ChooseLanguage(language=max(LANGUAGES, key=len)),
     EditProfile(field=max(PROFILE_FIELDS, key=len)),
     InviteOfficial(official_id=2**31 - 1),
+    InviteEveryone(township_id=2**31 - 1),
     ChooseCategory(category_id=2**31 - 1),
     ChoosePlace(village_id=2**31 - 1),
     ChoosePlaceGrid(village_id=2**31 - 1, grid_id=2**31 - 1),

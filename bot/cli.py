@@ -1,5 +1,5 @@
-"""The `villagebot` command: run, demo, migrate, directory, invite, digest, ranking, webhook,
-apikey."""
+"""The `villagebot` command: run, demo, migrate, directory, invite, poster, digest, ranking,
+webhook, apikey."""
 
 from __future__ import annotations
 
@@ -271,30 +271,41 @@ async def _township_code(code: str | None) -> str:
     return codes[0]
 
 
+async def _bot_username(settings: Settings, given: str | None) -> str:
+    """--bot-username, or else the bot's username as Telegram gives it for BOT_TOKEN."""
+    if given is not None:
+        return given
+    if not settings.bot_token:
+        raise Refused("setting BOT_TOKEN: required to look up the bot's username "
+                      "(or pass --bot-username)")
+    from aiogram.exceptions import AiogramError
+
+    from bot.app import build_bot
+
+    bot = build_bot(settings)
+    try:
+        return (await bot.me()).username or ""
+    except AiogramError as error:
+        raise Refused(f"cannot ask {settings.telegram_api_url} for the bot's username: "
+                      f"{error} (or pass --bot-username)") from None
+    finally:
+        await bot.session.close()
+
+
 async def _invite(settings: Settings, args: argparse.Namespace) -> int:
     from bot import db
     from bot.invitations import invite
     from bot.models import Official
 
-    username = args.bot_username
-    if username is None:
-        if not settings.bot_token:
-            return _fail("setting BOT_TOKEN: required to look up the bot's username "
-                         "(or pass --bot-username)")
-        from aiogram.exceptions import AiogramError
-
-        from bot.app import build_bot
-
-        bot = build_bot(settings)
-        try:
-            username = (await bot.me()).username
-        except AiogramError as error:
-            return _fail(f"cannot ask {settings.telegram_api_url} for the bot's username: "
-                         f"{error} (or pass --bot-username)")
-        finally:
-            await bot.session.close()
+    if (args.official is None) == (not args.all):
+        return _fail("invite: give an official's code, or --all (not both)")
+    if args.out is not None and not args.all:
+        return _fail("invite: --out works with --all only (one link is printed)")
+    username = await _bot_username(settings, args.bot_username)
     await db.start(settings.database_url)
     try:
+        if args.all:
+            return await _invite_all(settings, args, username)
         query = Official.filter(code=args.official, active=True).select_related("township")
         if args.township:
             query = query.filter(township__code=args.township)
@@ -306,9 +317,77 @@ async def _invite(settings: Settings, args: argparse.Namespace) -> int:
         invitation = await invite(officials[0], ttl_days=settings.invite_ttl_days)
     finally:
         await db.stop()
-    print(invitation.link(username or ""))
+    print(invitation.link(username))
     expires = _township_time(invitation.expires_at, officials[0].township.timezone)
     print(f"for {officials[0].name}; single use; expires {expires}", file=sys.stderr)
+    return 0
+
+
+async def _invite_all(settings: Settings, args: argparse.Namespace, username: str) -> int:
+    """`invite --all`: a link for every official not yet joined, as a CSV and a sheet to print
+    (PDF, and a PNG per page) in --out; the files' names on standard output."""
+    from bot.invitations import now
+    from bot.posters import file_stem, invitation_documents, invite_everyone
+
+    township = await _township(args.township)
+    invited = await invite_everyone(township, ttl_days=settings.invite_ttl_days)
+    if not invited:
+        print(f"township {township.code}: every active official has joined already; "
+              "no links made", file=sys.stderr)
+        return 0
+    documents = await invitation_documents(township, invited, username)
+    folder = _folder(args.out)
+    stem = file_stem("invitations", township.code, now(), township)
+    pages = documents.sheet.pngs
+    files = [(f"{stem}.csv", documents.csv), (f"{stem}.pdf", documents.sheet.pdf)] + [
+        (f"{stem}-{number}.png" if len(pages) > 1 else f"{stem}.png", png)
+        for number, png in enumerate(pages, start=1)
+    ]
+    for name, data in files:
+        (folder / name).write_bytes(data)
+        print(folder / name)
+    expires = _township_time(invited[0].invitation.expires_at, township.timezone)
+    print(f"{len(invited)} officials of {township.code}; each link single use; expires "
+          f"{expires}", file=sys.stderr)
+    return 0
+
+
+def _folder(given: str | None) -> Path:
+    """--out, made when missing; the working directory by default."""
+    folder = Path(given or ".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise Refused(f"--out {folder}: {error.strerror or error}") from None
+    return folder
+
+
+async def _poster(settings: Settings, args: argparse.Namespace) -> int:
+    """`poster --village CODE` or `--all`: each village's A4 poster, PDF and PNG, in --out."""
+    from bot import db
+    from bot.models import Village
+    from bot.posters import village_poster
+
+    username = await _bot_username(settings, args.bot_username)
+    await db.start(settings.database_url)
+    try:
+        township = await _township(args.township)
+        villages = Village.filter(township_id=township.id, active=True)
+        if not args.all:
+            villages = villages.filter(code=args.village)
+        chosen = await villages.order_by("position", "id")
+        if not chosen:
+            return _fail(f"township {township.code} has no active village with the code "
+                         f"{args.village}")
+        folder = _folder(args.out)
+        for village in chosen:
+            printed = await village_poster(village, username)
+            for extension, data in (("pdf", printed.pdf), ("png", printed.pngs[0])):
+                path = folder / f"poster-{township.code}-{village.code}.{extension}"
+                path.write_bytes(data)
+                print(path)
+    finally:
+        await db.stop()
     return 0
 
 
@@ -466,10 +545,28 @@ def parser() -> argparse.ArgumentParser:
     exporting = directory_commands.add_parser("export", help="write a township's directory")
     exporting.add_argument("--township", help="township code (needed when there are several)")
     exporting.add_argument("-o", "--output", help="file to write (default: standard output)")
-    inviting = commands.add_parser("invite", help="print a one-time link for an official")
-    inviting.add_argument("official", help="the official's code in the directory")
+    inviting = commands.add_parser(
+        "invite", help="print a one-time link for an official, or (--all) write links for "
+        "everyone not yet joined as a CSV and a sheet to print"
+    )
+    inviting.add_argument("official", nargs="?", help="the official's code in the directory")
+    inviting.add_argument(
+        "--all", action="store_true",
+        help="every active official not yet joined: a CSV, a PDF and PNGs (A4) in --out",
+    )
     inviting.add_argument("--township", help="township code, when codes repeat")
+    inviting.add_argument("--out", metavar="DIR", help="with --all: the folder (default: here)")
     inviting.add_argument("--bot-username", help="skip asking Telegram for the bot's username")
+    postering = commands.add_parser(
+        "poster", help="write a village's A4 poster (PDF and PNG) with the QR code that opens "
+        "registration in that village"
+    )
+    which = postering.add_mutually_exclusive_group(required=True)
+    which.add_argument("--village", metavar="CODE", help="the village's code in the directory")
+    which.add_argument("--all", action="store_true", help="every active village")
+    postering.add_argument("--township", help="township code (needed when there are several)")
+    postering.add_argument("--out", metavar="DIR", help="the folder (default: here)")
+    postering.add_argument("--bot-username", help="skip asking Telegram for the bot's username")
     digesting = commands.add_parser("digest", help="queue a weekly digest now, or print it")
     digesting.add_argument("--township", help="township code (needed when there are several)")
     digesting.add_argument("--week", help="ISO week like 2026-W47 (default: last week)")
@@ -526,6 +623,7 @@ _ACTIONS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = 
     "directory import": _directory_import,
     "directory export": _directory_export,
     "invite": _invite,
+    "poster": _poster,
     "digest": _report,
     "ranking": _report,
     "apikey create": _apikey,

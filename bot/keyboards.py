@@ -30,6 +30,7 @@ from bot.callbacks import (
     ChooseVillage,
     EditProfile,
     FaqVerdict,
+    InviteEveryone,
     InviteOfficial,
     MeToo,
     ProposeFaq,
@@ -150,11 +151,26 @@ def profile() -> InlineKeyboardMarkup:
     ], 2, 2)
 
 
-def officials_to_invite(choices: list[Official], language: str) -> InlineKeyboardMarkup:
-    return _choices(
+INVITE_EVERYONE = N_("🖨 Everyone, as a sheet to print")
+
+
+def officials_to_invite(
+    choices: list[Official], language: str, townships: list[Township]
+) -> InlineKeyboardMarkup:
+    """One button per official, and one per township for all its officials at once (a CSV
+    and a sheet to print), named when there are several."""
+    markup = _choices(
         [(o.display_name(language), InviteOfficial(official_id=o.id)) for o in choices],
         columns=2,
     )
+    for township in townships:
+        label = _(INVITE_EVERYONE)
+        if len(townships) > 1:
+            label = f"{label} · {township.display_name(language)}"
+        markup.inline_keyboard.append(
+            [button(label, InviteEveryone(township_id=township.id))]
+        )
+    return markup
 
 
 def open_cases(cases: list[Case]) -> InlineKeyboardMarkup:

@@ -27,7 +27,7 @@ from bot.directory import (
     import_text,
 )
 from bot.i18n import N_
-from bot.models import Official, Township
+from bot.models import Official, Township, Village
 from web import words
 from web.views import SETTINGS, VIEWER, Viewer, message_page, reader_language, render
 
@@ -77,6 +77,10 @@ async def _page(
         "kinds": words.UNIT_KINDS, "roles": words.ROLES, "levels": words.LEVELS,
         "problems": problems, "report": report, "upload": upload, "not_valid": NOT_VALID,
         "no_file": NO_FILE if no_file else None,
+        # Each village's poster to download (web/posters.py), by the village's id.
+        "poster_ids": dict(await Village.filter(
+            township_id=township.id, active=True
+        ).values_list("code", "id")),
     }, status=status)
 
 

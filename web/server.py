@@ -35,6 +35,7 @@ from web import (
     login,
     notices,
     open311,
+    posters,
     setup,
     tasks,
     views,
@@ -91,6 +92,9 @@ def build(
     app.router.add_routes(setup.routes)
     app.router.add_routes(notices.routes)
     app.router.add_routes(tasks.routes)
+    app.router.add_routes(posters.routes)
+    if bot is not None:
+        app[posters.BOT] = bot  # the posters' links name the bot
     app.router.add_static("/static", STATIC)
     health.setup(app, settings)  # /healthz, /readyz, /metrics: no session needed
     open311.setup(app)  # /open311/v2/: no session either; a POST carries its api_key

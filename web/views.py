@@ -55,6 +55,7 @@ from bot.models import (
 )
 from bot.notices import local_time
 from bot.people import Person
+from bot.posters import printable_villages
 from web import pins, signin, words
 from web.files import FILES, case_files
 from web.tables import Cell, Table, download
@@ -140,6 +141,7 @@ async def render(
         header = {
             "township": township.display_name(language),
             "official": official.display_name(language),
+            "posters": bool(await printable_villages(viewer.officials)),
         }
     page = {
         "_": _, "language": language, "viewer": viewer, "csrf": session.get("csrf", ""),

@@ -1,5 +1,8 @@
 """Villager registration: township (when there are several), village, grid, name, phone.
 
+Opened from a village's poster (`/start v-<village id>`, bot.posters), the township and village
+questions are skipped: the village is chosen, and the grid of that village comes next.
+
 The same steps serve /profile edits: with `editing` set in the conversation data, a step
 saves its one field and returns to the profile instead of going on to the next step.
 """
@@ -41,17 +44,39 @@ class Registration(StatesGroup):
     phone = State()
 
 
-async def begin(message: Message, state: FSMContext, person: Person) -> None:
-    """Start registration, or re-registration when the villager moves village."""
+async def begin(
+    message: Message, state: FSMContext, person: Person, *, village_id: int | None = None
+) -> None:
+    """Start registration, or re-registration when the villager moves village; with
+    `village_id` (a poster's link), in that village when it is an active one."""
     await state.clear()
     townships = await active_townships()
     if not townships:
         await message.answer(_("This bot is not set up for any township yet. Please try later."))
         return
+    village = None
+    if village_id is not None:
+        village = await Village.get_or_none(
+            id=village_id, active=True, township_id__in=[t.id for t in townships]
+        )
+    if village is not None:
+        await message.answer(
+            _("Welcome! You are registering in {village}: three short steps.").format(
+                village=village.display_name(person.language)
+            ),
+            reply_markup=keyboards.no_keyboard(),
+        )
+        await state.update_data(township_id=village.township_id)  # type: ignore[attr-defined]
+        await ask_grid(message, state, person, village)
+        return
     await message.answer(
         _("Welcome! Let us get to know you: it takes four short steps."),
         reply_markup=keyboards.no_keyboard(),
     )
+    if village_id is not None:
+        await message.answer(
+            _("The village of the link you opened is not in the list: please choose yours.")
+        )
     if len(townships) == 1:
         await ask_village(message, state, person, townships[0].id)
         return
@@ -128,9 +153,13 @@ async def village_chosen(
     await query.message.edit_text(
         _("Village: {name}").format(name=village.display_name(person.language))
     )
+    await ask_grid(query.message, state, person, village)
+
+
+async def ask_grid(message: Message, state: FSMContext, person: Person, village: Village) -> None:
     await state.update_data(village_id=village.id)
     await state.set_state(Registration.grid)
-    await query.message.answer(
+    await message.answer(
         _("Which grid is your household in? If you are not sure, tap “I don't know”."),
         reply_markup=keyboards.grids(await grids_of(village.id), person.language),
     )

@@ -47,6 +47,7 @@ from bot.filters import Pressed
 from bot.i18n import N_, _
 from bot.models import Case, Category, Grid, Township, Village
 from bot.people import Person, grids_of
+from bot.posters import village_in
 from bot.routers import Routes
 from bot.routing import NoResponsibleUnit
 
@@ -408,8 +409,10 @@ async def _offer_resume(message: Message) -> None:
 
 
 def _plain_start(message: Message) -> bool:
-    """/start without a link: an invitation link goes on to the start router as ever."""
-    return len((message.text or "").split()) == 1
+    """/start without a link, or with a village poster's (the villager is registered): an
+    invitation link goes on to the start router as ever."""
+    words = (message.text or "").split()
+    return len(words) == 1 or (len(words) == 2 and village_in(words[1]) is not None)
 
 
 @drafts.message(CommandStart(), StateFilter(Report), _plain_start)

@@ -1,16 +1,18 @@
-"""What an administrator does in the chat: invite officials."""
+"""What an administrator does in the chat: invite officials, one by one or all at once."""
 
 from __future__ import annotations
 
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, Message
 
 from bot import keyboards
-from bot.callbacks import InviteOfficial
+from bot.callbacks import InviteEveryone, InviteOfficial
 from bot.i18n import _
-from bot.invitations import invite
-from bot.models import Official, Role
+from bot.invitations import invite, now
+from bot.models import Official, Role, Township
+from bot.notices import local_time
 from bot.people import Person
+from bot.posters import file_stem, invitation_documents, invite_everyone
 from bot.routers import Routes
 
 routes = Routes("admin", private_only=True)
@@ -60,9 +62,12 @@ async def invite_command(
     if not waiting:
         await message.answer(_("Every official in the directory has joined already."))
         return
+    with_waiting = await Township.filter(
+        id__in={o.township_id for o in waiting}  # type: ignore[attr-defined]
+    ).order_by("id")
     await message.answer(
         _("Who do you want to invite?"),
-        reply_markup=keyboards.officials_to_invite(waiting[:60], person.language),
+        reply_markup=keyboards.officials_to_invite(waiting[:60], person.language, with_waiting),
     )
 
 
@@ -80,3 +85,47 @@ async def invite_tapped(
         return
     await query.answer()
     await _send_link(query.message, official, person, invite_ttl_days)
+
+
+@routes.callback_query(InviteEveryone.filter())
+async def invite_everyone_tapped(
+    query: CallbackQuery, callback_data: InviteEveryone, person: Person, invite_ttl_days: int
+) -> None:
+    """A fresh link for every official of the township not yet joined: the table (CSV) and
+    the sheet to print (PDF, and a PNG per page), sent to the administrator alone."""
+    township = None
+    if callback_data.township_id in _administered_townships(person):
+        township = await Township.get_or_none(id=callback_data.township_id, active=True)
+    if township is None or not isinstance(query.message, Message):
+        await query.answer(_("This button is no longer active."), show_alert=True)
+        return
+    await query.answer()
+    message = query.message
+    invited = await invite_everyone(
+        township, ttl_days=invite_ttl_days, created_by=person.account
+    )
+    if not invited:
+        await message.answer(_("Every official in the directory has joined already."))
+        return
+    me = await message.bot.me()  # type: ignore[union-attr]
+    documents = await invitation_documents(township, invited, me.username or "")
+    expires = invited[0].invitation.expires_at
+    stem = file_stem("invitations", township.code, now(), township)
+    await message.answer(
+        _(
+            "Invitations for {count} officials who have not joined yet. Each link works once, "
+            "until {date} ({zone}). Print the sheet for the meeting: each official scans their "
+            "own code. The table has the same links. Links sent before stay valid."
+        ).format(
+            count=len(invited), date=local_time(expires, township.timezone),
+            zone=township.timezone,
+        )
+    )
+    files = [(f"{stem}.csv", documents.csv), (f"{stem}.pdf", documents.sheet.pdf)]
+    pages = documents.sheet.pngs
+    files += [
+        (f"{stem}-{number}.png" if len(pages) > 1 else f"{stem}.png", png)
+        for number, png in enumerate(pages, start=1)
+    ]
+    for name, data in files:
+        await message.answer_document(BufferedInputFile(data, filename=name))

@@ -1,4 +1,5 @@
-"""/start: a villager's registration, a returning user's menu, an official's invitation."""
+"""/start: a villager's registration (from a village's poster: in that village), a returning
+user's menu, an official's invitation."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bot.invitations import InvitationRefused, Refusal, looks_like_invitation, r
 from bot.menus import set_menu_for
 from bot.notices import resend_cards
 from bot.people import Person
+from bot.posters import village_in
 from bot.roles import describe_official
 from bot.routers import Routes
 
@@ -48,7 +50,7 @@ async def start_with_link(
     message: Message, command: CommandObject, state: FSMContext, person: Person, bot: Bot
 ) -> None:
     if not looks_like_invitation(command.args):
-        await start(message, state, person)
+        await start(message, state, person, village_id=village_in(command.args))
         return
     try:
         official = await redeem(command.args or "", person.account)
@@ -71,7 +73,10 @@ async def start_with_link(
 
 
 @routes.message(CommandStart())
-async def start(message: Message, state: FSMContext, person: Person) -> None:
+async def start(
+    message: Message, state: FSMContext, person: Person, village_id: int | None = None
+) -> None:
+    """`village_id`: from a poster's link; someone registered already is welcomed back."""
     if person.official is not None:
         await state.clear()
         await message.answer(
@@ -93,4 +98,4 @@ async def start(message: Message, state: FSMContext, person: Person) -> None:
             reply_markup=keyboards.villager_menu(),
         )
         return
-    await registration.begin(message, state, person)
+    await registration.begin(message, state, person, village_id=village_id)
