@@ -28,6 +28,7 @@ from aiogram.types import (
 from bot import bindings
 from bot.bindings import MissingRight, NotAllowed
 from bot.callbacks import BindGroup
+from bot.handlers.fallback import command_in_group
 from bot.i18n import N_, _, catalogs
 from bot.keyboards import button, inline
 from bot.links import BIND_PREFIX, DIGEST_PAYLOAD
@@ -204,7 +205,7 @@ async def start_in_group(
     message: Message, command: CommandObject, person: Person, bot: Bot
 ) -> None:
     """`/start bind-<unit id>` and `/start digest` from a `?startgroup=` link; plain /start
-    offers the choice."""
+    offers an official the choice, and points anyone else to the private chat."""
     payload = (command.args or "").strip()
     if payload == DIGEST_PAYLOAD:
         await digest_here(message, person, bot)
@@ -214,6 +215,9 @@ async def start_in_group(
         if unit_id < 2**31:
             await _bind(message, person, unit_id)
             return
+    if not payload and not await bindings.townships_of(person.account.id):
+        await command_in_group(message, bot)
+        return
     await _offer(message, person)
 
 
