@@ -762,7 +762,7 @@ async def run(cases: int) -> Outcome:
 
 #: The sweep per due case before it read a batch's directory rows once (README, Benchmarks,
 #: measured by `--due 200 2000` on the code of the time): due cases → (ms, statements).
-BEFORE: dict[int, tuple[float, float]] = {}
+BEFORE: dict[int, tuple[float, float]] = {200: (17.59, 32.6), 2000: (24.30, 32.7)}
 
 
 @dataclass

@@ -166,11 +166,14 @@ class Scene:
         return group_language(self.case.township)
 
 
-async def _case_in_place(case_id: int, snap: snapshot.Snapshot | None) -> Case:
+async def _case_in_place(
+    case_id: int, snap: snapshot.Snapshot | None, fresh: Case | None = None
+) -> Case:
     """The case as it stands, with its category, village, grid, unit and township: from the
-    batch's snapshot when it has the case's township, else read with it."""
+    batch's snapshot when it has the case's township, else read with it. `fresh`: the case
+    as the change's transaction just read it, which a batch need not read again."""
     if snap is not None:
-        case = await Case.get(id=case_id)
+        case = fresh if fresh is not None else await Case.get(id=case_id)
         if case.township_id in snap.townships:  # type: ignore[attr-defined]
             case.category = snap.categories[case.category_id]  # type: ignore[attr-defined]
             case.village = snap.villages[case.village_id]  # type: ignore[attr-defined]
@@ -191,9 +194,9 @@ async def _account(account_id: int, snap: snapshot.Snapshot | None) -> Account |
     return await Account.get_or_none(id=account_id)
 
 
-async def _scene(change: Change) -> Scene:
+async def _scene(change: Change, *, fresh: bool = False) -> Scene:
     snap = snapshot.current()
-    case = await _case_in_place(change.case.id, snap)
+    case = await _case_in_place(change.case.id, snap, change.case if fresh else None)
     reporter = reporter_account = assignee = assignee_account = actor = None
     if case.reporter_id is not None:  # type: ignore[attr-defined]
         if snap is not None and case.reporter_id in snap.villagers:  # type: ignore[attr-defined]
@@ -1057,6 +1060,9 @@ async def remind(case: Case, key: str) -> int:
     return len(readers)
 
 
+#: The events whose change holds the case as created, not as read back from the database.
+NEW_CASES = ("report",)
+
 HANDLERS = {
     "report": _reported,
     "accept": _accepted,
@@ -1081,7 +1087,8 @@ async def announce(change: Change) -> None:
     if handler is None:
         log.warning("no notices for case action %r", change.event.action)
         return
-    await handler(await _scene(change))
+    # A transition's case was read again after its UPDATE, in this transaction (bot.cases).
+    await handler(await _scene(change, fresh=change.event.action not in NEW_CASES))
 
 
 # ---- what could not be delivered ------------------------------------------------------------
