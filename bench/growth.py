@@ -29,6 +29,11 @@ Measured, each once to warm up and then `RUNS` times (best and median reported):
 - the repeat warning, `scheduler.repeats.warn(NOW, policy)`, put back like the sweep;
 - the monthly red and grey list, `scheduler.ranking.rank` (October 2026).
 
+`--due 200 2000` measures the sweep alone instead: for each N a database of `--small` cases
+with N cases due at NOW (a fifth of each kind), `--runs` timed sweeps put back as above, and
+the statements of one more; it prints milliseconds and statements per due case beside the
+figures before the sweep read a batch's directory once (`BEFORE`).
+
 The verdict is the ratio of the large database's median to the small one's: under 2 means
 the cost follows the work due rather than the size of the tables. Then every distinct
 statement each operation sent (recorded from tortoise's query log during one more run) is
