@@ -29,6 +29,11 @@ Measured, each once to warm up and then `RUNS` times (best and median reported):
 - the repeat warning, `scheduler.repeats.warn(NOW, policy)`, put back like the sweep;
 - the monthly red and grey list, `scheduler.ranking.rank` (October 2026).
 
+`--due 200 2000` measures the sweep alone instead: for each N a database of `--small` cases
+with N cases due at NOW (a fifth of each kind), `--runs` timed sweeps put back as above, and
+the statements of one more; it prints milliseconds and statements per due case beside the
+figures before the sweep read a batch's directory once (`BEFORE`).
+
 The verdict is the ratio of the large database's median to the small one's: under 2 means
 the cost follows the work due rather than the size of the tables. Then every distinct
 statement each operation sent (recorded from tortoise's query log during one more run) is
@@ -306,7 +311,7 @@ def _due(kind: str, route: Route, calendar: Calendar, rng: random.Random) -> Dra
     return case
 
 
-def recent(routes: list[Route], calendar: Calendar) -> list[Draft]:
+def recent(routes: list[Route], calendar: Calendar, due_each: int = DUE_EACH) -> list[Draft]:
     """The recent weeks, the same in every database; oldest first."""
     rng = random.Random(SEED)
     drafts = []
@@ -317,7 +322,7 @@ def recent(routes: list[Route], calendar: Calendar) -> list[Draft]:
         if case.last < NOW - hours(1):
             drafts.append(case)
     by_the_clock = [route for route in routes if not route.working_hours]
-    for _ in range(DUE_EACH):
+    for _ in range(due_each):
         drafts += [_due(kind, rng.choice(by_the_clock), calendar, rng) for kind in DUE_KINDS]
     for _ in range(NOT_DUE):
         route = rng.choice(by_the_clock)
@@ -391,11 +396,11 @@ ORDER BY e.at, c.id
 HISTORY_CARDS = """
 INSERT INTO delivery (
     chat_id, kind, payload, case_id, card, created_at, not_before, attempts, sent_at,
-    message_ids
+    message_ids, priority
 )
 SELECT u.chat_id, 'text', jsonb_build_object('text', c.number || ' ' || c.description),
        c.id, true, c.created_at, c.created_at, 1, c.created_at + interval '2 seconds',
-       jsonb_build_array(c.id)
+       jsonb_build_array(c.id), 0
 FROM "case" AS c
 JOIN (SELECT DISTINCT unit_id, chat_id FROM route) AS u ON u.unit_id = c.unit_id
 ORDER BY c.id
@@ -413,7 +418,7 @@ EVENT_COLUMNS = (
 )
 CARD_COLUMNS = (
     "id", "chat_id", "kind", "payload", "case_id", "card", "created_at", "not_before",
-    "attempts", "sent_at", "message_ids",
+    "attempts", "sent_at", "message_ids", "priority",
 )
 
 
@@ -422,11 +427,12 @@ async def _max_id(conn: asyncpg.Connection, name: str) -> int:
 
 
 async def load(
-    conn: asyncpg.Connection, place: Township, routes: list[Route], cases: int
+    conn: asyncpg.Connection, place: Township, routes: list[Route], cases: int,
+    due_each: int = DUE_EACH,
 ) -> dict[str, Any]:
     """History, then the recent weeks; returns what was loaded and how long it took."""
     started = time.perf_counter()
-    drafts = recent(routes, calendar_of(place))
+    drafts = recent(routes, calendar_of(place), due_each)
     history = cases - len(drafts)
     if history < 0:
         raise SystemExit(f"{cases} cases is fewer than the {len(drafts)} of the recent weeks")
@@ -504,7 +510,7 @@ async def _load_recent(conn: asyncpg.Connection, place: Township, drafts: list[D
     cards.sort(key=lambda card: (card[1], card[0]))
     await conn.copy_records_to_table("delivery", columns=CARD_COLUMNS, records=[
         (card_id + n, chat, "text", json.dumps({"text": DESCRIPTION}), case, True, at, at, 1,
-         at + timedelta(seconds=2), json.dumps([card_id + n]))
+         at + timedelta(seconds=2), json.dumps([card_id + n]), 0)
         for n, (case, at, chat) in enumerate(cards, start=1)
     ])
 
@@ -575,9 +581,11 @@ class Measured:
 Operation = Callable[[], Awaitable[str]]
 
 
-async def measure(operation: Operation, restore: Restorer | None) -> Measured:
+async def measure(
+    operation: Operation, restore: Restorer | None, runs: int = RUNS
+) -> Measured:
     result = Measured([], [])
-    for run in range(RUNS + 1):
+    for run in range(runs + 1):
         started = time.perf_counter()
         work = await operation()
         elapsed = time.perf_counter() - started
@@ -699,6 +707,14 @@ async def record_plans(
 # ---- one database --------------------------------------------------------------------------
 
 
+async def sweep_work() -> str:
+    """One whole sweep at NOW; what it did, to check that every run did the same."""
+    r = await supervision.sweep(NOW, POLICY)
+    errors = f", {len(r.errors)} errors" if r.errors else ""
+    return (f"{r.looked_at} looked at: {r.reminders} reminders, {r.escalations} "
+            f"escalated, {r.overdue} flagged, {r.closed} closed{errors}")
+
+
 @dataclass
 class Outcome:
     loaded: dict[str, Any]
@@ -718,12 +734,6 @@ async def run(cases: int) -> Outcome:
             week = digest.Week.before(NOW, place.timezone)
             month = ranking.Month.before(NOW, place.timezone)
 
-            async def sweep() -> str:
-                r = await supervision.sweep(NOW, POLICY)
-                errors = f", {len(r.errors)} errors" if r.errors else ""
-                return (f"{r.looked_at} looked at: {r.reminders} reminders, {r.escalations} "
-                        f"escalated, {r.overdue} flagged, {r.closed} closed{errors}")
-
             async def figures() -> str:
                 f = await digest.figures(place, week, NOW, POLICY, GROUP_LANGUAGE)
                 return (f"{week.label}: {f.received} received, {f.accepted} accepted, "
@@ -737,7 +747,7 @@ async def run(cases: int) -> Outcome:
                 return f"{month.label}: {len(r.ranked)} units ranked"
 
             operations: dict[str, tuple[Operation, Restorer | None]] = {
-                "sweep": (sweep, restore),
+                "sweep": (sweep_work, restore),
                 "digest figures": (figures, None),
                 "repeat warning": (warn, restore),
                 "red and grey list": (rank, None),
@@ -751,6 +761,66 @@ async def run(cases: int) -> Outcome:
         finally:
             await conn.close()
             await db.stop()
+
+
+# ---- the sweep's cost per due case -----------------------------------------------------------
+
+#: The sweep per due case before it read a batch's directory rows once (README, Benchmarks,
+#: measured by `--due 200 2000` on the code of the time): due cases → (ms, statements).
+BEFORE: dict[int, tuple[float, float]] = {200: (17.59, 32.6), 2000: (24.30, 32.7)}
+
+
+@dataclass
+class PerCase:
+    due: int
+    loaded: dict[str, Any]
+    timing: Measured
+    statements: int
+
+
+async def per_due_case(due: int, cases: int, runs: int) -> PerCase:
+    """The whole sweep with `due` cases due at NOW (a fifth of each kind) in a database of
+    `cases` cases: its time and the statements it sent, to be divided by the cases due."""
+    async with fresh_database("postgres") as url:
+        await db.start(url)
+        conn = await asyncpg.connect(url)
+        try:
+            place, routes = await township()
+            each = max(1, due // len(DUE_KINDS))
+            loaded = await load(conn, place, routes, max(cases, 0), due_each=each)
+            restore = Restorer(conn)
+            await restore.prepare()
+            timing = await measure(sweep_work, restore, runs)
+            with QueryLog() as log:
+                await sweep_work()
+            await restore()
+            return PerCase(loaded["due"], loaded, timing, len(log.statements))
+        finally:
+            await conn.close()
+            await db.stop()
+
+
+def per_case_report(outcomes: list[PerCase], runs: int) -> str:
+    rows = []
+    for o in outcomes:
+        before = BEFORE.get(o.due)
+        work = o.timing.work[0] if o.timing.same_work else f"differs: {sorted(set(o.timing.work))}"
+        rows.append([
+            o.due, f"{o.loaded['counts'][BIG_TABLES[0]]:,}", work, _ms(o.timing.median),
+            f"{o.timing.median * 1000 / o.due:.2f}",
+            f"{before[0]:.2f}" if before else "-",
+            f"{o.statements / o.due:.1f}",
+            f"{before[1]:.1f}" if before else "-",
+        ])
+    return "\n\n".join([
+        f"Machine: {machine()}",
+        f"Now: {NOW.isoformat()}; the median of {runs} timed sweeps after one to warm up; "
+        "statements counted in one more.",
+        table("The sweep per due case", [
+            "Due", "Cases", "Work each run", "Sweep ms", "ms per due case", "before",
+            "Statements per due case", "before",
+        ], rows),
+    ])
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -820,7 +890,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=10_000, help="cases in the small database")
     parser.add_argument("--large", type=int, default=1_000_000, help="cases in the large one")
+    parser.add_argument(
+        "--due", type=int, nargs="+", metavar="N",
+        help="instead: the sweep alone with N cases due (each N its own database of --small "
+        "cases), its milliseconds and statements per due case beside the figures before",
+    )
+    parser.add_argument("--runs", type=int, default=RUNS, help="timed runs of each operation")
     options = parser.parse_args()
+
+    if options.due:
+        async def each() -> list[PerCase]:
+            return [await per_due_case(n, options.small, options.runs) for n in options.due]
+
+        print(per_case_report(asyncio.run(each()), options.runs))
+        return
 
     async def both() -> tuple[Outcome, Outcome]:
         return await run(options.small), await run(options.large)

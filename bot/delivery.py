@@ -111,7 +111,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
-from bot import robots
+from bot import robots, snapshot
 from bot.models import Account, Case, Delivery, DeliveryKind
 from bot.storage import redis_pool
 
@@ -192,6 +192,10 @@ async def _priority(case_id: int | None) -> int:
     """An emergency case's rows go first: the one rule, kept here so no notice forgets it."""
     if case_id is None:
         return 0
+    snap = snapshot.current()
+    if snap is not None and case_id in snap.case_categories:
+        category = snap.categories[snap.case_categories[case_id]]
+        return EMERGENCY if category.emergency else 0
     emergency = await Case.filter(id=case_id, category__emergency=True).exists()
     return EMERGENCY if emergency else 0
 

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from aiogram.types import InlineKeyboardMarkup
 from tortoise.transactions import in_transaction
 
-from bot import delivery, robots, scope
+from bot import delivery, robots, scope, snapshot
 from bot.callbacks import CaseAction, SupporterRate
 from bot.i18n import N_, catalogs
 from bot.keyboards import button, inline, villager_menu
@@ -166,23 +166,59 @@ class Scene:
         return group_language(self.case.township)
 
 
-async def _scene(change: Change) -> Scene:
-    case = await Case.get(id=change.case.id).prefetch_related(
+async def _case_in_place(
+    case_id: int, snap: snapshot.Snapshot | None, fresh: Case | None = None
+) -> Case:
+    """The case as it stands, with its category, village, grid, unit and township: from the
+    batch's snapshot when it has the case's township, else read with it. `fresh`: the case
+    as the change's transaction just read it, which a batch need not read again."""
+    if snap is not None:
+        case = fresh if fresh is not None else await Case.get(id=case_id)
+        if case.township_id in snap.townships:  # type: ignore[attr-defined]
+            case.category = snap.categories[case.category_id]  # type: ignore[attr-defined]
+            case.village = snap.villages[case.village_id]  # type: ignore[attr-defined]
+            grid_id = case.grid_id  # type: ignore[attr-defined]
+            case.grid = snap.grids[grid_id] if grid_id is not None else None  # type: ignore[assignment]
+            case.unit = snap.units[case.unit_id]  # type: ignore[attr-defined]
+            case.township = snap.townships[case.township_id]  # type: ignore[attr-defined]
+            return case
+    return await Case.get(id=case_id).prefetch_related(
         "category", "village", "grid", "unit", "township"
     )
+
+
+async def _account(account_id: int, snap: snapshot.Snapshot | None) -> Account | None:
+    """An official's or a batch reporter's account: the snapshot has every one it knows of."""
+    if snap is not None and account_id in snap.accounts:
+        return snap.accounts[account_id]
+    return await Account.get_or_none(id=account_id)
+
+
+async def _scene(change: Change, *, fresh: bool = False) -> Scene:
+    snap = snapshot.current()
+    case = await _case_in_place(change.case.id, snap, change.case if fresh else None)
     reporter = reporter_account = assignee = assignee_account = actor = None
     if case.reporter_id is not None:  # type: ignore[attr-defined]
-        reporter = await Villager.get(id=case.reporter_id)  # type: ignore[attr-defined]
-        reporter_account = await Account.get_or_none(id=reporter.account_id)  # type: ignore[attr-defined]
+        if snap is not None and case.reporter_id in snap.villagers:  # type: ignore[attr-defined]
+            reporter = snap.villagers[case.reporter_id]  # type: ignore[attr-defined]
+        else:
+            reporter = await Villager.get(id=case.reporter_id)  # type: ignore[attr-defined]
+        reporter_account = await _account(reporter.account_id, snap)  # type: ignore[attr-defined]
     if case.assignee_id is not None:  # type: ignore[attr-defined]
-        assignee = await Official.get(id=case.assignee_id)  # type: ignore[attr-defined]
+        if snap is not None and case.assignee_id in snap.officials:  # type: ignore[attr-defined]
+            assignee = snap.officials[case.assignee_id]  # type: ignore[attr-defined]
+        else:
+            assignee = await Official.get(id=case.assignee_id)  # type: ignore[attr-defined]
         if assignee.account_id is not None:  # type: ignore[attr-defined]
-            assignee_account = await Account.get_or_none(id=assignee.account_id)  # type: ignore[attr-defined]
+            assignee_account = await _account(assignee.account_id, snap)  # type: ignore[attr-defined]
     if change.event.actor_id is not None:  # type: ignore[attr-defined]
-        actor = await Official.filter(
-            account_id=change.event.actor_id,  # type: ignore[attr-defined]
-            township_id=case.township_id,  # type: ignore[attr-defined]
-        ).order_by("id").first()
+        if snap is not None and case.township_id in snap.townships:  # type: ignore[attr-defined]
+            actor = snap.official_of_account(change.event.actor_id, case.township_id)  # type: ignore[attr-defined]
+        else:
+            actor = await Official.filter(
+                account_id=change.event.actor_id,  # type: ignore[attr-defined]
+                township_id=case.township_id,  # type: ignore[attr-defined]
+            ).order_by("id").first()
     upward = await scope.escalation_target(case) is not None
     task = creator = None
     if case.task_id is not None:  # type: ignore[attr-defined]
@@ -329,6 +365,12 @@ class Reader:
 
 async def _members(unit: Unit) -> list[tuple[Official, Account]]:
     """Active members of a unit whose Telegram account is bound."""
+    snap = snapshot.current()
+    if snap is not None and unit.id in snap.units:
+        return [
+            (o, snap.accounts[o.account_id])  # type: ignore[attr-defined]
+            for o in snap.bound_members(unit.id) if o.account_id in snap.accounts  # type: ignore[attr-defined]
+        ]
     officials = await unit.members.filter(active=True, account_id__isnull=False).order_by("id")
     accounts = {
         account.id: account
@@ -342,7 +384,11 @@ async def _card_readers(unit: Unit, *, dispatchers_too: bool) -> list[Reader]:
     readers: list[Reader] = []
     members = await _members(unit)
     if unit.group_chat_id is not None:
-        township = await Township.get_or_none(id=unit.township_id)  # type: ignore[attr-defined]
+        snap = snapshot.current()
+        if snap is not None and unit.township_id in snap.townships:  # type: ignore[attr-defined]
+            township = snap.townships[unit.township_id]  # type: ignore[attr-defined]
+        else:
+            township = await Township.get_or_none(id=unit.township_id)  # type: ignore[attr-defined]
         readers.append(Reader(unit.group_chat_id, group_language(township), True))
         if dispatchers_too:
             readers += [
@@ -366,7 +412,7 @@ async def _card_readers(unit: Unit, *, dispatchers_too: bool) -> list[Reader]:
 async def _language_of(chat_id: int, group: str) -> str:
     if chat_id < 0:
         return group
-    account = await Account.get_or_none(id=chat_id)
+    account = await _account(chat_id, snapshot.current())
     return account.language if account is not None else group
 
 
@@ -643,7 +689,12 @@ def _reader_language(scene: Scene) -> str:
 async def _moved(scene: Scene) -> None:
     """Declined or escalated: old cards say where it went, the new unit gets a card."""
     await _edit_cards(scene)
-    previous = await Unit.get_or_none(id=await _previous_unit_id(scene))
+    previous_id = await _previous_unit_id(scene)
+    snap = snapshot.current()
+    if snap is not None and previous_id in snap.units:
+        previous: Unit | None = snap.units[previous_id]
+    else:
+        previous = await Unit.get_or_none(id=previous_id)
     await _post_cards(scene, previous, dispatchers_too=scene.event.action == "decline")
     if scene.task is not None:
         await _tell_creator(
@@ -802,6 +853,10 @@ async def _closed(scene: Scene) -> None:
 
 
 async def _privately(officials: list[Official]) -> list[Reader]:
+    snap = snapshot.current()
+    ids = sorted({o.account_id for o in officials})  # type: ignore[attr-defined]
+    if snap is not None and all(i in snap.accounts for i in ids):
+        return [Reader(i, snap.accounts[i].language, True) for i in ids]
     accounts = await Account.filter(id__in=[o.account_id for o in officials]).order_by("id")  # type: ignore[attr-defined]
     return [Reader(account.id, account.language, True) for account in accounts]
 
@@ -1005,6 +1060,9 @@ async def remind(case: Case, key: str) -> int:
     return len(readers)
 
 
+#: The events whose change holds the case as created, not as read back from the database.
+NEW_CASES = ("report",)
+
 HANDLERS = {
     "report": _reported,
     "accept": _accepted,
@@ -1029,7 +1087,8 @@ async def announce(change: Change) -> None:
     if handler is None:
         log.warning("no notices for case action %r", change.event.action)
         return
-    await handler(await _scene(change))
+    # A transition's case was read again after its UPDATE, in this transaction (bot.cases).
+    await handler(await _scene(change, fresh=change.event.action not in NEW_CASES))
 
 
 # ---- what could not be delivered ------------------------------------------------------------

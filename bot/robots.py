@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from tortoise.expressions import Q
 
-from bot import delivery
+from bot import delivery, snapshot
 from bot.models import Delivery, DeliveryKind, Robot, RobotKind, Township
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ async def of_township(township_id: int) -> list[Robot]:
 
 
 async def of_unit(unit_id: int) -> list[Robot]:
+    snap = snapshot.current()
+    if snap is not None and unit_id in snap.units:
+        return list(snap.robots.get(unit_id, ()))
     return list(await Robot.filter(unit_id=unit_id, active=True).order_by("position", "id"))
 
 

@@ -11,6 +11,7 @@ of a village or grid; were it one, neither the problem's village nor the reporte
 
 from __future__ import annotations
 
+from bot import snapshot
 from bot.models import Category, Grid, Level, Unit, UnitKind, Village
 
 
@@ -54,6 +55,8 @@ async def supervisor_of(unit: Unit) -> Unit | None:
     """The next level up, where escalations and declined cases go."""
     if unit.supervisor_id is None:  # type: ignore[attr-defined]
         return None
+    if (snap := snapshot.current()) is not None:
+        return snap.active_unit(unit.supervisor_id)  # type: ignore[attr-defined]
     return await Unit.get_or_none(id=unit.supervisor_id, active=True)  # type: ignore[attr-defined]
 
 

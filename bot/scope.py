@@ -31,6 +31,7 @@ from enum import StrEnum
 
 from tortoise.expressions import Q
 
+from bot import snapshot
 from bot.models import Case, CaseEvent, Category, Official, Role, Task, Township, Unit, UnitKind
 from bot.routing import supervisors
 
@@ -71,13 +72,22 @@ async def _category(case: Case) -> Category:
     loaded = case.category  # a fetched relation is reused, else a query
     if isinstance(loaded, Category):
         return loaded
+    if (snap := snapshot.current()) is not None:
+        return snap.categories[case.category_id]  # type: ignore[attr-defined]
     return await Category.get(id=case.category_id)  # type: ignore[attr-defined]
+
+
+async def _unit(unit_id: int) -> Unit:
+    """A unit by id: from the batch's snapshot when there is one."""
+    if (snap := snapshot.current()) is not None:
+        return snap.units[unit_id]
+    return await Unit.get(id=unit_id)
 
 
 async def chain(case: Case) -> list[Unit]:
     """The units above the case's unit that may see it, nearest first: where it escalates
     and who supervises it."""
-    unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
+    unit = await _unit(case.unit_id)  # type: ignore[attr-defined]
     category = await _category(case)
     return [upper for upper in await supervisors(unit) if unit_may_see(upper, case, category)]
 
@@ -256,14 +266,22 @@ async def personal_data_chats(case: Case) -> frozenset[int]:
     and its members) and the assignee; nobody for an anonymous report."""
     if case.anonymous or case.reporter_id is None:  # type: ignore[attr-defined]
         return frozenset()
-    unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
+    unit = await _unit(case.unit_id)  # type: ignore[attr-defined]
     chats: set[int] = set()
     if unit.group_chat_id is not None:
         chats.add(unit.group_chat_id)
-    members = await unit.members.filter(active=True, account_id__isnull=False)
+    snap = snapshot.current()
+    if snap is not None:
+        members = snap.bound_members(unit.id)
+    else:
+        members = await unit.members.filter(active=True, account_id__isnull=False)
     chats.update(o.account_id for o in members)  # type: ignore[attr-defined]
     if case.assignee_id is not None:  # type: ignore[attr-defined]
-        assignee = await Official.get_or_none(id=case.assignee_id, active=True)  # type: ignore[attr-defined]
+        if snap is not None:
+            assignee = snap.officials.get(case.assignee_id)  # type: ignore[attr-defined]
+            assignee = assignee if assignee is not None and assignee.active else None
+        else:
+            assignee = await Official.get_or_none(id=case.assignee_id, active=True)  # type: ignore[attr-defined]
         if assignee is not None and assignee.account_id is not None:  # type: ignore[attr-defined]
             chats.add(assignee.account_id)  # type: ignore[attr-defined]
     return frozenset(chats)
@@ -276,6 +294,8 @@ async def dispatchers(township_id: int, category: Category) -> list[Official]:
     """The township's dispatchers with a bound account, where the rule lets them see."""
     if not township_wide(category):
         return []
+    if (snap := snapshot.current()) is not None:
+        return snap.bound_officials(township_id, Role.DISPATCHER)
     return await Official.filter(
         township_id=township_id, role=Role.DISPATCHER, active=True, account_id__isnull=False
     ).order_by("id")
@@ -318,12 +338,16 @@ class Audience:
 async def _reaches(unit: Unit, *, besides: int | None) -> bool:
     if unit.group_chat_id is not None:
         return True
+    if (snap := snapshot.current()) is not None:
+        return any(o.id != (besides or 0) for o in snap.bound_members(unit.id))
     return await unit.members.filter(active=True, account_id__isnull=False).exclude(
         id=besides or 0
     ).exists()
 
 
 async def _leaders(unit: Unit, *, besides: int | None) -> list[Official]:
+    if (snap := snapshot.current()) is not None:
+        return [o for o in snap.bound_members(unit.id, role=Role.LEADER) if o.id != besides]
     return await unit.members.filter(
         role=Role.LEADER, active=True, account_id__isnull=False
     ).exclude(id=besides or 0).order_by("id")
@@ -340,7 +364,7 @@ async def supervision(case: Case) -> list[Audience]:
     the case, so that they name a leader or a supervising unit in the directory.
     """
     category = await _category(case)
-    unit = await Unit.get(id=case.unit_id)  # type: ignore[attr-defined]
+    unit = await _unit(case.unit_id)  # type: ignore[attr-defined]
     assignee = case.assignee_id  # type: ignore[attr-defined]
     upper = [u for u in await chain(case) if await _reaches(u, besides=assignee)]
     levels: list[Audience] = []
@@ -359,9 +383,13 @@ async def supervision(case: Case) -> list[Audience]:
         return levels
     if await _reaches(unit, besides=assignee):
         return [Audience(Told.OWN_UNIT, unit)]
-    admins = await Official.filter(
-        township_id=case.township_id, role=Role.ADMIN, active=True, account_id__isnull=False  # type: ignore[attr-defined]
-    ).order_by("id")
+    if (snap := snapshot.current()) is not None:
+        admins = snap.bound_officials(case.township_id, Role.ADMIN)  # type: ignore[attr-defined]
+    else:
+        admins = await Official.filter(
+            township_id=case.township_id, role=Role.ADMIN, active=True,  # type: ignore[attr-defined]
+            account_id__isnull=False,
+        ).order_by("id")
     if not admins:
         return [Audience(Told.NOBODY, unit)]
     return [Audience(Told.ADMINS, unit, list(admins), cardless=True)]

@@ -11,6 +11,11 @@ Exactly once, with any number of schedulers on one database: a reminder is queue
 unique key (case, deadline's window, point, chat) in the outbox, and escalations, overdue
 flags and auto-close are transitions, which the case's version lets happen once.
 
+Read once a batch: the sweep takes up to `BATCH` cases at a time and reads what they need of
+the directory (townships, units, categories, officials and their accounts, robots) and the
+events that start their windows in a few statements (`bot.snapshot`), so a case due costs its
+own writes, not a walk of the directory.
+
 Quiet hours (default 22:00–07:00, township time): what falls due for a case that is not an
 emergency waits until they end; an emergency's reminders and escalations go out at once.
 """
@@ -21,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot import cases, notices, scope
+from bot import cases, notices, scope, snapshot
 from bot.cases import CaseRefused
 from bot.models import Case, CaseEvent, CaseStatus
 from bot.worktime import Calendar, calendar_of
@@ -67,11 +72,25 @@ class Step:
         return self.moment <= now and (self.until is None or now < self.until)
 
 
-async def _window_start(case: Case, actions: tuple[str, ...]) -> datetime:
-    event = (
-        await CaseEvent.filter(case_id=case.id, action__in=actions).order_by("-id").first()
-    )
-    return event.at if event is not None else case.created_at
+#: A window's start, by case and window ("a" accept, "r" resolve), read for a whole batch.
+Starts = dict[tuple[int, str], datetime]
+
+
+async def window_starts(case_ids: list[int]) -> Starts:
+    """When each case's accept and resolve windows started: its latest event of each."""
+    starts: Starts = {}
+    rows = await CaseEvent.filter(
+        case_id__in=case_ids, action__in=ACCEPT_WINDOW + RESOLVE_WINDOW
+    ).order_by("id").values_list("case_id", "action", "at")
+    for case_id, action, at in rows:
+        starts[(case_id, "a" if action in ACCEPT_WINDOW else "r")] = at
+    return starts
+
+
+async def _window_start(case: Case, window: str, starts: Starts | None) -> datetime:
+    if starts is None:
+        starts = await window_starts([case.id])
+    return starts.get((case.id, window), case.created_at)
 
 
 def _reminders(
@@ -96,11 +115,12 @@ def _reminders(
     return sorted(steps, key=lambda step: step.moment)
 
 
-async def plan(case: Case, policy: Policy) -> list[Step]:
-    """Everything still ahead for the case, earliest first (reminders, then the deadline)."""
+async def plan(case: Case, policy: Policy, starts: Starts | None = None) -> list[Step]:
+    """Everything still ahead for the case, earliest first (reminders, then the deadline);
+    `starts`, the batch's window starts, when read already."""
     calendar = calendar_of(case.township)
     if case.status == CaseStatus.NEW and case.accept_by is not None:
-        start = await _window_start(case, ACCEPT_WINDOW)
+        start = await _window_start(case, "a", starts)
         steps = _reminders(case, calendar, policy.accept_points, start, case.accept_by, "a")
         if await scope.escalation_target(case) is not None:
             steps.append(Step(case.accept_by, "escalate"))
@@ -117,7 +137,7 @@ async def plan(case: Case, policy: Policy) -> list[Step]:
                 steps.append(Step(moment, "overdue", level=case.overdue_level + 1))
         return steps
     if case.status == CaseStatus.ACCEPTED and case.resolve_by is not None:
-        start = await _window_start(case, RESOLVE_WINDOW)
+        start = await _window_start(case, "r", starts)
         steps = _reminders(case, calendar, policy.resolve_points, start, case.resolve_by, "r")
         # Each level of the case's own chain once (bot.scope: a confidential case climbs
         # its own units, never the dispatchers').
@@ -152,9 +172,11 @@ async def _act(case: Case, step: Step, now: datetime, report: SweepReport) -> No
         report.closed += 1
 
 
-async def supervise(case: Case, now: datetime, policy: Policy, report: SweepReport) -> None:
+async def supervise(
+    case: Case, now: datetime, policy: Policy, report: SweepReport, starts: Starts | None = None
+) -> None:
     """Do what is due for one case now, then write when to look at it next."""
-    steps = await plan(case, policy)
+    steps = await plan(case, policy, starts)
     due = [step for step in steps if step.due(now)]
     upcoming = [step.moment for step in steps if step.moment > now]
     next_check = min(upcoming, default=None)
@@ -188,18 +210,26 @@ async def sweep(now: datetime, policy: Policy) -> SweepReport:
             .exclude(id__in=seen or [0])
             .order_by("check_at", "id")
             .limit(BATCH)
-            .prefetch_related("category", "township")
         )
         if not batch:
             break
-        for case in batch:
-            seen.add(case.id)
-            report.looked_at += 1
-            try:
-                await supervise(case, now, policy, report)
-            except Exception as error:  # one broken case must not stop the others
-                log.exception("supervising case %s failed", case.number)
-                report.errors.append(f"{case.number}: {error}")
+        snap = await snapshot.load(
+            {case.township_id for case in batch},  # type: ignore[attr-defined]
+            {case.reporter_id for case in batch if case.reporter_id is not None},  # type: ignore[attr-defined]
+            {case.id: case.category_id for case in batch},  # type: ignore[attr-defined]
+        )
+        starts = await window_starts([case.id for case in batch])
+        with snapshot.reading(snap):
+            for case in batch:
+                seen.add(case.id)
+                report.looked_at += 1
+                case.category = snap.categories[case.category_id]  # type: ignore[attr-defined]
+                case.township = snap.townships[case.township_id]  # type: ignore[attr-defined]
+                try:
+                    await supervise(case, now, policy, report, starts)
+                except Exception as error:  # one broken case must not stop the others
+                    log.exception("supervising case %s failed", case.number)
+                    report.errors.append(f"{case.number}: {error}")
     if report or report.errors:
         log.info("sweep at %s: %s", now.isoformat(timespec="seconds"), report)
     return report
