@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
+)
 
 from bot import scope
 from bot.i18n import N_, catalogs
@@ -48,6 +53,19 @@ ADMIN_COMMANDS: tuple[tuple[str, str], ...] = (
     ("setup", N_("What the township still lacks")),
 )
 
+#: In every group: what an official types there to bind it (bot.handlers.groups).
+GROUP_COMMANDS: tuple[tuple[str, str], ...] = (
+    ("bindgroup", N_("Choose which unit this group serves")),
+    ("digesthere", N_("Send the township's weekly digest to this chat")),
+)
+
+
+def _commands(entries: tuple[tuple[str, str], ...], language: str) -> list[BotCommand]:
+    return [
+        BotCommand(command=name, description=catalogs().text(description, language))
+        for name, description in entries
+    ]
+
 
 def commands_for(person: Person | None, language: str) -> list[BotCommand]:
     if person is not None and person.officials:
@@ -56,14 +74,12 @@ def commands_for(person: Person | None, language: str) -> list[BotCommand]:
             entries = entries[:2] + TASK_COMMANDS + entries[2:]
     else:
         entries = VILLAGER_COMMANDS
-    return [
-        BotCommand(command=name, description=catalogs().text(description, language))
-        for name, description in entries
-    ]
+    return _commands(entries, language)
 
 
 async def set_default_menus(bot: Bot, default_language: str) -> None:
-    """Menus for people the bot has not met: by Telegram's language code, else the default."""
+    """Menus for people the bot has not met, and for groups: by Telegram's language code, else
+    the default."""
     await bot.set_my_commands(
         commands_for(None, default_language), scope=BotCommandScopeDefault()
     )
@@ -73,6 +89,11 @@ async def set_default_menus(bot: Bot, default_language: str) -> None:
     await bot.set_my_commands(
         commands_for(None, EN), scope=BotCommandScopeDefault(), language_code="en"
     )
+    groups = BotCommandScopeAllGroupChats()
+    await bot.set_my_commands(_commands(GROUP_COMMANDS, default_language), scope=groups)
+    for language, code in ((ZH_HANS, "zh"), (EN, "en")):
+        await bot.set_my_commands(_commands(GROUP_COMMANDS, language), scope=groups,
+                                  language_code=code)
 
 
 async def set_menu_for(bot: Bot, person: Person) -> None:

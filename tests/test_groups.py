@@ -384,3 +384,12 @@ async def test_the_emulator_answers_as_telegram_about_the_bots_membership() -> N
             await channel.set_bot_rights(li, can_post_messages=False)
             with pytest.raises(TelegramBadRequest, match="need administrator rights"):
                 await bot.send_message(channel.chat_id, "hi")
+
+
+async def test_groups_have_a_menu_of_their_own_commands(sandbox: Sandbox) -> None:
+    """Officials find /bindgroup and /digesthere in a group's menu, in the group's language."""
+    menu = sandbox.emulator.commands({"type": "all_group_chats"}, "zh")
+    assert [c["command"] for c in menu] == ["bindgroup", "digesthere"]
+    assert menu[0]["description"] == "指定这个群是哪个单位的工作群"
+    english = sandbox.emulator.commands({"type": "all_group_chats"}, "en")
+    assert english[1]["description"] == "Send the township's weekly digest to this chat"
