@@ -156,18 +156,6 @@ async def step() -> AsyncIterator[None]:
         _step.reset(token)
 
 
-async def commit_step() -> None:
-    """Commit what the step has changed so far; a later change begins a new transaction.
-
-    For the change that must outlive whatever the step does next: a submitted report and its
-    queued confirmation are committed before the Submit button is taken away, so a process
-    stopped in between never leaves a villager without the button and without the case."""
-    current = _step.get()
-    if current is not None and current.begun is not None:
-        begun, current.begun = current.begun, None
-        await begun.__aexit__(None, None, None)
-
-
 @asynccontextmanager
 async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
     """Tortoise's `in_transaction`, but inside a handler's `step` part of the step's own

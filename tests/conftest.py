@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -253,19 +253,3 @@ async def make_villager(
         account=account, township_id=1, village_id=g.village_id,  # type: ignore[attr-defined]
         grid=g if grid else None, name="李明", phone=phone,
     )
-
-
-T = TypeVar("T")
-
-
-async def committed(
-    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], within: float = 5.0
-) -> T:
-    """What `read` returns once `done` holds: a step's change is committed as its handler
-    returns, a moment after the step's last reply arrived (`bot.db.step`), so a test that
-    reads the database on seeing that reply waits for the commit."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not done(found := await read()):
-        assert asyncio.get_running_loop().time() < deadline, f"not committed: {found!r}"
-        await asyncio.sleep(0.02)
-    return found

@@ -9,7 +9,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import committed
 
 from bot import cases, delivery
 from bot.emulator import buttons
@@ -74,9 +73,14 @@ async def _report(
     return change.case
 
 
-async def _committed(case_id: int, done: Callable[[Case], bool]) -> Case:
-    """The case once the step that changed it has committed (see `conftest.committed`)."""
-    return await committed(lambda: Case.get(id=case_id), done)
+async def _committed(case_id: int, done: Callable[[Case], bool], within: float = 5.0) -> Case:
+    """The case once the step that changed it has committed: a handler's step commits its
+    transaction when it returns, a moment after its last reply arrived."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not done(case := await Case.get(id=case_id)):
+        assert asyncio.get_running_loop().time() < deadline, "the step did not commit"
+        await asyncio.sleep(0.02)
+    return case
 
 
 def _has(text: str, *buttons_wanted: str):  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from conftest import TEST_REDIS_URL, committed
+from conftest import TEST_REDIS_URL
 
 from bot import faq
 from bot.directory import (
@@ -215,10 +215,7 @@ async def test_the_one_tap_proposal_is_approved_on_the_faq_page_and_answers_the_
     query = await lin.tap("📚 加入常见问题")
     told = await office.emulator.wait_answer(query)
     assert told["text"] == "已建议加入常见问题，管理员会在后台审核。"
-    proposal = await committed(
-        lambda: FaqEntry.get_or_none(case_id=case.id), lambda entry: entry is not None
-    )
-    assert proposal is not None
+    proposal = await FaqEntry.get(case_id=case.id)
     assert (proposal.status, proposal.question, proposal.answer, proposal.from_file) == (
         FaqStatus.PROPOSED, "宅基地建房审批要多久", "材料齐全的话乡里20个工作日内批复", False
     )

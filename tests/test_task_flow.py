@@ -8,7 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import TEST_REDIS_URL, committed
+from conftest import TEST_REDIS_URL
 
 from bot import cases, scope
 from bot.emulator import buttons
@@ -165,7 +165,7 @@ async def test_a_dispatcher_gives_a_task_and_follows_each_village(
     await su.expect(f"已办结事项 {banli.number}")
     accepted = await sandbox.emulator.wait_answer(await su.tap("👍 验收通过"))
     assert accepted["text"] == f"事项 {banli.number} 已验收通过。"
-    await committed(lambda: Case.get(id=banli.id), lambda c: c.status == CaseStatus.CLOSED)
+    assert (await Case.get(id=banli.id)).status == CaseStatus.CLOSED
 
     await su.send("/tasks")
     listed = await su.expect("中心工作任务，最新的在前")

@@ -35,7 +35,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from bot import cases, db, delivery, keyboards
+from bot import cases, keyboards
 from bot.callbacks import REPORT_STEPS, ChooseCategory, ChoosePlace, MeToo, ReportStep
 from bot.filters import Pressed
 from bot.i18n import N_, _
@@ -859,9 +859,6 @@ async def _submit(
     # courier is already on it: no direct reply, which a process stopped now would lose.
     case = change.case
     await _drop_draft(state, last_report={"key": draft["key"], "number": case.number})
-    # Committed before the Submit button goes: see `db.commit_step`.
-    await db.commit_step()
-    delivery.wake()
     await _answer(query, _("Submitted: {number}").format(number=case.number))
     await _strip_buttons(message)
 
