@@ -4,7 +4,6 @@ the emulator, with the real bot, database and outbox."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,16 +70,6 @@ async def _report(
     )
     delivery.wake()
     return change.case
-
-
-async def _committed(case_id: int, done: Callable[[Case], bool], within: float = 5.0) -> Case:
-    """The case once the step that changed it has committed: a handler's step commits its
-    transaction when it returns, a moment after its last reply arrived."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not done(case := await Case.get(id=case_id)):
-        assert asyncio.get_running_loop().time() < deadline, "the step did not commit"
-        await asyncio.sleep(0.02)
-    return case
 
 
 def _has(text: str, *buttons_wanted: str):  # type: ignore[no-untyped-def]
@@ -204,7 +193,7 @@ async def test_two_officials_tap_accept_at_once_and_one_wins(sandbox: Sandbox) -
         await sandbox.emulator.wait_answer(first),
         await sandbox.emulator.wait_answer(second),
     ]
-    taken = await _committed(case.id, lambda c: c.assignee_id is not None)  # type: ignore[attr-defined]
+    taken = await Case.get(id=case.id)
     winner = zheng_official if taken.assignee_id == zheng_official.id else lin_official  # type: ignore[attr-defined]
     assert taken.status == CaseStatus.ACCEPTED and taken.assignee_id in (  # type: ignore[attr-defined]
         zheng_official.id, lin_official.id,
@@ -284,9 +273,8 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
     await zheng.expect(f"为什么退回事项 {case.number}")
     await zheng.send("路面塌陷要乡里安排工程队")
     await zheng.expect(f"已退回。事项 {case.number} 已转到正达村组团联村。")
+    moved = await Case.get(id=case.id)
     team = await Unit.get(code="zhengda-team")
-    # The reply is the step's last word; its transaction commits as the handler returns.
-    moved = await _committed(case.id, lambda c: c.unit_id == team.id)  # type: ignore[attr-defined]
     assert moved.unit_id == team.id and moved.status == CaseStatus.NEW  # type: ignore[attr-defined]
     assert moved.escalation_level == 1
 
@@ -316,7 +304,7 @@ async def test_decline_goes_up_and_the_dispatcher_assigns_with_a_deadline(
     before = cases.now()
     await su.tap("1天")
     await sandbox.emulator.wait_for(9002, "已指派给林秀英", newest=True)
-    assigned = await _committed(case.id, lambda c: c.status == CaseStatus.ACCEPTED)
+    assigned = await Case.get(id=case.id)
     assert assigned.status == CaseStatus.ACCEPTED
     assert assigned.assignee_id == lin_official.id  # type: ignore[attr-defined]
     assert assigned.resolve_by is not None
@@ -359,7 +347,7 @@ async def test_not_solved_reopens_with_the_same_assignee(sandbox: Sandbox) -> No
     await li.expect("还有什么问题")
     await li.send("第二天又满了")
     await li.expect("已重办")
-    reopened = await _committed(case.id, lambda c: c.status == CaseStatus.ACCEPTED)
+    reopened = await Case.get(id=case.id)
     assert reopened.status == CaseStatus.ACCEPTED and reopened.reopen_count == 1
     assert reopened.assignee_id == lin_official.id  # type: ignore[attr-defined]
     told = await lin.expect("没有解决：第二天又满了")
@@ -392,7 +380,7 @@ async def test_resolve_without_a_photo_is_refused(sandbox: Sandbox) -> None:
     assert "✅ 完成" in buttons(done)
     await lin.tap("✅ 完成")
     await lin.expect("已办结")
-    await _committed(case.id, lambda c: c.status == CaseStatus.RESOLVED)
+    assert (await Case.get(id=case.id)).status == CaseStatus.RESOLVED
 
 
 @pytest.mark.parametrize("anonymous", [True, False])
@@ -474,7 +462,7 @@ async def test_a_step_that_fails_after_its_change_leaves_the_case_as_it_was(
     # As the apology says, trying again does it.
     await wang.tap("1天")
     await sandbox.emulator.wait_for(9301, "已指派给王清", newest=True)
-    await _committed(case.id, lambda c: c.status == CaseStatus.ACCEPTED)
+    assert (await Case.get(id=case.id)).status == CaseStatus.ACCEPTED
 
 
 async def test_group_cards_speak_default_language_when_the_directory_names_none(
