@@ -29,7 +29,7 @@ from bot.handlers import admin, casework, common, errors, fallback, lists, start
 from bot.i18n import catalogs
 from bot.menus import set_default_menus
 from bot.metrics import CountCalls, Observe
-from bot.middlewares import OnceOnly, OneTransaction, PersonMiddleware
+from bot.middlewares import OnceOnly, PersonMiddleware
 from bot.startup import (
     CannotStart,
     import_directory_file,
@@ -99,8 +99,6 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     # waits for its first delivery and is then dropped.
     dispatcher.update.outer_middleware(OnceOnly(handled))
     dispatcher.update.outer_middleware(PersonMiddleware(settings.default_language))
-    # Innermost: the step's database work commits whole or, when it raises, not at all.
-    dispatcher.update.outer_middleware(OneTransaction())
     dispatcher.include_routers(
         errors.routes.router(),
         report.drafts.router(),  # /start with a draft waiting: before start clears it

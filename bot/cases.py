@@ -18,9 +18,9 @@ from enum import StrEnum
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
+from tortoise.transactions import in_transaction
 
 from bot import delivery, logs
-from bot.db import transaction
 from bot.models import (
     Case,
     CaseCounter,
@@ -211,7 +211,7 @@ async def report(
     with contextlib.suppress(IntegrityError):  # another report created this year's row first
         await CaseCounter.get_or_create(township_id=villager.township.id, year=at.year)
     try:
-        async with transaction():
+        async with in_transaction():
             change = await _create(
                 villager, category, unit, place, grid, description=description,
                 voice_file_id=voice_file_id, photos=photos, latitude=latitude,
@@ -312,7 +312,7 @@ async def _move(
         raise CaseRefused(Refusal.WRONG_STATE, case)
     # The scheduler looks at a case again right after each change; a closed one is done.
     check_at = None if target == CaseStatus.CLOSED else at
-    async with transaction():
+    async with in_transaction():
         updated = await Case.filter(id=case.id, status=case.status, version=case.version).update(
             status=target, version=case.version + 1, updated_at=at, check_at=check_at, **changes
         )
@@ -690,7 +690,7 @@ async def support(case_id: int, villager: Villager, *, at: datetime | None = Non
     if case.status == CaseStatus.CLOSED:
         raise CaseRefused(Refusal.WRONG_STATE, case)
     try:
-        async with transaction():
+        async with in_transaction():
             await Supporter.create(case_id=case.id, villager_id=villager.id, created_at=at)
             await Case.filter(id=case.id).update(supporters=F("supporters") + 1)
             case = await Case.get(id=case.id)

@@ -7,24 +7,11 @@ also installed as the global fallback: every task of the process sees the same c
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from tortoise import Tortoise
-from tortoise.backends.base.client import BaseDBAsyncClient, TransactionContext
-from tortoise.backends.sqlite.client import (
-    SqliteClient,
-    SqliteTransactionContext,
-    SqliteTransactionWrapper,
-)
 from tortoise.connection import get_connection
-from tortoise.exceptions import TransactionManagementError
 from tortoise.migrations.executor import MigrationExecutor
-from tortoise.transactions import in_transaction
 
 APP = "models"
 
@@ -96,78 +83,6 @@ async def run_migrations() -> list[str]:
 
     await executor.migrate(None, progress=progress)
     return applied
-
-
-class _WritingFromTheStart(SqliteTransactionWrapper):
-    """SQLite's transaction that holds the write lock from its first statement on."""
-
-    async def begin(self) -> None:
-        try:
-            await self._connection.commit()
-            await self._connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise TransactionManagementError(error) from error
-
-
-def _begin() -> TransactionContext:
-    """A step's transaction. On SQLite it takes the write lock at its start (BEGIN IMMEDIATE):
-    a deferred transaction that read first and writes later is refused at once ("database is
-    locked", no waiting) when another process of the same file wrote meanwhile; one that
-    starts writing waits its turn instead."""
-    connection = get_connection("default")
-    if isinstance(connection, SqliteClient) and not isinstance(
-        connection, SqliteTransactionWrapper
-    ):
-        return SqliteTransactionContext(_WritingFromTheStart(connection), connection._lock)
-    return connection._in_transaction()
-
-
-@dataclass
-class _Step:
-    """One handler's step: its transaction once it has begun."""
-
-    begun: TransactionContext | None = None
-
-
-_step: ContextVar[_Step | None] = ContextVar("step", default=None)
-
-
-@asynccontextmanager
-async def step() -> AsyncIterator[None]:
-    """A handler's step (`bot.middlewares.OneTransaction`): every change the domain makes in it
-    is one transaction, committed when the step ends and rolled back when it raises.
-
-    The transaction begins at the step's first change (`transaction`), not at its start: what
-    only reads, and what comes before the first change (a person's conversation moving on,
-    the replies it sends), holds no lock, which on SQLite is the whole database's.
-    """
-    current = _Step()
-    token = _step.set(current)
-    try:
-        yield
-    except BaseException as error:
-        if current.begun is not None:
-            await current.begun.__aexit__(type(error), error, error.__traceback__)
-        raise
-    else:
-        if current.begun is not None:
-            await current.begun.__aexit__(None, None, None)
-    finally:
-        _step.reset(token)
-
-
-@asynccontextmanager
-async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
-    """Tortoise's `in_transaction`, but inside a handler's `step` part of the step's own
-    transaction (begun here if this is its first change): a savepoint in it, so the change
-    is undone with the step when a later part of the step fails."""
-    current = _step.get()
-    if current is not None and current.begun is None:
-        begun = _begin()
-        await begun.__aenter__()
-        current.begun = begun
-    async with in_transaction() as connection:
-        yield connection
 
 
 async def stop() -> None:

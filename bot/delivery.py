@@ -106,8 +106,8 @@ from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
+from tortoise.transactions import in_transaction
 
-from bot.db import transaction
 from bot.models import Account, Case, Delivery, DeliveryKind
 from bot.storage import redis_pool
 
@@ -217,7 +217,7 @@ async def post(
     joined = _in_callers_transaction()
     try:
         # A savepoint inside the caller's transaction: a lost race on `key` undoes only this.
-        async with transaction():
+        async with in_transaction():
             now = _now()
             common: dict[str, Any] = {
                 "chat_id": chat_id,

@@ -32,8 +32,8 @@ from pydantic import (
 )
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
-from bot.db import transaction
 from bot.i18n import N_, catalogs
 from bot.languages import LANGUAGES, ZH_HANS
 from bot.models import (
@@ -1360,7 +1360,7 @@ async def import_directory(
     """
     # A DirectoryFile can be built in code as well as loaded: check the rules between entries.
     directory = validate_directory(directory.model_dump())
-    async with transaction() as connection:
+    async with in_transaction() as connection:
         return await _Importer(directory, connection, default_language, default_timezone).run()
 
 

@@ -26,7 +26,6 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
 from bot import cases
-from bot.db import transaction
 from bot.directory import ANSWER_MAX, QUESTION_MAX
 from bot.models import (
     Account,
@@ -192,20 +191,18 @@ async def propose(case_id: int, official: Official) -> FaqEntry:
     if resolved is None or not (resolved.note or "").strip() or not case.description.strip():
         raise ProposalRefused()
     try:
-        # A savepoint: inside the step's transaction a refused INSERT undoes only itself.
-        async with transaction():
-            return await FaqEntry.create(
-                township_id=case.township_id,  # type: ignore[attr-defined]
-                code=code,
-                question=case.description.strip()[:QUESTION_MAX],
-                answer=(resolved.note or "").strip()[:ANSWER_MAX],
-                keywords=[],
-                position=10_000 + case.id,  # after the file's entries, in the order proposed
-                status=FaqStatus.PROPOSED,
-                from_file=False,
-                case_id=case.id,
-                proposed_by_id=official.id,
-            )
+        return await FaqEntry.create(
+            township_id=case.township_id,  # type: ignore[attr-defined]
+            code=code,
+            question=case.description.strip()[:QUESTION_MAX],
+            answer=(resolved.note or "").strip()[:ANSWER_MAX],
+            keywords=[],
+            position=10_000 + case.id,  # after the file's entries, in the order proposed
+            status=FaqStatus.PROPOSED,
+            from_file=False,
+            case_id=case.id,
+            proposed_by_id=official.id,
+        )
     except IntegrityError:  # the same tap, delivered twice at once
         return await FaqEntry.get(township_id=case.township_id, code=code)  # type: ignore[attr-defined]
 

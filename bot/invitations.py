@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from bot.db import transaction
+from tortoise.transactions import in_transaction
+
 from bot.models import Account, Invitation, Official
 
 TOKEN_PREFIX = "inv-"
@@ -81,7 +82,7 @@ async def redeem(token: str, account: Account, *, at: datetime | None = None) ->
     at = at or now()
     if not _TOKEN_SHAPE.match(token):
         raise InvitationRefused(Refusal.UNKNOWN)
-    async with transaction():
+    async with in_transaction():
         invitation = await Invitation.get_or_none(token_hash=_hash(token)).prefetch_related(
             "official"
         )

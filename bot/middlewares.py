@@ -12,7 +12,6 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import StateType
 from aiogram.types import TelegramObject, Update, User
 
-from bot import db, delivery
 from bot.i18n import catalogs
 from bot.people import identify
 from bot.storage import HandledUpdates
@@ -39,30 +38,6 @@ class PersonMiddleware(BaseMiddleware):
         data["person"] = person
         with catalogs().speaking(person.language):
             return await handler(event, data)
-
-
-class OneTransaction(BaseMiddleware):
-    """A step's database work is one transaction: a step that fails half-way leaves nothing.
-
-    The domain commits each change in its own transaction, but a handler may change the
-    database and then fail (Telegram refusing the reply that follows, a bug after the write):
-    the apology says "this step was not done", and this makes it true. Everything the handler
-    writes (a case moved, the notices queued with it, a villager saved, the conversation) joins
-    this transaction, and an exception rolls all of it back before the error handler runs. The
-    domain's own transactions become savepoints inside it. What it queued for the courier is
-    sent once it is committed, so the couriers are woken then.
-    """
-
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
-        async with db.step():
-            result = await handler(event, data)
-        delivery.wake()
-        return result
 
 
 class OnceOnly(BaseMiddleware):

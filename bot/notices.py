@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
+from tortoise.transactions import in_transaction
 
 from bot import delivery, scope
 from bot.callbacks import CaseAction, SupporterRate
-from bot.db import transaction
 from bot.i18n import N_, catalogs
 from bot.keyboards import button, inline, villager_menu
 from bot.languages import LANGUAGES
@@ -1037,7 +1037,7 @@ async def undelivered(row_ids: list[int], *, forbidden: bool) -> None:
         return
     case_ids = {row.case_id for row in rows}  # type: ignore[attr-defined]
     found = {case.id: case for case in await Case.filter(id__in=case_ids)}
-    async with transaction():
+    async with in_transaction():
         for row in rows:
             await _record_undelivered(row, found[row.case_id])  # type: ignore[attr-defined]
         if forbidden:
@@ -1155,7 +1155,7 @@ async def resend_cards(account: Account) -> int:
     """
     queued = 0
     officials = await Official.filter(account_id=account.id, active=True).order_by("id")
-    async with transaction():
+    async with in_transaction():
         for official in officials:
             units = await official.units.filter(active=True).values_list("id", flat=True)
             failed = await Delivery.filter(

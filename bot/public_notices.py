@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from bot import delivery
 from bot.callbacks import OpenNotice, WithdrawNotice
-from bot.db import transaction
 from bot.i18n import N_, catalogs
 from bot.models import (
     NOTICE_ROLES,
@@ -167,7 +167,7 @@ async def publish(
     document_name: str | None = None,
 ) -> Notice:
     """Store the notice and queue it to every villager of `target`, in one transaction."""
-    async with transaction():
+    async with in_transaction():
         notice = await Notice.create(
             township_id=target.township_id, kind=kind, title=title, body=body,
             photos=list(photos), document=document, document_name=document_name,
@@ -210,7 +210,7 @@ async def settle(notice_id: int) -> bool:
     ).exists()
     if pending:
         return False
-    async with transaction():
+    async with in_transaction():
         claimed = await Notice.filter(id=notice_id, reported_at__isnull=True).update(
             reported_at=_now()
         )
@@ -281,7 +281,7 @@ async def withdraw(notice: Notice, person: Person) -> bool:
     """Mark the notice withdrawn; its rows not yet sent are not sent. False if not allowed."""
     if not may_withdraw(notice, person):
         return False
-    async with transaction():
+    async with in_transaction():
         changed = await Notice.filter(id=notice.id, withdrawn_at__isnull=True).update(
             withdrawn_at=_now()
         )

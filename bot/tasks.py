@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from bot import cases, delivery, scope
-from bot.db import transaction
 from bot.i18n import N_, catalogs
 from bot.languages import LANGUAGES
 from bot.models import Case, CaseCounter, CaseStatus, Category, Official, Task, Township, Unit
@@ -89,11 +89,10 @@ async def task_category(township: Township) -> Category:
         return found
     names = {language: catalogs().text(CATEGORY_NAME, language) for language in LANGUAGES}
     with contextlib.suppress(IntegrityError):  # another process made it first
-        async with transaction():  # a savepoint inside the step's transaction
-            return await Category.create(
-                township_id=township.id, code=CATEGORY_CODE, name=names[township.language],
-                names=names, position=10_000, task=True,
-            )
+        return await Category.create(
+            township_id=township.id, code=CATEGORY_CODE, name=names[township.language],
+            names=names, position=10_000, task=True,
+        )
     return await Category.get(township_id=township.id, code=CATEGORY_CODE)
 
 
@@ -137,7 +136,7 @@ async def create(
     with contextlib.suppress(IntegrityError):
         await CaseCounter.get_or_create(township_id=township.id, year=at.year)
     try:
-        async with transaction():
+        async with in_transaction():
             task = await Task.create(
                 township=township, title=title, description=description, photos=list(photos),
                 creator=creator, deadline=deadline, key=key, created_at=at,
