@@ -432,39 +432,6 @@ async def test_the_assign_list_of_a_confidential_case_offers_only_who_may_see_it
     assert (await Case.get(id=case.id)).status == CaseStatus.NEW
 
 
-async def test_a_step_that_fails_after_its_change_leaves_the_case_as_it_was(
-    sandbox: Sandbox,
-) -> None:
-    """The assignment is made, then Telegram refuses the edit that says so: the step fails, so
-    the assignment, its event and the notices queued with it are rolled back with it (the
-    handler's database work is one transaction, `bot.middlewares.OneTransaction`)."""
-    jiwei = sandbox.emulator.group(JIWEI_GROUP, "坂里乡纪委")
-    villager, _li = await _villager(sandbox, 1001, "李明")
-    _, wang = await _official(sandbox, "wang-qing", 9301)
-    case = await _report(villager, "村干部吃拿卡要", category="misconduct")
-    card = await sandbox.emulator.wait_for(jiwei.chat_id, case.number)
-    await wang.user.tap(card, "👤 指派", chat=jiwei.chat_id)
-    await wang.expect(f"事项 {case.number} 指派给谁？")
-    await wang.tap("王清")
-    await sandbox.emulator.wait_for(9301, "指派给王清：限期多久？", newest=True)
-    await sandbox.app.courier.drained()
-    before = await Case.get(id=case.id)
-    events = await CaseEvent.filter(case_id=case.id).count()
-    rows = await Delivery.filter(case_id=case.id).count()
-    sandbox.emulator.fail_next("editMessageText", status=400, description="Bad Request: broken")
-    await wang.tap("1天")
-    await wang.expect("抱歉")
-    after = await Case.get(id=case.id)
-    assert after.status == CaseStatus.NEW and after.assignee_id is None  # type: ignore[attr-defined]
-    assert after.version == before.version
-    assert await CaseEvent.filter(case_id=case.id).count() == events
-    assert await Delivery.filter(case_id=case.id).count() == rows
-    # As the apology says, trying again does it.
-    await wang.tap("1天")
-    await sandbox.emulator.wait_for(9301, "已指派给王清", newest=True)
-    assert (await Case.get(id=case.id)).status == CaseStatus.ACCEPTED
-
-
 async def test_group_cards_speak_default_language_when_the_directory_names_none(
     database_url: str, tmp_path: Path
 ) -> None:
