@@ -12,6 +12,7 @@ of a village or grid; were it one, neither the problem's village nor the reporte
 from __future__ import annotations
 
 from bot import snapshot
+from bot.confidential import kept_from
 from bot.models import Category, Grid, Level, Unit, UnitKind, Village
 
 
@@ -35,8 +36,8 @@ async def responsible_unit(
         unit = await Unit.get_or_none(id=category.unit_id, active=True)  # type: ignore[attr-defined]
         if unit is None:
             raise NoResponsibleUnit(category.code)
-        villages = {village.id, *([home.id] if home is not None else [])}
-        if category.confidential and unit.village_id in villages:  # type: ignore[attr-defined]
+        # The confidentiality rule, as `bot.scope.unit_may_see` applies it to a case.
+        if kept_from(category, unit, (village.id, home.id if home is not None else None)):
             raise NoResponsibleUnit(category.code)
         return unit
     unit: Unit | None = None

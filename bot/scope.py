@@ -32,6 +32,7 @@ from enum import StrEnum
 from tortoise.expressions import Q
 
 from bot import snapshot
+from bot.confidential import kept_from
 from bot.models import Case, CaseEvent, Category, Official, Role, Task, Township, Unit, UnitKind
 from bot.routing import supervisors
 
@@ -55,9 +56,7 @@ def township_wide_cases() -> Q:
 def unit_may_see(unit: Unit, case: Case, category: Category) -> bool:
     """A confidential case never reaches a unit of the problem's village or grid, nor of the
     reporter's home village or grid (a grid's unit belongs to its village)."""
-    if not category.confidential or unit.village_id is None:  # type: ignore[attr-defined]
-        return True
-    return unit.village_id not in (case.village_id, case.reporter_village_id)  # type: ignore[attr-defined]
+    return not kept_from(category, unit, (case.village_id, case.reporter_village_id))  # type: ignore[attr-defined]
 
 
 def _confidential_away_from(village_id: int) -> Q:

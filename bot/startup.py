@@ -59,7 +59,8 @@ async def reach_telegram(bot: Bot, api_url: str) -> User:
     """Ask Telegram who the bot is, until it answers.
 
     A server out of reach, overloaded or failing may recover: wait 1 s, 2 s, ... up to a
-    minute between attempts. A refused token, or an answer no Bot API server gives, will not.
+    minute between attempts. A refused token, or an answer no Bot API server gives (a web
+    page, JSON of another kind), will not: `CannotStart`.
     """
     wait = FIRST_WAIT
     while True:
@@ -79,7 +80,13 @@ async def reach_telegram(bot: Bot, api_url: str) -> User:
         except TelegramServerError as error:
             why = f"server error: {error.message}"
         except ClientDecodeError:
-            why = "the answer is not the Bot API's (is TELEGRAM_API_URL right?)"
+            # Something answers there, but not as a Bot API server does (a web site, a wrong
+            # path): waiting will not change that. (A proxy's error page while the Bot API
+            # server behind it restarts looks the same; the service manager starts us again.)
+            raise CannotStart(
+                f"setting TELEGRAM_API_URL: {api_url} answered, but not as a Bot API server "
+                "does; is it the right address?"
+            ) from None
         except TelegramAPIError as error:
             raise CannotStart(
                 f"setting TELEGRAM_API_URL: {api_url} answered {error.message!r} when asked "

@@ -115,7 +115,8 @@ HANDLED_FOR = timedelta(days=1)
 LEASE = timedelta(seconds=15)
 #: How often a delivery waiting for another process's claim looks again.
 CLAIM_POLL_SECONDS = 0.05
-#: Forgetting old handled updates runs once in this many handled ones.
+#: Forgetting handled updates older than `HANDLED_FOR` (from the database; Redis lets them
+#: expire) runs at a process's first handled update and then once in this many.
 FORGET_EVERY = 1000
 HANDLED_PREFIX = "handled:"
 #: The two states of a remembered update. (A row or value from before claims, with no state or
@@ -188,7 +189,7 @@ class HandledUpdates:
         now = _now()
         await Conversation.filter(key=key).update(state=DONE, updated_at=now)
         self._handled += 1
-        if self._handled % FORGET_EVERY == 0:
+        if self._handled % FORGET_EVERY == 1:
             await Conversation.filter(
                 key__startswith=HANDLED_PREFIX, updated_at__lt=now - HANDLED_FOR
             ).delete()

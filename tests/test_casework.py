@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -429,6 +430,30 @@ async def test_the_assign_list_of_a_confidential_case_offers_only_who_may_see_it
     with pytest.raises(cases.CaseRefused):
         await cases.assign(case.id, wang_official, lin_official, cases.now() + timedelta(days=1))
     assert (await Case.get(id=case.id)).status == CaseStatus.NEW
+
+
+async def test_group_cards_speak_default_language_when_the_directory_names_none(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A directory whose township says no `language:`, imported under DEFAULT_LANGUAGE=en: the
+    township's groups read English cards."""
+    from bot.sandbox import EXAMPLE_DIRECTORY
+
+    text = EXAMPLE_DIRECTORY.read_text(encoding="utf-8")
+    assert "\n  language: zh-hans" in text
+    directory = tmp_path / "directory.yaml"
+    directory.write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("  language:")),
+        encoding="utf-8",
+    )
+    async with Sandbox(database_url, directory=directory, default_language="en") as sandbox:
+        assert (await Township.get(code="BL")).language == "en"
+        group = sandbox.emulator.group(COMMITTEE_GROUP, "正达村两委")
+        villager, _li = await _villager(sandbox, 1001, "李明")
+        case = await _report(villager, "村道塌了一块", category="roads")
+        card = await sandbox.emulator.wait_for(group.chat_id, case.number)
+    assert f"📋 Case {case.number}" in card["text"] and "Category: Road repair" in card["text"]
+    assert buttons(card) == ["✅ Accept", "↩️ Decline", "⬆️ Escalate", "👤 Assign"]
 
 
 async def test_group_cards_speak_the_townships_language(sandbox: Sandbox) -> None:

@@ -180,6 +180,37 @@ async def test_a_refused_token_is_one_line(start_villagebot) -> None:  # type: i
     )
 
 
+@pytest.mark.parametrize("answer", ["<html><body>Not Found</body></html>", '{"status": "up"}'],
+                         ids=["web page", "other JSON"])
+async def test_a_server_that_is_not_a_bot_api_is_one_line(  # type: ignore[no-untyped-def]
+    start_villagebot, answer: str
+) -> None:
+    """TELEGRAM_API_URL reaches something that is not a Bot API server (a web site, another
+    service): waiting will not help, so the start says so on one line and exits."""
+    from aiohttp import web
+
+    async def anything(request: web.Request) -> web.Response:
+        return web.Response(status=404, text=answer)
+
+    application = web.Application()
+    application.router.add_route("*", "/{path:.*}", anything)
+    runner = web.AppRunner(application)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        bot = await start_villagebot("run", BOT_TOKEN=TOKEN, TELEGRAM_API_URL=url)
+        code, stderr = await finished(bot)
+    finally:
+        await runner.cleanup()
+    assert code == 1
+    assert stderr == (
+        f"villagebot: setting TELEGRAM_API_URL: {url} answered, but not as a Bot API server "
+        "does; is it the right address?\n"
+    )
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_telegram_out_of_reach_is_waited_for_until_stopped(
     start_villagebot, stop: signal.Signals  # type: ignore[no-untyped-def]

@@ -41,12 +41,15 @@ from bot.emulator import BotAPIEmulator, SendingLimits, buttons
 from bot.i18n import catalogs
 from bot.models import (
     Account,
+    Case,
     CaseEvent,
+    CaseStatus,
     Category,
     Delivery,
     DeliveryKind,
     Grid,
     Official,
+    Unit,
     Villager,
 )
 from bot.sandbox import Phone, Sandbox
@@ -624,6 +627,82 @@ async def test_a_card_for_a_unit_nobody_can_receive_goes_to_the_unit_above(
     assert "未能送达正达村第一网格的任何人" in card["text"] and "垃圾桶满了" in card["text"]
     assert buttons(card) == []
     assert "李明" not in card["text"], "the reporter's name stays with the unit handling it"
+
+
+async def test_a_card_nobody_can_receive_with_no_unit_above_goes_to_the_dispatchers(
+    sandbox: Sandbox,
+) -> None:
+    """Grid 1 has no group, nobody bound, and (here) no unit above: the township's
+    dispatchers get the card privately, with the buttons, and can accept it from there."""
+    await Unit.filter(code="zhengda-g1").update(supervisor_id=None)
+    committee = sandbox.emulator.group(-1001000000101, "正达村两委")
+    su = await _bound(sandbox, "su-jinqiao", 9002, opened=True)  # a dispatcher
+    villager, li = await _reporting_villager(sandbox)
+    litter = await Category.get(code="litter")
+    case = (await cases.report(villager, litter, description="垃圾桶满了")).case
+    card = await su.expect(case.number, timeout=10)
+    assert "未能送达正达村第一网格的任何人" in card["text"] and "垃圾桶满了" in card["text"]
+    # Accept and Assign; no Decline or Escalate, as there is nothing above to go to.
+    assert buttons(card) == [_label(notices.ACCEPT), _label(notices.ASSIGN)]
+    await sandbox.app.courier.drained()
+    assert not [m for m in committee.messages() if case.number in (m.get("text") or "")]
+    await su.tap(_label(notices.ACCEPT))
+    await li.expect("苏进侨")
+    accepted = await Case.get(id=case.id)
+    assert accepted.status == CaseStatus.ACCEPTED
+    assert accepted.assignee_id == (await Official.get(code="su-jinqiao")).id  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("above", [False, True])
+async def test_a_confidential_card_nobody_can_receive_stays_in_its_own_chain(
+    sandbox: Sandbox, above: bool
+) -> None:
+    """王清 of the discipline office never opened the bot and the office has no group: its
+    misconduct report goes up its own chain when there is one (a county office, without the
+    buttons), and never to the township's dispatchers, who may not see it."""
+    emulator = sandbox.emulator
+    jiwei = await Unit.get(code="jiwei")
+    await Unit.filter(id=jiwei.id).update(group_chat_id=None)
+    county = -1001000000999
+    if above:
+        upper = await Unit.create(
+            township_id=jiwei.township_id, code="county-jiwei", name="县纪委",  # type: ignore[attr-defined]
+            kind=jiwei.kind, group_chat_id=county,
+        )
+        await Unit.filter(id=jiwei.id).update(supervisor_id=upper.id)
+    county_group = emulator.group(county, "县纪委")
+    dispatch_group = emulator.group(-1001000000201, "坂里乡调度中心")
+    committee = emulator.group(-1001000000101, "正达村两委")
+    su = await _bound(sandbox, "su-jinqiao", 9002, opened=True)  # a dispatcher
+    wang = await _bound(sandbox, "wang-qing", 9301, opened=False)
+    villager, li = await _reporting_villager(sandbox)
+    misconduct = await Category.get(code="misconduct")
+    case = (await cases.report(villager, misconduct, description="村干部吃拿卡要")).case
+    await li.expect(case.number)
+    await until_undelivered(case.id)
+    await sandbox.app.courier.drained()
+    covered = [m for m in county_group.messages() if case.number in (m.get("text") or "")]
+    if above:
+        [card] = covered
+        assert "未能送达坂里乡纪委的任何人" in card["text"] and "吃拿卡要" in card["text"]
+        assert buttons(card) == [], "the unit above sees it; the buttons are the office's"
+        assert "李明" not in card["text"]
+    else:
+        assert covered == []
+    for chat in (dispatch_group, committee):
+        assert not [m for m in chat.messages() if case.number in (m.get("text") or "")]
+    assert not [m for m in emulator.bot_messages(su.chat_id) if case.number in m["text"]]
+    assert emulator.bot_messages(wang.chat_id) == []
+    chats = set(await Delivery.filter(case_id=case.id).values_list("chat_id", flat=True))
+    assert chats == {wang.chat_id, li.chat_id, *([county] if above else [])}
+
+
+async def until_undelivered(case_id: int, timeout: float = 10.0) -> None:
+    """Until the courier has given up a card of the case (the 403 of an unopened chat)."""
+    deadline = time.monotonic() + timeout
+    while not await CaseEvent.filter(case_id=case_id, action="undelivered").exists():
+        assert time.monotonic() < deadline, "no card of the case was given up"
+        await asyncio.sleep(0.05)
 
 
 async def test_cards_for_an_official_who_never_opened_the_bot_are_not_lost(

@@ -16,7 +16,7 @@ from conftest import TEST_REDIS_URL
 
 from bot import storage
 from bot.models import Conversation
-from bot.storage import HANDLING, LEASE, HandledUpdates
+from bot.storage import DONE, HANDLED_FOR, HANDLED_PREFIX, HANDLING, LEASE, HandledUpdates
 
 STORES = ["database", "redis"] if TEST_REDIS_URL else ["database"]
 
@@ -113,3 +113,29 @@ async def test_a_long_handling_keeps_its_claim(
     second = await asyncio.wait_for(handled.claim(12), 10)
     assert handling.done(), "the second delivery waited for the first to finish"
     assert second is False
+
+
+async def test_handled_updates_are_forgotten_after_handled_for(handled: HandledUpdates) -> None:
+    """The store stays small: an update handled more than `HANDLED_FOR` ago is forgotten (at a
+    process's first handled update, then once in `FORGET_EVERY`; Redis lets each expire), a
+    younger one is still known, and a person's conversation is never touched."""
+    now = datetime.now(UTC)
+    prefix = f"{HANDLED_PREFIX}42:"
+    if handled._redis is None:
+        for key, age in ((f"{prefix}1", HANDLED_FOR + timedelta(hours=1)),
+                         (f"{prefix}before:1001:1001:", HANDLED_FOR + timedelta(hours=1)),
+                         (f"{prefix}2", HANDLED_FOR - timedelta(hours=1)),
+                         ("42:1001:1001", HANDLED_FOR * 3)):
+            await Conversation.create(key=key, state=DONE, data={})
+            # (`updated_at` is set on save; an UPDATE writes what it is given.)
+            await Conversation.filter(key=key).update(updated_at=now - age)
+    assert await handled.claim(3) is True
+    await handled.done(3)
+    if handled._redis is None:
+        kept = set(await Conversation.all().values_list("key", flat=True))
+        assert kept == {f"{prefix}2", f"{prefix}3", "42:1001:1001"}
+        assert await handled.claim(2) is False, "a day not yet passed: still handled"
+    else:
+        expires_in = await handled._redis.ttl(f"{prefix}3")
+        assert HANDLED_FOR.total_seconds() - 60 < expires_in <= HANDLED_FOR.total_seconds()
+    assert await handled.claim(3) is False

@@ -134,6 +134,26 @@ async def test_a_refused_tap_is_logged_with_its_update_and_case(
     assert official.name not in everything
 
 
+async def test_a_failed_step_is_logged_with_its_update_id(
+    sandbox: Sandbox, captured: io.StringIO
+) -> None:
+    """The error handler's line names the update that failed, as a field and in its text, with
+    the traceback: the one place an operator can start from."""
+    handset = sandbox.phone(1001, "李明")
+    sandbox.emulator.fail_next("sendMessage", status=400, description="Bad Request: broken")
+    await handset.send("/start")
+    await handset.expect("抱歉")
+    update = sandbox.emulator.last_update_id
+    failed = [
+        line for line in _lines(captured)
+        if line["level"] == "ERROR" and line["logger"] == "bot.handlers.errors"
+    ]
+    assert len(failed) == 1, failed
+    assert failed[0]["update_id"] == update
+    assert failed[0]["message"].startswith(f"update {update} failed")
+    assert "TelegramBadRequest" in failed[0]["exc_info"]
+
+
 def test_villagebot_writes_json_lines_when_asked(tmp_path: Path) -> None:
     """The command itself: with LOG_FORMAT=json what it logs is one JSON object a line."""
     environment = {

@@ -1,7 +1,8 @@
 """督办 on an injected clock: reminders, quiet hours, escalation, overdue levels, auto-close.
 
-Every test moves time by handing the sweep a moment; nothing sleeps. The outbox rows the
-sweep queues are what the courier will send (the courier itself is tested in test_delivery).
+Every test moves time by handing the sweep a moment; nothing sleeps. Most look at the outbox
+rows the sweep queues, which are what the courier will send (the courier itself is tested in
+test_delivery); the last ones run the real bot (`sandbox`) and read what arrives in the chats.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from conftest import make_villager
 
-from bot import cases
+from bot import cases, delivery
+from bot.emulator import buttons
 from bot.models import (
     Account,
     Case,
@@ -24,6 +27,7 @@ from bot.models import (
     Unit,
     Villager,
 )
+from bot.sandbox import Phone, Sandbox
 from scheduler.policy import Policy
 from scheduler.service import Supervisor
 from scheduler.supervision import sweep
@@ -387,3 +391,128 @@ async def test_supervision_notices_carry_the_reporters_name_only_to_those_handli
         assert case.number in supervising and "正达溪水葫芦" in supervising
         assert "李明" not in supervising and PHONE not in supervising
         assert "反映人：由办理单位掌握" in supervising
+
+
+# ---- through the running bot: what arrives in the chats ---------------------------------------
+
+JIWEI_GROUP = -1001000000202
+
+
+async def _opened(sandbox: Sandbox, code: str, telegram_id: int) -> tuple[Official, Phone]:
+    """An official of the demo township, bound to an account whose chat with the bot is open."""
+    official = await Official.get(code=code)
+    official.account = await Account.create(
+        id=telegram_id, first_name=official.name, language="zh-hans"
+    )
+    await official.save()
+    phone = sandbox.phone(telegram_id, official.name)
+    await phone.send("/help")
+    await phone.expect("/start")
+    return official, phone
+
+
+async def _reporter(sandbox: Sandbox) -> Villager:
+    """李明 of Zhengda grid 1 with his phone number, his chat with the bot open."""
+    villager = await make_villager(phone=PHONE)
+    phone = sandbox.phone(1001, "李明")
+    await phone.send("/help")
+    await phone.expect("/report")
+    return villager
+
+
+def _mentioning(sandbox: Sandbox, chat_id: int, number: str) -> list[str]:
+    return [
+        message.get("text") or message.get("caption") or ""
+        for message in sandbox.emulator.messages(chat_id)
+        if number in (message.get("text") or message.get("caption") or "")
+    ]
+
+
+async def test_confidential_supervision_arrives_in_its_own_leaders_chats(
+    sandbox: Sandbox,
+) -> None:
+    """The overdue misconduct case, supervised with the bot running: 王清, the discipline
+    office's leader, reads the 督办 in his chat, the assignee reads who was told, and neither
+    the dispatcher nor anyone of the reporter's village hears of it."""
+    jiwei = sandbox.emulator.group(JIWEI_GROUP, "坂里乡纪委")
+    committee = sandbox.emulator.group(COMMITTEE_GROUP, "正达村两委")
+    dispatch = sandbox.emulator.group(DISPATCH_GROUP, "坂里乡调度中心")
+    _, wang = await _opened(sandbox, "wang-qing", 9301)
+    _, su = await _opened(sandbox, "su-jinqiao", 9002)
+    _, lin = await _opened(sandbox, "lin-xiuying", 9101)
+    zhou = await _jiwei_member("zhou-ming", 7001, "周明")
+    zhou_phone = sandbox.phone(7001, "周明")
+    await zhou_phone.send("/help")
+    await zhou_phone.expect("/start")
+    at = cases.now()  # the bot's own steps happen now: the sweeps follow from there
+    case = await _report(await _reporter(sandbox), "misconduct", at=at)
+    delivery.wake()
+    await sandbox.emulator.wait_for(jiwei.chat_id, case.number)
+    await cases.accept(case.id, zhou, at=at + timedelta(hours=1))
+    await sweep(at + timedelta(hours=1), DAYTIME)
+    case = await Case.get(id=case.id)
+    assert (await sweep(case.resolve_by, DAYTIME)).overdue == 1  # type: ignore[arg-type]
+    delivery.wake()
+    supervised = await wang.expect("督办", timeout=10)
+    assert case.number in supervised["text"] and "周明" in supervised["text"]
+    told = await zhou_phone.expect("已通知坂里乡纪委的单位负责人", timeout=10)
+    assert case.number in told["text"] and "调度员" not in told["text"]
+    await sandbox.app.courier.drained()
+    for chat_id in (su.chat_id, lin.chat_id, committee.chat_id, dispatch.chat_id):
+        assert _mentioning(sandbox, chat_id, case.number) == [], chat_id
+
+
+@pytest.mark.parametrize("anonymous", [True, False], ids=["anonymous", "named"])
+async def test_the_reporters_name_and_phone_reach_only_those_handling_the_case(
+    sandbox: Sandbox, anonymous: bool
+) -> None:
+    """李明's report at grid 1, through the running bot: the card, the dispatcher's /pool and
+    the timeline it opens, the assignee's /tasks and timeline, and the overdue notices to the
+    committee, its leader and the dispatcher. Named, only 林秀英 (grid 1's member, then the
+    assignee) reads his name and number; anonymous, no official ever does."""
+    committee = sandbox.emulator.group(COMMITTEE_GROUP, "正达村两委")
+    lin_official, lin = await _opened(sandbox, "lin-xiuying", 9101)
+    _, su = await _opened(sandbox, "su-jinqiao", 9002)
+    _, zheng = await _opened(sandbox, "zheng-guohua", 9201)
+    villager = await _reporter(sandbox)
+    change = await cases.report(
+        villager, await Category.get(code="litter"), description="正达溪水葫芦长满水面",
+        anonymous=anonymous,
+    )
+    case = change.case
+    delivery.wake()
+    card = await lin.expect(case.number)
+    assert ("反映人：匿名" in card["text"]) is anonymous
+
+    await su.send("/pool")
+    await su.expect("待受理的事项")
+    await su.tap(case.number)
+    await su.expect("办理经过")
+
+    await lin.tap("✅ 受理", on=card)
+    await sandbox.emulator.wait_for(lin.chat_id, "林秀英已受理", newest=True)
+    await lin.send("/tasks")
+    await lin.expect(case.number)
+    await lin.tap(case.number)
+    timeline = await lin.expect("办理经过")
+    assert "✔️ 办结" in buttons(timeline)
+
+    await sweep(cases.now() + timedelta(hours=1), DAYTIME)
+    case = await Case.get(id=case.id)
+    before = await _last_delivery_id()
+    assert (await sweep(case.resolve_by, DAYTIME)).overdue == 1  # type: ignore[arg-type]
+    assert await _chats_after(before) >= {committee.chat_id, su.chat_id}
+    delivery.wake()
+    await sandbox.emulator.wait_for(committee.chat_id, "督办", timeout=10)
+    await su.expect("督办", timeout=10)
+    await sandbox.app.courier.drained()
+
+    handling = {lin.chat_id} if not anonymous else set()
+    for chat_id in (lin.chat_id, su.chat_id, zheng.chat_id, committee.chat_id):
+        texts = "\n".join(
+            message.get("text") or message.get("caption") or ""
+            for message in sandbox.emulator.messages(chat_id)
+        )
+        shown = "李明" in texts or PHONE in texts
+        assert shown is (chat_id in handling), (chat_id, texts)
+    assert lin_official.id == (await Case.get(id=case.id)).assignee_id  # type: ignore[attr-defined]

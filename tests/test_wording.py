@@ -132,6 +132,25 @@ def test_no_message_uses_a_word_the_glossary_turned_down(language: str) -> None:
     assert not found, "\n".join(found)
 
 
+#: 上报 is escalation only (the glossary): a message may say it only when it speaks of sending
+#: a case up. A villager's report is 反映.
+ESCALATION = {ZH_HANS: "上报", ZH_HANT: "上報"}
+ABOUT_ESCALATION = re.compile(r"(?i)escalat|higher unit|unit above")
+
+
+@pytest.mark.parametrize("language", [ZH_HANS, ZH_HANT])
+def test_escalation_is_the_only_thing_called_shangbao(language: str) -> None:
+    """A villager reading 上报 must know their report went up a level, not that they made it."""
+    found = [
+        f"{message!r}: {translation!r}"
+        for message, translation in _catalog(language).items()
+        if ESCALATION[language] in translation and not ABOUT_ESCALATION.search(message)
+    ]
+    assert not found, "\n".join(found)
+    # And it is used: the escalation button says it.
+    assert ESCALATION[language] in _catalog(language)["⬆️ Escalate"]
+
+
 def test_each_status_has_one_word() -> None:
     for language in LANGUAGES:
         words = STATUS_WORDS[language]
