@@ -423,9 +423,13 @@ async def escalate(
     note: str | None = None,
     *,
     at: datetime | None = None,
+    version: int | None = None,
 ) -> Change:
-    """One level up; `official` None means the scheduler, when a deadline passed."""
+    """One level up; `official` None means the scheduler, when a deadline passed, with the
+    `version` of the case it planned from: a case changed since is left alone."""
     case = await _load(case_id)
+    if version is not None and case.version != version:
+        raise CaseRefused(Refusal.CHANGED, case)
     if official is not None and not await may_escalate(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
     if note is not None and len(note.strip()) > NOTE_MAX:
@@ -621,9 +625,14 @@ async def send_back(
     )
 
 
-async def close(case_id: int, *, at: datetime | None = None) -> Change:
-    """A resolved case the villager never rated closes by itself (the scheduler's call)."""
+async def close(
+    case_id: int, *, at: datetime | None = None, version: int | None = None
+) -> Change:
+    """A resolved case the villager never rated closes by itself (the scheduler's call, with
+    the `version` of the case it planned from: a case changed since is left alone)."""
     case = await _load(case_id)
+    if version is not None and case.version != version:
+        raise CaseRefused(Refusal.CHANGED, case)
     at = at or now()
     return await _move(case, Action.CLOSE, None, at=at, closed_at=at)
 

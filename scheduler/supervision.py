@@ -162,13 +162,13 @@ async def _act(case: Case, step: Step, now: datetime, report: SweepReport) -> No
         assert step.key is not None
         report.reminders += bool(await notices.remind(case, step.key))
     elif step.kind == "escalate":
-        await cases.escalate(case.id, None, at=now)
+        await cases.escalate(case.id, None, at=now, version=case.version)
         report.escalations += 1
     elif step.kind == "overdue":
         await cases.flag_overdue(case.id, step.level, at=now)
         report.overdue += 1
     elif step.kind == "close":
-        await cases.close(case.id, at=now)
+        await cases.close(case.id, at=now, version=case.version)
         report.closed += 1
 
 

@@ -30,7 +30,7 @@ from bot.models import (
 from bot.sandbox import Phone, Sandbox
 from scheduler.policy import Policy
 from scheduler.service import Supervisor
-from scheduler.supervision import sweep
+from scheduler.supervision import SweepReport, supervise, sweep
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # Friday 17:00 in the township
 DAYTIME = Policy(quiet_hours=None)
@@ -287,6 +287,24 @@ async def test_two_schedulers_at_once_escalate_and_remind_once(township: None) -
     for case in made:
         assert await CaseEvent.filter(case_id=case.id, action="escalate").count() == 1
 
+
+
+async def test_a_sweep_that_read_the_case_before_another_escalated_it_leaves_it_alone(
+    township: None,
+) -> None:
+    """Two schedulers read the same due case; the one that acts second must not escalate the
+    case the first has already moved up (its plan was made from the case as it was)."""
+    case = await _report(await make_villager())
+    await sweep(AT, DAYTIME)
+    due = AT + timedelta(hours=4)
+    stale = await Case.get(id=case.id).prefetch_related("category", "township")
+    assert (await sweep(due, DAYTIME)).escalations == 1  # the other scheduler, first
+    report = SweepReport()
+    await supervise(stale, due, DAYTIME, report)
+    assert report.escalations == 0
+    moved = await Case.get(id=case.id).prefetch_related("unit")
+    assert (moved.unit.code, moved.escalation_level) == ("zhengda-committee", 1)
+    assert await CaseEvent.filter(case_id=case.id, action="escalate").count() == 1
 
 # ---- confidential cases (清风) and personal data ------------------------------------------
 
