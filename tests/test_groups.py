@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from backoffice import official
 
 from bot import cases, delivery
 from bot.bindings import bind_digest_chat, bind_unit_group
@@ -24,19 +25,6 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "directory.yaml"
 GROUP = -1002000000001
 SUPERGROUP = -1002000000002
 COMMITTEE = "正达村两委"
-
-
-async def _official(sandbox: Sandbox, code: str, telegram_id: int) -> Phone:
-    """An official of the demo township, bound to a Telegram account with an open chat."""
-    official = await Official.get(code=code)
-    official.account = await Account.create(
-        id=telegram_id, first_name=official.name, language="zh-hans"
-    )
-    await official.save()
-    handset = sandbox.phone(telegram_id, official.name)
-    await handset.send("/help")
-    await handset.expect("/start")
-    return handset
 
 
 async def _villager(sandbox: Sandbox, telegram_id: int) -> tuple[Villager, Phone]:
@@ -87,8 +75,8 @@ def _bound_to(chat_id: int | None) -> Callable[[], Awaitable[bool]]:
 
 async def test_bot_added_to_a_group_and_bound_by_a_leader(sandbox: Sandbox) -> None:
     await _committee_without_group()
-    leader = await _official(sandbox, "zheng-guohua", 3001)  # leader of 正达村两委
-    member = await _official(sandbox, "lin-xiuying", 3002)  # a member: may not choose
+    leader = await official(sandbox, "zheng-guohua", 3001)  # leader of 正达村两委
+    member = await official(sandbox, "lin-xiuying", 3002)  # a member: may not choose
     villager, _phone = await _villager(sandbox, 4001)
     emulator = sandbox.emulator
     group = emulator.group(GROUP, "正达村两委工作群", bot_inside=False)
@@ -125,7 +113,7 @@ async def test_bot_added_to_a_group_and_bound_by_a_leader(sandbox: Sandbox) -> N
 
 async def test_bindgroup_changes_and_unbinds_a_groups_unit(sandbox: Sandbox) -> None:
     await _committee_without_group()
-    dispatcher = await _official(sandbox, "su-jinqiao", 3003)
+    dispatcher = await official(sandbox, "su-jinqiao", 3003)
     emulator = sandbox.emulator
     emulator.group(GROUP, "工作群")
     committee = await _committee()
@@ -152,7 +140,7 @@ async def test_bindgroup_changes_and_unbinds_a_groups_unit(sandbox: Sandbox) -> 
 
 async def test_a_group_upgraded_to_a_supergroup_still_receives_cards(sandbox: Sandbox) -> None:
     await _committee_without_group()
-    leader = await _official(sandbox, "zheng-guohua", 3001)
+    leader = await official(sandbox, "zheng-guohua", 3001)
     villager, _phone = await _villager(sandbox, 4001)
     emulator = sandbox.emulator
     group = emulator.group(GROUP, "正达村两委工作群")
@@ -173,7 +161,7 @@ async def test_a_card_sent_to_the_old_group_follows_it_to_the_supergroup(
     """The bot missed the upgrade's messages (it was down longer than Telegram keeps them):
     Telegram's refusal with `migrate_to_chat_id` moves the card and the binding."""
     await _committee_without_group()
-    leader = await _official(sandbox, "zheng-guohua", 3001)
+    leader = await official(sandbox, "zheng-guohua", 3001)
     villager, _phone = await _villager(sandbox, 4001)
     emulator = sandbox.emulator
     emulator.group(GROUP, "正达村两委工作群")
@@ -193,9 +181,9 @@ async def test_bot_removed_cards_go_privately_and_the_administrators_are_told(
     sandbox: Sandbox,
 ) -> None:
     await _committee_without_group()
-    admin = await _official(sandbox, "admin", 3000)
-    leader = await _official(sandbox, "zheng-guohua", 3001)
-    member = await _official(sandbox, "lin-xiuying", 3002)
+    admin = await official(sandbox, "admin", 3000)
+    leader = await official(sandbox, "zheng-guohua", 3001)
+    member = await official(sandbox, "lin-xiuying", 3002)
     villager, _phone = await _villager(sandbox, 4001)
     emulator = sandbox.emulator
     group = emulator.group(GROUP, "正达村两委工作群")
@@ -209,21 +197,21 @@ async def test_bot_removed_cards_go_privately_and_the_administrators_are_told(
     assert "私信发给该单位的工作人员" in told["text"]
     await _until(_bound_to(None))
     # The case still waiting to be accepted: its card now reaches the members privately.
-    for official in (leader, member):
-        card = await official.expect(waiting.number)
+    for handset in (leader, member):
+        card = await handset.expect(waiting.number)
         assert "✅ 受理" in buttons(card)
 
     later = await _report(villager, "路面积水")
-    for official in (leader, member):
-        await official.expect(later.number)
+    for handset in (leader, member):
+        await handset.expect(later.number)
     assert not [m for m in emulator.bot_messages(GROUP) if later.number in m.get("text", "")]
     assert not [m for m in emulator.bot_messages(villager.account_id)  # type: ignore[attr-defined]
                 if "移出" in m.get("text", "")]
 
 
 async def test_digesthere_with_and_without_the_right_to_post(sandbox: Sandbox) -> None:
-    admin = await _official(sandbox, "admin", 3000)
-    leader = await _official(sandbox, "zheng-guohua", 3001)
+    admin = await official(sandbox, "admin", 3000)
+    leader = await official(sandbox, "zheng-guohua", 3001)
     emulator = sandbox.emulator
     before = (await Township.get(code="BL")).digest_chat_id
     restricted = emulator.group(-1002000000010, "乡镇干部群")
@@ -244,7 +232,7 @@ async def test_digesthere_with_and_without_the_right_to_post(sandbox: Sandbox) -
 
 
 async def test_a_forwarded_channel_post_binds_the_digest_channel(sandbox: Sandbox) -> None:
-    admin = await _official(sandbox, "admin", 3000)
+    admin = await official(sandbox, "admin", 3000)
     _villager_row, villager_phone = await _villager(sandbox, 4001)
     emulator = sandbox.emulator
     before = (await Township.get(code="BL")).digest_chat_id

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from backoffice import official
 from conftest import TEST_REDIS_URL
 
 from bot import faq
@@ -67,18 +68,6 @@ async def _villager(
     return villager, phone
 
 
-async def _official(sandbox: Sandbox, code: str, telegram_id: int) -> Phone:
-    official = await Official.get(code=code)
-    official.account = await Account.create(
-        id=telegram_id, first_name=official.name, language="zh-hans"
-    )
-    await official.save()
-    handset = sandbox.phone(telegram_id, official.name)
-    await handset.send("/help")
-    await handset.expect("/start")
-    return handset
-
-
 async def _ask(phone: Phone, question: str) -> dict:
     await phone.press("💬 政策咨询")
     await phone.expect("您想了解什么？")
@@ -133,7 +122,7 @@ async def test_no_makes_a_policy_case_and_the_officials_answer_reaches_the_villa
     sandbox: Sandbox,
 ) -> None:
     _, li = await _villager(sandbox, LI, "李明")
-    lin = await _official(sandbox, "lin-xiuying", LIN)
+    lin = await official(sandbox, "lin-xiuying", LIN)
     await _ask(li, "低保申请下来以后每个月什么时候发？")
     await li.tap("👎 没有，问工作人员")
     case = await _answered_by_lin(sandbox, li, lin, "每月10日前打到社保卡")
@@ -207,8 +196,8 @@ async def test_the_one_tap_proposal_is_approved_on_the_faq_page_and_answers_the_
     office: Sandbox, tmp_path: Path,
 ) -> None:
     _, li = await _villager(office, LI, "李明")
-    lin = await _official(office, "lin-xiuying", LIN)
-    admin = await _official(office, "admin", ADMIN)
+    lin = await official(office, "lin-xiuying", LIN)
+    admin = await official(office, "admin", ADMIN)
     await _ask(li, "宅基地建房审批要多久")
     await li.tap("📨 发给工作人员")
     case = await _answered_by_lin(office, li, lin, "材料齐全的话乡里20个工作日内批复")
@@ -268,7 +257,7 @@ async def test_only_the_resolving_official_proposes_and_only_policy_cases(
     sandbox: Sandbox,
 ) -> None:
     _, li = await _villager(sandbox, LI, "李明")
-    lin = await _official(sandbox, "lin-xiuying", LIN)
+    lin = await official(sandbox, "lin-xiuying", LIN)
     zheng = await Official.get(code="zheng-guohua")
     await _ask(li, "拖拉机年检去哪里办")
     await li.tap("📨 发给工作人员")

@@ -11,6 +11,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from backoffice import official
 from conftest import make_villager
 
 from bot import cases, delivery
@@ -418,15 +419,8 @@ JIWEI_GROUP = -1001000000202
 
 async def _opened(sandbox: Sandbox, code: str, telegram_id: int) -> tuple[Official, Phone]:
     """An official of the demo township, bound to an account whose chat with the bot is open."""
-    official = await Official.get(code=code)
-    official.account = await Account.create(
-        id=telegram_id, first_name=official.name, language="zh-hans"
-    )
-    await official.save()
-    phone = sandbox.phone(telegram_id, official.name)
-    await phone.send("/help")
-    await phone.expect("/start")
-    return official, phone
+    phone = await official(sandbox, code, telegram_id)
+    return await Official.get(code=code), phone
 
 
 async def _reporter(sandbox: Sandbox) -> Villager:
