@@ -29,7 +29,14 @@ from bot.directory import (
 from bot.i18n import N_
 from bot.models import Official, Township, Village
 from web import words
-from web.views import SETTINGS, VIEWER, Viewer, message_page, reader_language, render
+from web.views import (
+    SETTINGS,
+    VIEWER,
+    administered_township,
+    message_page,
+    reader_language,
+    render,
+)
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -37,15 +44,7 @@ NO_FILE = N_("Choose a directory file (YAML) to upload.")
 
 
 async def _township(request: web.Request) -> Township | None:
-    """The township whose directory the viewer administers; None for everyone else."""
-    viewer = request[VIEWER]
-    assert isinstance(viewer, Viewer)  # `guard` lets no one else past
-    official = viewer.administrator
-    if official is None:
-        log.warning("back office: account %s may not open the directory",
-                    viewer.person.account.id)
-        return None
-    return await Township.get(id=official.township_id)  # type: ignore[attr-defined]
+    return await administered_township(request, "the directory")
 
 
 async def _not_found(request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from aiohttp import web
 from bot import faq
 from bot.i18n import N_
 from bot.models import FaqEntry, FaqStatus, Township
-from web.views import VIEWER, Viewer, message_page, reader_language, render
+from web.views import VIEWER, administered_township, message_page, reader_language, render
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -26,13 +26,7 @@ GONE = N_("This proposal was already reviewed, or is not one of your township's.
 
 
 async def _township(request: web.Request) -> Township | None:
-    viewer = request[VIEWER]
-    assert isinstance(viewer, Viewer)
-    official = viewer.administrator
-    if official is None:
-        log.warning("back office: account %s may not open the FAQ", viewer.person.account.id)
-        return None
-    return await Township.get(id=official.township_id)  # type: ignore[attr-defined]
+    return await administered_township(request, "the FAQ")
 
 
 async def _page(

@@ -19,7 +19,15 @@ from bot.handlers.setup import telegram_checker
 from bot.i18n import N_
 from bot.models import Official, Township
 from web.files import FILES
-from web.views import SETTINGS, VIEWER, Viewer, message_page, reader_language, render
+from web.views import (
+    SETTINGS,
+    VIEWER,
+    Viewer,
+    administered_township,
+    message_page,
+    reader_language,
+    render,
+)
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -27,13 +35,7 @@ GONE = N_("This official has joined already, or is not one of your township's.")
 
 
 async def _township(request: web.Request) -> Township | None:
-    viewer = request[VIEWER]
-    assert isinstance(viewer, Viewer)
-    official = viewer.administrator
-    if official is None:
-        log.warning("back office: account %s may not open /setup", viewer.person.account.id)
-        return None
-    return await Township.get(id=official.township_id)  # type: ignore[attr-defined]
+    return await administered_township(request, "/setup")
 
 
 async def _page(

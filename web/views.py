@@ -152,6 +152,18 @@ async def render(
     return aiohttp_jinja2.render_template(template, request, page, status=status)
 
 
+async def administered_township(request: web.Request, page: str) -> Township | None:
+    """The township the viewer administers (its directory, FAQ, setup pages); None, logged,
+    for everyone else, who is shown "No such page"."""
+    viewer = request[VIEWER]
+    assert isinstance(viewer, Viewer)  # `guard` lets no one else past
+    official = viewer.administrator
+    if official is None:
+        log.warning("back office: account %s may not open %s", viewer.person.account.id, page)
+        return None
+    return await Township.get(id=official.township_id)  # type: ignore[attr-defined]
+
+
 async def message_page(
     request: web.Request, text: str, status: int, **values: object
 ) -> web.Response:
