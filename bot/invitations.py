@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from tortoise.transactions import in_transaction
 
+from bot.links import start_link
 from bot.models import Account, Invitation, Official
 
 TOKEN_PREFIX = "inv-"
@@ -45,7 +46,7 @@ class NewInvitation:
     expires_at: datetime
 
     def link(self, bot_username: str) -> str:
-        return f"https://t.me/{bot_username}?start={self.token}"
+        return start_link(bot_username, self.token)
 
 
 def _hash(token: str) -> str:
