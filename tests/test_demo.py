@@ -9,11 +9,13 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
 
 from bench.processes import free_port
+from bot.demo import LEADER
 
 
 def _environment(**extra: str) -> dict[str, str]:
@@ -47,10 +49,11 @@ def test_the_demo_plays_the_case_loop(tmp_path: Path) -> None:
 
 
 
-async def test_the_demo_then_serves_the_back_office_with_a_link_that_signs_in(
+async def test_the_demo_serves_phones_and_back_office_within_30_seconds_and_its_link_signs_in(
     tmp_path: Path,
 ) -> None:
     port = free_port()
+    started = time.monotonic()
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot.cli", "demo",
         env=_environment(WEB_LISTEN=f"127.0.0.1:{port}"), cwd=tmp_path,
@@ -75,8 +78,12 @@ async def test_the_demo_then_serves_the_back_office_with_a_link_that_signs_in(
         demo.kill()
         await demo.wait()
         raise AssertionError("".join(lines)[-3000:] + (await errors).decode()[-3000:]) from None
+    took = time.monotonic() - started
     out = "".join(lines)
+    phones = re.search(r"The phones are open: (http://\S+)", out)
+    assert phones is not None, out[-2000:]
     assert f"The back office is open: http://127.0.0.1:{port}" in out
+    assert took < 30, f"both addresses after {took:.1f} s"
     link = re.search(r"http://\S+/signin/\S+", shown)
     assert link is not None and link.group(0).startswith(f"http://127.0.0.1:{port}/signin/")
     story = re.search(r"您的事项编号：(BL-\d{4}-\d+)", out)
@@ -94,6 +101,11 @@ async def test_the_demo_then_serves_the_back_office_with_a_link_that_signs_in(
                 assert response.status == 200 and "已结案" in case and "林秀英" in case
             async with browser.get(link.group(0)) as response:  # single use
                 assert response.status == 403
+            async with browser.get(phones.group(1)) as response:
+                assert response.status == 200 and "static/phones.js" in await response.text()
+            async with browser.get(f"{phones.group(1)}/chats/{LEADER}") as response:
+                leader = await response.json()  # the committee's leader joined, on his phone
+            assert "欢迎您，郑国华" in leader["messages"][1]["text"]
     finally:
         demo.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(demo.wait(), timeout=60)

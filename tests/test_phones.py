@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
-import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,9 +19,7 @@ import aiohttp
 import backoffice
 import browsing
 import pytest
-from test_demo import _environment
 
-from bench.processes import free_port
 from bot import demo
 from bot.phones import PhonesPage
 from bot.sandbox import Phone, Sandbox
@@ -223,50 +218,3 @@ async def test_a_new_villager_reports_on_the_page_and_the_grid_member_accepts_it
                 await page.screenshot(path=str(path), full_page=True)
         finally:
             await chromium.close()
-
-
-async def test_the_demo_prints_both_addresses_within_30_seconds(tmp_path: Path) -> None:
-    port = free_port()
-    started = time.monotonic()
-    running = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "demo",
-        env=_environment(WEB_LISTEN=f"127.0.0.1:{port}"), cwd=tmp_path,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert running.stdout is not None and running.stderr is not None
-    errors = asyncio.ensure_future(running.stderr.read())
-    lines: list[str] = []
-
-    async def until_the_link() -> None:
-        assert running.stdout is not None
-        while line := (await running.stdout.readline()).decode():
-            lines.append(line)
-            if "Sign in as" in line:
-                return
-        raise AssertionError("the demo ended before printing a sign-in link")
-
-    try:
-        await asyncio.wait_for(until_the_link(), timeout=60)
-        took = time.monotonic() - started
-        out = "".join(lines)
-        phones = re.search(r"The phones are open: (http://\S+)", out)
-        assert phones is not None, out[-2000:]
-        assert f"The back office is open: http://127.0.0.1:{port}" in out
-        assert took < 30, f"{took:.1f} s"
-        async with aiohttp.ClientSession() as client:
-            async with client.get(phones.group(1)) as response:
-                assert response.status == 200 and "static/phones.js" in await response.text()
-            async with client.get(f"{phones.group(1)}/chats/{demo.LEADER}") as response:
-                leader = await response.json()  # the committee's leader joined, on his phone
-            assert "欢迎您，郑国华" in leader["messages"][1]["text"]
-    finally:
-        if running.returncode is None:
-            running.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(running.wait(), timeout=60)
-    rest = (await running.stdout.read()).decode()
-    stderr = (await errors).decode()
-    assert code == 0, "".join(lines)[-2000:] + rest + stderr[-3000:]
-    assert "The demo is stopped." in rest
-    assert "Traceback" not in stderr
-
