@@ -137,11 +137,7 @@ def now() -> datetime:
 
 async def _deadline(category: Category, at: datetime, hours: int) -> datetime:
     """`hours` after `at`, in calendar hours or the township's working hours."""
-    snap = snapshot.current()
-    if snap is not None and category.township_id in snap.townships:  # type: ignore[attr-defined]
-        township = snap.townships[category.township_id]  # type: ignore[attr-defined]
-    else:
-        township = await Township.get(id=category.township_id)  # type: ignore[attr-defined]
+    township = await snapshot.township(category.township_id)  # type: ignore[attr-defined]
     return calendar_of(township).add(at, hours, working=category.working_hours)
 
 
@@ -383,11 +379,7 @@ async def _escalate(
     upper = await escalation_target(case)
     if upper is None:
         raise CaseRefused(Refusal.NO_SUPERVISOR, case)
-    snap = snapshot.current()
-    if snap is not None and case.category_id in snap.categories:  # type: ignore[attr-defined]
-        category = snap.categories[case.category_id]  # type: ignore[attr-defined]
-    else:
-        category = await Category.get(id=case.category_id)  # type: ignore[attr-defined]
+    category = await snapshot.category(case.category_id)  # type: ignore[attr-defined]
     return await _move(
         case, action, actor_id, at=at, note=note, unit_id=upper.id, assignee_id=None,
         accepted_at=None, escalation_level=case.escalation_level + 1, overdue_level=0,

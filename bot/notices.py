@@ -384,11 +384,7 @@ async def _card_readers(unit: Unit, *, dispatchers_too: bool) -> list[Reader]:
     readers: list[Reader] = []
     members = await _members(unit)
     if unit.group_chat_id is not None:
-        snap = snapshot.current()
-        if snap is not None and unit.township_id in snap.townships:  # type: ignore[attr-defined]
-            township = snap.townships[unit.township_id]  # type: ignore[attr-defined]
-        else:
-            township = await Township.get_or_none(id=unit.township_id)  # type: ignore[attr-defined]
+        township = await snapshot.township(unit.township_id)  # type: ignore[attr-defined]
         readers.append(Reader(unit.group_chat_id, group_language(township), True))
         if dispatchers_too:
             readers += [
@@ -690,11 +686,7 @@ async def _moved(scene: Scene) -> None:
     """Declined or escalated: old cards say where it went, the new unit gets a card."""
     await _edit_cards(scene)
     previous_id = await _previous_unit_id(scene)
-    snap = snapshot.current()
-    if snap is not None and previous_id in snap.units:
-        previous: Unit | None = snap.units[previous_id]
-    else:
-        previous = await Unit.get_or_none(id=previous_id)
+    previous = await snapshot.unit(previous_id) if previous_id is not None else None
     await _post_cards(scene, previous, dispatchers_too=scene.event.action == "decline")
     if scene.task is not None:
         await _tell_creator(

@@ -71,22 +71,13 @@ async def _category(case: Case) -> Category:
     loaded = case.category  # a fetched relation is reused, else a query
     if isinstance(loaded, Category):
         return loaded
-    if (snap := snapshot.current()) is not None:
-        return snap.categories[case.category_id]  # type: ignore[attr-defined]
-    return await Category.get(id=case.category_id)  # type: ignore[attr-defined]
-
-
-async def _unit(unit_id: int) -> Unit:
-    """A unit by id: from the batch's snapshot when there is one."""
-    if (snap := snapshot.current()) is not None:
-        return snap.units[unit_id]
-    return await Unit.get(id=unit_id)
+    return await snapshot.category(case.category_id)  # type: ignore[attr-defined]
 
 
 async def chain(case: Case) -> list[Unit]:
     """The units above the case's unit that may see it, nearest first: where it escalates
     and who supervises it."""
-    unit = await _unit(case.unit_id)  # type: ignore[attr-defined]
+    unit = await snapshot.unit(case.unit_id)  # type: ignore[attr-defined]
     category = await _category(case)
     return [upper for upper in await supervisors(unit) if unit_may_see(upper, case, category)]
 
@@ -265,7 +256,7 @@ async def personal_data_chats(case: Case) -> frozenset[int]:
     and its members) and the assignee; nobody for an anonymous report."""
     if case.anonymous or case.reporter_id is None:  # type: ignore[attr-defined]
         return frozenset()
-    unit = await _unit(case.unit_id)  # type: ignore[attr-defined]
+    unit = await snapshot.unit(case.unit_id)  # type: ignore[attr-defined]
     chats: set[int] = set()
     if unit.group_chat_id is not None:
         chats.add(unit.group_chat_id)
@@ -363,7 +354,7 @@ async def supervision(case: Case) -> list[Audience]:
     the case, so that they name a leader or a supervising unit in the directory.
     """
     category = await _category(case)
-    unit = await _unit(case.unit_id)  # type: ignore[attr-defined]
+    unit = await snapshot.unit(case.unit_id)  # type: ignore[attr-defined]
     assignee = case.assignee_id  # type: ignore[attr-defined]
     upper = [u for u in await chain(case) if await _reaches(u, besides=assignee)]
     levels: list[Audience] = []

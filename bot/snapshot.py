@@ -90,6 +90,30 @@ def current() -> Snapshot | None:
     return _current.get()
 
 
+async def township(township_id: int) -> Township:
+    """A township by id: from the current snapshot when it holds it, else the database."""
+    snap = current()
+    if snap is not None and township_id in snap.townships:
+        return snap.townships[township_id]
+    return await Township.get(id=township_id)
+
+
+async def unit(unit_id: int) -> Unit:
+    """A unit by id: from the current snapshot when it holds it, else the database."""
+    snap = current()
+    if snap is not None and unit_id in snap.units:
+        return snap.units[unit_id]
+    return await Unit.get(id=unit_id)
+
+
+async def category(category_id: int) -> Category:
+    """A category by id: from the current snapshot when it holds it, else the database."""
+    snap = current()
+    if snap is not None and category_id in snap.categories:
+        return snap.categories[category_id]
+    return await Category.get(id=category_id)
+
+
 @contextmanager
 def reading(snapshot: Snapshot) -> Iterator[Snapshot]:
     """Make `snapshot` the current one for the code run inside."""
