@@ -16,7 +16,15 @@ from tortoise.migrations.executor import MigrationExecutor
 APP = "models"
 
 
+#: How long a SQLite write waits for another connection's (SQLite's own default is 5 s): several
+#: processes on one file, a busy machine, would otherwise fail a step with "database is locked".
+SQLITE_BUSY_MS = 30_000
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
+    if database_url.startswith("sqlite://") and "busy_timeout=" not in database_url:
+        joiner = "&" if "?" in database_url else "?"
+        database_url = f"{database_url}{joiner}busy_timeout={SQLITE_BUSY_MS}"
     return {
         "connections": {"default": database_url},
         "apps": {
