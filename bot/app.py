@@ -106,6 +106,7 @@ def build_dispatcher(settings: Settings, clock: Clock = wall_clock) -> Dispatche
     dispatcher["settings"] = settings
     dispatcher["invite_ttl_days"] = settings.invite_ttl_days
     dispatcher["clock"] = clock
+    dispatcher["handled"] = handled
     # Counted, timed and named in the log from here on (the duplicate check included).
     dispatcher.update.outer_middleware(Observe())
     # Inside aiogram's per-person lock (its FSM middleware comes first): a redelivered update

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 from tortoise.transactions import in_transaction
 
-from bot import delivery
+from bot import cache, delivery
 from bot.i18n import N_, catalogs
 from bot.models import Account, Official, Role, Township, Unit
 from bot.notices import cards_to_members
@@ -135,6 +135,7 @@ async def bind_unit_group(unit_id: int, chat_id: int, account_id: int) -> Bound:
             await Unit.filter(id=other.id).update(group_chat_id=None, group_bound_in_chat=False)
         previous = unit.group_chat_id if unit.group_chat_id != chat_id else None
         await Unit.filter(id=unit.id).update(group_chat_id=chat_id, group_bound_in_chat=True)
+        await cache.changed()
         unit.group_chat_id, unit.group_bound_in_chat = chat_id, True
     log.info("group %s now serves unit %s (account %s)", chat_id, unit.code, account_id)
     return Bound(unit, replaced, previous)
@@ -151,6 +152,7 @@ async def unbind_unit_group(chat_id: int, account_id: int) -> list[Unit]:
         await Unit.filter(id__in=[u.id for u in units]).update(
             group_chat_id=None, group_bound_in_chat=False
         )
+        await cache.changed()
     log.info("group %s unbound from %s", chat_id, [u.code for u in units])
     return units
 
@@ -164,6 +166,7 @@ async def bind_digest_chat(township_id: int, chat_id: int, account_id: int) -> T
         await Township.filter(id=township_id).update(
             digest_chat_id=chat_id, digest_bound_in_chat=True
         )
+        await cache.changed()
         township.digest_chat_id, township.digest_bound_in_chat = chat_id, True
     log.info("township %s: digest chat %s (account %s)", township.code, chat_id, account_id)
     return township
@@ -178,6 +181,8 @@ async def group_migrated(old_chat_id: int, new_chat_id: int) -> None:
             digest_chat_id=new_chat_id
         )
         await delivery.moved(old_chat_id, new_chat_id)
+        if units or townships:
+            await cache.changed()
     if units or townships:
         log.info("chat %s moved to %s: %s units, %s digest chats follow", old_chat_id,
                  new_chat_id, units, townships)
@@ -207,6 +212,8 @@ async def bot_removed(chat_id: int, title: str) -> list[Unit]:
         await Township.filter(id__in=[t.id for t in townships]).update(
             digest_chat_id=None, digest_bound_in_chat=False
         )
+        if units or townships:
+            await cache.changed()
         for unit in units:
             unit.group_chat_id = None
             if unit.active:

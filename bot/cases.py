@@ -210,15 +210,14 @@ async def report(
         raise CaseRefused(Refusal.TOO_MANY_PHOTOS)
     home: Village | None = None
     if reporter is not None:
-        await reporter.fetch_related("township", "village", "grid")
-        township, home = reporter.township, reporter.village
+        township, home, own_grid = await _reporters_place(reporter)
         place = home
         if village is not None and village.id != home.id:
             if grid is not None and grid.village_id != village.id:  # type: ignore[attr-defined]
                 raise CaseRefused(Refusal.NOT_ALLOWED)
             place = village
         else:
-            grid = reporter.grid  # the reporter's own village: their own grid
+            grid = own_grid  # the reporter's own village: their own grid
     elif village is not None:
         township = await Township.get(id=village.township_id)  # type: ignore[attr-defined]
         place, grid = village, None
@@ -244,6 +243,20 @@ async def report(
         if report_key is None or (earlier := await _reported(report_key)) is None:
             raise
         return earlier
+
+
+async def _reporters_place(reporter: Villager) -> tuple[Township, Village, Grid | None]:
+    """The reporter's township, village and grid: from the current snapshot when it holds
+    their township, else the database."""
+    snap = snapshot.current()
+    if snap is not None and reporter.township_id in snap.townships:  # type: ignore[attr-defined]
+        return (
+            snap.townships[reporter.township_id],  # type: ignore[attr-defined]
+            snap.villages[reporter.village_id],  # type: ignore[attr-defined]
+            snap.grids.get(reporter.grid_id),  # type: ignore[attr-defined,arg-type]
+        )
+    await reporter.fetch_related("township", "village", "grid")
+    return reporter.township, reporter.village, reporter.grid
 
 
 async def _reported(report_key: str) -> Change | None:

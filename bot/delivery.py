@@ -111,7 +111,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
-from bot import robots, snapshot
+from bot import cache, robots, snapshot
 from bot.models import Account, Case, Delivery, DeliveryKind
 from bot.storage import redis_pool
 
@@ -1011,8 +1011,10 @@ class Courier:
         """Blocked, deactivated or never started: stop trying this chat's queued rows."""
         now = _now()
         log.warning("courier: chat %s refuses messages: %s", row.chat_id, error)
-        if row.chat_id > 0:
-            await Account.filter(id=row.chat_id, blocked_at__isnull=True).update(blocked_at=now)
+        if row.chat_id > 0 and await Account.filter(
+            id=row.chat_id, blocked_at__isnull=True
+        ).update(blocked_at=now):
+            await cache.changed()
         failing = await _pending().filter(chat_id=row.chat_id).values_list("id", flat=True)
         await Delivery.filter(id__in=list(failing), sent_at__isnull=True).update(
             failed_at=now, lease_until=None, error=error[:ERROR_MAX]

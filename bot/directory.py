@@ -35,6 +35,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
+from bot import cache
 from bot.i18n import N_, catalogs
 from bot.languages import LANGUAGES, ZH_HANS
 from bot.models import (
@@ -1158,6 +1159,8 @@ class _Importer:
         await self._officials(township, units)
         await self._faq(township)
         await self._robots(township, units)
+        if self.report.changed:  # memberships and deactivations are no row's save
+            await cache.changed(self.db)
         return self.report
 
     async def _township(self) -> Township:

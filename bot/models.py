@@ -363,6 +363,18 @@ class Conversation(Model):
         table = "conversation"
 
 
+class Version(Model):
+    """A number that goes up with every change to one kind of rows, in any process: what a
+    process keeps of those rows stands while the number it read them at is the current one
+    (`bot.cache`)."""
+
+    name = fields.CharField(max_length=32, primary_key=True)
+    number = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "version"
+
+
 class CaseStatus(StrEnum):
     """Where a case stands; `bot.cases` holds the transitions between these."""
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from aiogram.types import User
 
+from bot import cache
 from bot.languages import normalize_language
 from bot.models import Account, Grid, Official, Role, Township, Village, Villager
 
@@ -35,7 +36,38 @@ class Person:
 
 async def identify(user: User, default_language: str, *, private: bool = False) -> Person:
     """Find or create the account for a Telegram user, keeping name and language fresh;
-    `private`: they wrote in their chat with the bot, so the bot may write to them now."""
+    `private`: they wrote in their chat with the bot, so the bot may write to them now.
+    Read once per directory version (`bot.cache`): an update that changes nothing of the
+    person costs no statement here."""
+    read_at = await cache.fresh()
+    key = ("person", user.id)
+    kept: Person | None = cache.get(key)
+    if kept is not None and not _account_changes(kept.account, user, default_language, private):
+        return kept
+    person = await _read(user, default_language, private=private)
+    return cache.put(key, person, read_at)  # type: ignore[no-any-return]
+
+
+def _account_changes(
+    account: Account, user: User, default_language: str, private: bool
+) -> dict[str, object]:
+    """What of the account Telegram's view of the user makes out of date."""
+    telegram_language = normalize_language(user.language_code, fallback=default_language)
+    changes: dict[str, object] = {}
+    if account.first_name != user.first_name[:128]:
+        changes["first_name"] = user.first_name[:128]
+    if account.username != user.username:
+        changes["username"] = user.username
+    if not account.language_chosen and account.language != telegram_language:
+        changes["language"] = telegram_language
+    if account.blocked_at is not None:
+        changes["blocked_at"] = None
+    if private and account.started_at is None:
+        changes["started_at"] = datetime.now(UTC)
+    return changes
+
+
+async def _read(user: User, default_language: str, *, private: bool) -> Person:
     account = await Account.get_or_none(id=user.id)
     telegram_language = normalize_language(user.language_code, fallback=default_language)
     if account is None:
@@ -49,17 +81,7 @@ async def identify(user: User, default_language: str, *, private: bool = False) 
             },
         )
     else:
-        changes: dict[str, object] = {}
-        if account.first_name != user.first_name[:128]:
-            changes["first_name"] = user.first_name[:128]
-        if account.username != user.username:
-            changes["username"] = user.username
-        if not account.language_chosen and account.language != telegram_language:
-            changes["language"] = telegram_language
-        if account.blocked_at is not None:
-            changes["blocked_at"] = None
-        if private and account.started_at is None:
-            changes["started_at"] = datetime.now(UTC)
+        changes = _account_changes(account, user, default_language, private)
         if changes:
             account.update_from_dict(changes)
             await account.save(update_fields=list(changes))

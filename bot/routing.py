@@ -21,6 +21,13 @@ class NoResponsibleUnit(Exception):
 
 
 async def _covering(kind: UnitKind, *, village: Village, grid: Grid | None = None) -> Unit | None:
+    snap = snapshot.current()
+    if snap is not None and village.township_id in snap.townships:  # type: ignore[attr-defined]
+        return next((
+            u for u in sorted(snap.units.values(), key=lambda u: u.id)
+            if u.kind == kind and u.village_id == village.id and u.active  # type: ignore[attr-defined]
+            and (grid is None or u.grid_id == grid.id)  # type: ignore[attr-defined]
+        ), None)
     query = Unit.filter(kind=kind, village_id=village.id, active=True)
     if grid is not None:
         query = query.filter(grid_id=grid.id)
@@ -33,7 +40,11 @@ async def responsible_unit(
     """The unit a new case of `category` in `village`/`grid` goes to first; `home` is the
     reporter's own village when the problem is elsewhere."""
     if category.unit_id is not None:  # type: ignore[attr-defined]
-        unit = await Unit.get_or_none(id=category.unit_id, active=True)  # type: ignore[attr-defined]
+        snap = snapshot.current()
+        if snap is not None and category.township_id in snap.townships:  # type: ignore[attr-defined]
+            unit = snap.active_unit(category.unit_id)  # type: ignore[attr-defined]
+        else:
+            unit = await Unit.get_or_none(id=category.unit_id, active=True)  # type: ignore[attr-defined]
         if unit is None:
             raise NoResponsibleUnit(category.code)
         # The confidentiality rule, as `bot.scope.unit_may_see` applies it to a case.

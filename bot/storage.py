@@ -14,6 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,7 @@ from aiogram.fsm.storage.base import (
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from bot.models import Conversation
 
@@ -73,9 +75,26 @@ class DatabaseStorage(BaseStorage):
         while len(self._rows) > self._cached:
             self._rows.popitem(last=False)
 
+    async def load(self, key: StorageKey) -> tuple[str | None, str]:
+        """The conversation's state and its data as JSON text, in one read."""
+        return await self._load(self.key_builder.build(key))
+
+    async def store(self, key: StorageKey, state: str | None, data: str) -> None:
+        """State and data (JSON text) in one statement, not read first: in a transaction on
+        SQLite a read before the write would make it fail at once, not wait, when another
+        process writes."""
+        await self._write(self.key_builder.build(key), state, data)
+
+    def forget(self, key: StorageKey) -> None:
+        """What memory holds of the conversation no longer stands (its write was rolled back)."""
+        self._rows.pop(self.key_builder.build(key), None)
+
     async def _store(self, row_key: str, state: str | None, data: str) -> None:
         if (state, data) == await self._load(row_key):
             return
+        await self._write(row_key, state, data)
+
+    async def _write(self, row_key: str, state: str | None, data: str) -> None:
         self._rows.pop(row_key, None)  # a failed write must not leave memory ahead of the table
         if state is None and data == EMPTY:
             await Conversation.filter(key=row_key).delete()
@@ -125,6 +144,23 @@ HANDLING = "handling"
 DONE = "done"
 
 
+@dataclass(frozen=True)
+class Write:
+    """What an update leaves of a person's conversation: its state and data (JSON text)."""
+
+    key: StorageKey
+    state: str | None
+    data: str
+
+
+@dataclass
+class Claim:
+    """This process's claim on an update; `write` is stored with the mark that it is done."""
+
+    update_id: int
+    write: Write | None = None
+
+
 class HandledUpdates:
     """The update ids this bot is handling or has handled lately, in the conversation store.
 
@@ -135,34 +171,38 @@ class HandledUpdates:
     until the first is done and then does nothing, or takes the update over when the first
     gave it up (its handling failed) or died with it (the claim ran out after `LEASE`).
 
-    An update whose handling stopped half-way (the process killed, an error) is handled again
-    when it comes back; by then the first try may have moved the person's conversation on (the
-    next step set, its question never sent). So before an update first changes a conversation,
-    what the conversation was is kept (`keep_before`), and the update's next try starts from it
-    (`before`): it lands in the step it was sent to.
+    What the update changed in the person's conversation is written together with the mark
+    that it is done, in one transaction (`done`): an update whose handling stopped half-way
+    (the process killed, an error) left the conversation as it found it, so its next try
+    starts in the step it was sent to.
     """
 
-    def __init__(self, redis: Any | None = None, bot_id: int = 0) -> None:
+    def __init__(
+        self, redis: Any | None = None, bot_id: int = 0, storage: BaseStorage | None = None
+    ) -> None:
         self._redis = redis
         self._prefix = f"{HANDLED_PREFIX}{bot_id}:"
         self._handled = 0
+        self._storage = storage
 
     @asynccontextmanager
-    async def once(self, update_id: int) -> AsyncIterator[bool]:
-        """True inside when this delivery is to handle the update (its claim renewed meanwhile,
-        done at the end, given up if the handling raises); False when it was handled already."""
+    async def once(self, update_id: int) -> AsyncIterator[Claim | None]:
+        """A claim inside when this delivery is to handle the update (renewed meanwhile, done
+        at the end with its `write`, given up if the handling raises); None when it was handled
+        already."""
         if not await self.claim(update_id):
-            yield False
+            yield None
             return
         key = self._prefix + str(update_id)
+        claim = Claim(update_id)
         try:
             async with _renewed(lambda: self._renew(key)):
-                yield True
+                yield claim
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.release(update_id))
             raise
-        await self.done(update_id)
+        await self.done(update_id, claim.write)
 
     async def claim(self, update_id: int) -> bool:
         """True when this process is to handle the update now (and then calls `done` or
@@ -181,18 +221,49 @@ class HandledUpdates:
                 await asyncio.sleep(CLAIM_POLL_SECONDS)
             # No state: given up meanwhile, so claim it afresh.
 
-    async def done(self, update_id: int) -> None:
+    async def done(self, update_id: int, write: Write | None = None) -> None:
+        """The update is handled; `write`, the conversation it leaves, is stored with it."""
         key = self._prefix + str(update_id)
         if self._redis is not None:
-            await self._redis.set(key, DONE, ex=int(HANDLED_FOR.total_seconds()))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if write is not None:
+                    self._queue_write(pipe, write)
+                pipe.set(key, DONE, ex=int(HANDLED_FOR.total_seconds()))
+                await pipe.execute()
             return
         now = _now()
-        await Conversation.filter(key=key).update(state=DONE, updated_at=now)
+        if write is None:
+            await Conversation.filter(key=key).update(state=DONE, updated_at=now)
+        else:
+            storage = self._storage
+            assert isinstance(storage, DatabaseStorage), "a write needs the database's storage"
+            try:
+                async with in_transaction():
+                    await storage.store(write.key, write.state, write.data)
+                    await Conversation.filter(key=key).update(state=DONE, updated_at=now)
+            except BaseException:
+                storage.forget(write.key)
+                raise
         self._handled += 1
         if self._handled % FORGET_EVERY == 1:
             await Conversation.filter(
                 key__startswith=HANDLED_PREFIX, updated_at__lt=now - HANDLED_FOR
             ).delete()
+
+    def _queue_write(self, pipe: Any, write: Write) -> None:
+        """The conversation's state and data as aiogram's RedisStorage keeps them."""
+        storage = self._storage
+        assert storage is not None and hasattr(storage, "key_builder")
+        state_key = storage.key_builder.build(write.key, "state")
+        data_key = storage.key_builder.build(write.key, "data")
+        if write.state is None:
+            pipe.delete(state_key)
+        else:
+            pipe.set(state_key, write.state, ex=storage.state_ttl)
+        if write.data == EMPTY:
+            pipe.delete(data_key)
+        else:
+            pipe.set(data_key, write.data, ex=storage.data_ttl)
 
     async def release(self, update_id: int) -> None:
         """Handling failed: the next delivery tries again."""
@@ -238,37 +309,6 @@ class HandledUpdates:
             await self._redis.pexpire(key, int(LEASE.total_seconds() * 1000))
             return
         await Conversation.filter(key=key, state=HANDLING).update(updated_at=_now())
-
-
-    def _before_key(self, key: StorageKey) -> str:
-        return f"{self._prefix}before:{key.chat_id}:{key.user_id}:{key.thread_id or ''}"
-
-    async def before(self, key: StorageKey) -> tuple[int, str | None, dict[str, Any]] | None:
-        """The update that last changed this conversation, and the state and data it found."""
-        if self._redis is not None:
-            raw = await self._redis.get(self._before_key(key))
-            kept = json.loads(raw) if raw else None
-        else:
-            row = await Conversation.get_or_none(key=self._before_key(key))
-            kept = row.data if row is not None else None
-        if not kept:
-            return None
-        return int(kept["update"]), kept["state"], kept["data"]
-
-    async def keep_before(
-        self, key: StorageKey, update_id: int, state: str | None, data: Mapping[str, Any]
-    ) -> None:
-        """Before `update_id` changes the conversation: what it was."""
-        kept = {"update": update_id, "state": state, "data": dict(data)}
-        if self._redis is not None:
-            await self._redis.set(
-                self._before_key(key), json.dumps(kept), ex=int(HANDLED_FOR.total_seconds())
-            )
-            return
-        fields = {"state": None, "data": kept, "updated_at": _now()}
-        row_key = self._before_key(key)
-        if not await Conversation.filter(key=row_key).update(**fields):
-            await Conversation.update_or_create(key=row_key, defaults=fields)
 
 
 def _now() -> datetime:
@@ -356,9 +396,9 @@ def make_storage(
             key_builder=DefaultKeyBuilder(with_bot_id=True),
         )
         isolation = InOrder(storage.redis, storage.key_builder)
-        return storage, isolation, HandledUpdates(storage.redis, bot_id)
+        return storage, isolation, HandledUpdates(storage.redis, bot_id, storage)
     storage = DatabaseStorage(cached=CACHED if alone else 0)
-    return storage, SimpleEventIsolation(), HandledUpdates(None, bot_id)
+    return storage, SimpleEventIsolation(), HandledUpdates(None, bot_id, storage)
 
 
 def redis_pool(redis_url: str) -> Any:

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
+from collections.abc import AsyncIterator
 
 import pytest
 from conftest import TEST_REDIS_URL
@@ -12,9 +15,9 @@ from test_casework import _resolving
 from test_report import LI, _conversation, _li
 
 from bench import kills
-from bot.models import Case, CaseEvent, CaseStatus, Conversation
+from bot.models import Case, CaseEvent, CaseStatus
 from bot.sandbox import Sandbox
-from bot.storage import HANDLED_PREFIX
+from bot.storage import HandledUpdates, Write
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="--workers forks: no fork here")
 
@@ -34,19 +37,29 @@ async def test_no_report_or_notice_is_lost_when_workers_are_killed(database_url:
     assert outcome.problems == [], outcome.problems
 
 
-async def _cut_short(sandbox: Sandbox, update_id: int) -> None:
-    """Leave `update_id` as a process killed after handling it, before remembering it, would:
-    then have Telegram send it again."""
+@contextlib.asynccontextmanager
+async def _cut_short(sandbox: Sandbox) -> AsyncIterator[None]:
+    """The next update, handled inside, is left as a process killed after answering it would
+    leave it: neither its conversation nor its mark stored (they are stored together at its
+    end), its claim run out. Then Telegram sends it again."""
     assert sandbox.app is not None
-    key = f"{HANDLED_PREFIX}{sandbox.app.bot.id}:{update_id}"
-    if TEST_REDIS_URL:
-        from redis.asyncio import Redis
+    handled: HandledUpdates = sandbox.app.dispatcher["handled"]
+    victim = sandbox.emulator.last_update_id + 1
+    done, cut = handled.done, asyncio.Event()
 
-        async with Redis.from_url(TEST_REDIS_URL) as redis:
-            assert await redis.delete(key) == 1
-    else:
-        assert await Conversation.filter(key=key).delete() == 1
-    sandbox.emulator.redeliver(update_id)
+    async def killed_before_done(update_id: int, write: Write | None = None) -> None:
+        if update_id != victim:
+            return await done(update_id, write)
+        await handled.release(update_id)
+        cut.set()
+
+    handled.done = killed_before_done  # type: ignore[method-assign]
+    try:
+        yield
+        await asyncio.wait_for(cut.wait(), 10)  # the update may still be at work
+    finally:
+        handled.done = done  # type: ignore[method-assign]
+    sandbox.emulator.redeliver(victim)
 
 
 async def test_an_update_cut_short_is_handled_again_from_its_own_step(
@@ -59,17 +72,17 @@ async def test_an_update_cut_short_is_handled_again_from_its_own_step(
     await li.expect("请点一个类别")
     await li.tap("环境卫生")
     await li.expect("环境卫生：具体是哪一类？")
-    await li.tap("卫生清理")
-    await li.expect("请描述问题")
-    await _cut_short(sandbox, sandbox.emulator.last_update_id)  # the tap
+    async with _cut_short(sandbox):  # the tap
+        await li.tap("卫生清理")
+        await li.expect("请描述问题")
     await li.expect("请描述问题")  # asked again, not "no longer active"
-    await li.send("路灯不亮")
-    await li.expect("照片能帮助工作人员了解情况")
-    await _cut_short(sandbox, sandbox.emulator.last_update_id)  # the description
+    async with _cut_short(sandbox):  # the description
+        await li.send("路灯不亮")
+        await li.expect("照片能帮助工作人员了解情况")
     await li.expect("照片能帮助工作人员了解情况")  # not "only photos can be added here"
-    await li.user.send_photo()
-    await li.expect("已收到照片 1 张")
-    await _cut_short(sandbox, sandbox.emulator.last_update_id)  # the photo
+    async with _cut_short(sandbox):  # the photo
+        await li.user.send_photo()
+        await li.expect("已收到照片 1 张")
     await li.expect("已收到照片 1 张")  # the same photo once, not twice
     state, data = await _conversation(sandbox, LI)
     assert state == "Report:photos"
@@ -86,9 +99,9 @@ async def test_the_answer_that_resolved_a_case_cut_short_is_answered_as_done(
     case, lin = await _resolving(sandbox)
     await lin.user.send_photo()
     await lin.expect("照片：1 张")
-    await lin.send("垃圾已清运")
-    first = await lin.expect("已办结。村民会收到您的现场照片")
-    await _cut_short(sandbox, sandbox.emulator.last_update_id)  # the note
+    async with _cut_short(sandbox):  # the note
+        await lin.send("垃圾已清运")
+        first = await lin.expect("已办结。村民会收到您的现场照片")
     again = await lin.expect("已办结。村民会收到您的现场照片")
     assert again["message_id"] > first["message_id"]
     texts = [m.get("text") or "" for m in sandbox.emulator.bot_messages(9101)]

@@ -59,11 +59,13 @@ async def _on_screen(sandbox: Sandbox, chat_id: int, text: str) -> dict:
 
 
 async def _conversation(sandbox: Sandbox, chat_id: int) -> tuple[str | None, dict]:
-    """The chat's conversation state and data, wherever the bot keeps them."""
+    """The chat's conversation state and data, wherever the bot keeps them, once the update
+    being handled for the chat is done (its changes are stored at its end)."""
     assert sandbox.app is not None
     key = StorageKey(bot_id=sandbox.app.bot.id, chat_id=chat_id, user_id=chat_id)
-    storage = sandbox.app.dispatcher.storage
-    return await storage.get_state(key), await storage.get_data(key)
+    dispatcher = sandbox.app.dispatcher
+    async with dispatcher.fsm.events_isolation.lock(key):
+        return await dispatcher.storage.get_state(key), await dispatcher.storage.get_data(key)
 
 
 def _photo_id(message: dict) -> str:

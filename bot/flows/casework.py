@@ -26,6 +26,7 @@ from bot.callbacks import CaseAction
 from bot.cases import CaseRefused, Refusal
 from bot.i18n import _
 from bot.keyboards import button, inline
+from bot.middlewares import conversation
 from bot.models import Case, CaseStatus, Official, Unit
 from bot.notices import local_time
 from bot.people import Person
@@ -136,9 +137,9 @@ def log_refusal(person: Person, what: str, case_id: int, refused: CaseRefused) -
 
 def private_state(bot: Bot, storage: BaseStorage, user_id: int) -> FSMContext:
     """The conversation of the tapper's private chat, wherever the tap came from."""
-    return FSMContext(
+    return conversation(FSMContext(
         storage=storage, key=StorageKey(bot_id=bot.id, chat_id=user_id, user_id=user_id)
-    )
+    ))
 
 
 def controls(case_id: int, *, skip: bool = False, done: bool = False) -> InlineKeyboardMarkup:

@@ -34,7 +34,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from bot import cases, keyboards
+from bot import cache, cases, keyboards, snapshot
 from bot.callbacks import (
     REPORT_STEPS,
     ChooseCategory,
@@ -45,7 +45,7 @@ from bot.callbacks import (
 )
 from bot.filters import Pressed
 from bot.i18n import N_, _
-from bot.models import Case, Category, Grid, Township, Village
+from bot.models import Case, Category, Grid, Village
 from bot.people import Person, grids_of
 from bot.posters import village_in
 from bot.routers import Routes
@@ -158,9 +158,11 @@ def _is_leaf(category: Category) -> bool:
 async def _catalogue(township_id: int) -> tuple[list[Category], dict[int, list[Category]]]:
     """The headings a villager can open, and the leaves under each."""
     # The policy-question category is reached by asking (bot.flows.ask): the FAQ first.
-    rows = await Category.filter(
-        township_id=township_id, active=True, policy=False, task=False
-    ).order_by("position", "id")
+    rows = sorted(
+        (c for c in (await cache.township(township_id)).categories.values()
+         if c.active and not c.policy and not c.task),
+        key=lambda c: (c.position, c.id),
+    )
     leaves: dict[int, list[Category]] = {}
     for row in rows:
         if row.parent_id is not None and _is_leaf(row):  # type: ignore[attr-defined]
@@ -243,7 +245,7 @@ async def _place(draft: Draft, person: Person) -> Village:
         village = await _chosen_village(chosen, person)
         if village is not None:
             return village
-    return await Village.get(id=villager.village_id)  # type: ignore[attr-defined]
+    return (await _directory(person)).villages[villager.village_id]  # type: ignore[attr-defined]
 
 
 async def _place_grid(draft: Draft, village: Village) -> Grid | None:
@@ -252,7 +254,8 @@ async def _place_grid(draft: Draft, village: Village) -> Grid | None:
     then takes it, as for "I don't know": the village is still the one the villager said)."""
     if draft.get("village_id") is None or draft.get("grid_id") is None:
         return None
-    return await Grid.get_or_none(id=draft["grid_id"], village_id=village.id, active=True)
+    grid = (await cache.township(village.township_id)).grids.get(draft["grid_id"])  # type: ignore[attr-defined]
+    return grid if grid is not None and grid.village_id == village.id and grid.active else None  # type: ignore[attr-defined]
 
 
 def _place_name(village: Village, grid: Grid | None, language: str) -> str:
@@ -262,9 +265,13 @@ def _place_name(village: Village, grid: Grid | None, language: str) -> str:
 
 
 async def _chosen_village(village_id: int, person: Person) -> Village | None:
-    return await Village.get_or_none(
-        id=village_id, township_id=person.villager.township_id, active=True  # type: ignore[union-attr]
-    )
+    village = (await _directory(person)).villages.get(village_id)
+    return village if village is not None and village.active else None
+
+
+async def _directory(person: Person) -> snapshot.Snapshot:
+    """The villager's township's directory, as this process keeps it (`bot.cache`)."""
+    return await cache.township(person.villager.township_id)  # type: ignore[union-attr]
 
 
 async def _ask_location(message: Message, draft: Draft, person: Person) -> None:
@@ -290,11 +297,13 @@ async def _ask_location(message: Message, draft: Draft, person: Person) -> None:
 
 
 async def _summary_text(draft: Draft, person: Person) -> str:
-    category = await Category.get_or_none(id=draft["category_id"]).prefetch_related("parent")
+    categories = (await _directory(person)).categories
+    category = categories.get(draft["category_id"])
+    parent = categories.get(category.parent_id) if category is not None else None  # type: ignore[attr-defined]
     if category is None:
         name = "-"
-    elif category.parent is not None:
-        name = f"{category.parent.display_name(person.language)} › "
+    elif parent is not None:
+        name = f"{parent.display_name(person.language)} › "
         name += category.display_name(person.language)
     else:
         name = category.display_name(person.language)
@@ -489,7 +498,7 @@ async def category_chosen(
 
 
 async def _show_emergency_numbers(message: Message, person: Person) -> None:
-    township = await Township.get(id=person.villager.township_id)  # type: ignore[union-attr]
+    township = (await _directory(person)).townships[person.villager.township_id]  # type: ignore[union-attr]
     numbers = township.emergency_numbers or {}
     lines = [_("🚨 If anyone is in danger, call now:")]
     for key, number in numbers.items():
@@ -881,7 +890,27 @@ async def _submit(
 ) -> None:
     villager = person.villager
     assert villager is not None
-    category = await Category.get_or_none(id=draft.get("category_id"), active=True)
+    directory = await _directory(person)
+    with snapshot.reading(directory):
+        await _submit_in(query, message, state, draft, person, directory, offer=offer)
+
+
+async def _submit_in(
+    query: CallbackQuery,
+    message: Message,
+    state: FSMContext,
+    draft: Draft,
+    person: Person,
+    directory: snapshot.Snapshot,
+    *,
+    offer: bool,
+) -> None:
+    """`_submit` with the township's directory read once (routing, cards, the offer)."""
+    villager = person.villager
+    assert villager is not None
+    category = directory.categories.get(draft.get("category_id"))  # type: ignore[arg-type]
+    if category is not None and not category.active:
+        category = None
     if category is None or not (draft.get("description") or draft.get("voice_file_id")):
         await _answer(query, _("This report is not complete yet."), alert=True)
         return
@@ -960,7 +989,7 @@ async def _offer_same(message: Message, same: list[Case], person: Person) -> Non
     """Before a new case: the open cases that may be the same problem. Each shows its number,
     category, village, day and the start of its description, never who reported it (only
     cases neither confidential nor anonymous are offered: see `cases.same_problem`)."""
-    township = await Township.get(id=person.villager.township_id)  # type: ignore[union-attr]
+    township = (await _directory(person)).townships[person.villager.township_id]  # type: ignore[union-attr]
     lines = [_("Others have reported a problem like this. Is it one of these?"), ""]
     for case in same:
         await case.fetch_related("category", "village")
