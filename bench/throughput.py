@@ -35,6 +35,7 @@ import re
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +178,9 @@ async def _villagers(sandbox: Sandbox, first_id: int, count: int,
     users = []
     for i in range(count):
         grid = chosen[i % len(chosen)]
-        account = await Account.create(id=first_id + i, first_name=f"村民{i}", language="zh-hans")
+        # Registered: they wrote to the bot in private (`started_at`), as registration needs.
+        account = await Account.create(id=first_id + i, first_name=f"村民{i}", language="zh-hans",
+                                       started_at=datetime.now(UTC))
         await Villager.create(
             account=account, township_id=grid.village.township_id,  # type: ignore[attr-defined]
             village=grid.village, grid=grid, name=f"村民{i}",
