@@ -69,6 +69,15 @@ LATENCY_GRIDS = [("zhengda", "g1"), ("zhengda", "g2"), ("banli", "g1"), ("gaocen
                  ("houfang", "g1")]
 SUBMIT_EVERY = 0.75
 
+#: The report flow before an update stored its conversation once and kept who is talking and
+#: the township's directory in the process (README, Benchmarks; the same command on the same
+#: machine, 2026-12-05): updates/s, share of the echo bot's, CPU ms, Bot API calls and
+#: statements per update; submit to the card's photo and to the whole card, p50 and p99 in ms.
+BEFORE: dict[str, tuple[float, float, float, float, float, tuple[float, float, float, float]]] = {
+    "sqlite": (63, 0.07, 15.64, 2.13, 15.8, (31, 42, 45, 60)),
+    "postgres": (48, 0.06, 20.87, 2.14, 15.7, (47, 57, 64, 79)),
+}
+
 
 # ---- the echo bot --------------------------------------------------------------------------
 
@@ -289,6 +298,7 @@ async def main() -> None:
     print(machine())
     print(f"database: {options.database}; {options.villagers} people at once, {STEPS} updates "
           f"each; {options.samples} latency samples\n")
+    before = BEFORE.get(options.database)
     print(table(
         "Conversation throughput",
         ["bot", "updates/s", "share of echo", "CPU per update", "Bot API calls per update",
@@ -301,15 +311,19 @@ async def main() -> None:
              f"{rate.updates_per_second / echo_rate.updates_per_second:.0%}",
              _ms(rate.cpu_per_update, 2), f"{rate.calls_per_update:.2f}",
              f"{rate.queries_per_update:.1f}"],
+            *([["villagebot before (recorded)", f"{before[0]:.0f}", f"{before[1]:.0%}",
+                f"{before[2]:.2f} ms", f"{before[3]:.2f}", f"{before[4]:.1f}"]] if before else []),
         ],
     ))
     print()
-    print(table("Submit to card", ["", "p50", "p99"], [
-        ["echo bot round trip", _ms(median(round_trips)), _ms(percentile(round_trips, 0.99))],
+    earlier = [f"{v:.0f} ms" for v in before[5]] if before else ["-"] * 4
+    print(table("Submit to card", ["", "p50", "p99", "before: p50", "p99"], [
+        ["echo bot round trip", _ms(median(round_trips)), _ms(percentile(round_trips, 0.99)),
+         "", ""],
         ["Submit → card's photo in the official's chat", _ms(median(first_parts)),
-         _ms(percentile(first_parts, 0.99))],
+         _ms(percentile(first_parts, 0.99)), *earlier[:2]],
         ["Submit → whole card (text after the photo)", _ms(median(whole_cards)),
-         _ms(percentile(whole_cards, 0.99))],
+         _ms(percentile(whole_cards, 0.99)), *earlier[2:]],
     ]))
 
 
