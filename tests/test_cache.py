@@ -1,0 +1,74 @@
+"""Who is talking and the township's directory, kept in the process under the directory's
+version number (`bot.cache`), and a conversation stored once per update."""
+
+from __future__ import annotations
+
+from test_casework import _official
+from test_report import LI, _li, _to_description
+from tortoise.expressions import F
+
+from bench.common import QueryLog
+from bot import cache
+from bot.models import Official, Version, Villager
+from bot.sandbox import Sandbox
+
+PEOPLE_TABLES = ('FROM "account"', 'FROM "villager"', 'FROM "official"')
+
+
+async def test_a_step_reads_no_person_and_writes_its_conversation_once(sandbox: Sandbox) -> None:
+    li = await _li(sandbox)
+    await _to_description(li)
+    with QueryLog() as queries:
+        await li.send("村口垃圾桶满了")
+        await li.expect("照片能帮助工作人员了解情况")
+        await sandbox.emulator.wait_for(LI, "照片能帮助工作人员了解情况")
+    statements = [sql for sql, _ in queries.statements]
+    assert not [s for s in statements if any(t in s for t in PEOPLE_TABLES)], statements
+    conversation_writes = [
+        s for s in statements if s.startswith('UPDATE "conversation" SET "state"=?,"data"=?')
+    ]
+    assert len(conversation_writes) == 1, statements
+    assert any("FROM version" in s for s in statements), "the version is asked each update"
+
+
+async def test_a_change_made_elsewhere_is_seen_once_the_version_rises(sandbox: Sandbox) -> None:
+    """What decides is the number: a change that did not raise it (as no code of ours makes)
+    is not seen; once another process raised it, the next update reads the person again."""
+    li = await _li(sandbox)
+    await li.send("/profile")
+    await li.expect("姓名：李明")
+    await Villager.filter(account_id=LI).update(name="李小明")  # in bulk: no signal here
+    await li.send("/profile")
+    await li.expect("姓名：李明")
+    await Version.filter(name=cache.DIRECTORY).update(number=F("number") + 1)
+    await li.send("/profile")
+    await li.expect("姓名：李小明")
+
+
+async def test_a_save_in_this_process_is_seen_at_the_next_update(sandbox: Sandbox) -> None:
+    li = await _li(sandbox)
+    await li.send("/profile")
+    await li.expect("姓名：李明")
+    before = await cache.fresh()
+    villager = await Villager.get(account_id=LI)
+    villager.name = "李小明"
+    await villager.save()
+    assert await cache.fresh() > before, "a save raises the number for every process"
+    await li.send("/profile")
+    await li.expect("姓名：李小明")
+
+
+async def test_an_official_made_inactive_elsewhere_no_longer_acts_as_one(
+    sandbox: Sandbox,
+) -> None:
+    """Roles come from the kept person: a deactivation saved in another process (here: a
+    bulk update and the number raised, as `cache.changed` does there) takes effect at the
+    official's next update."""
+    official, phone = await _official(sandbox, "lin-xiuying", 9301)
+    await phone.send("/help")
+    await phone.expect("您已登记为工作人员")
+    await Official.filter(id=official.id).update(active=False)
+    await Version.filter(name=cache.DIRECTORY).update(number=F("number") + 1)
+    await phone.send("/help")
+    reply = await phone.expect("/start")
+    assert "您已登记为工作人员" not in (reply.get("text") or "")
