@@ -17,7 +17,9 @@ second read. Cases, conversations and the outbox are never kept here.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import asyncio
+from collections.abc import Callable, Coroutine, Hashable
+from contextvars import Context
 from typing import Any
 
 from tortoise import BaseDBAsyncClient, connections
@@ -41,6 +43,8 @@ from bot.models import (
 DIRECTORY = "directory"
 #: The rows kept, all standing for the directory as of `_seen`.
 _kept: dict[Hashable, Any] = {}
+#: The reads under way, by key (`_once`).
+_loading: dict[Hashable, asyncio.Task[Any]] = {}
 _seen: int | None = None
 
 
@@ -95,8 +99,22 @@ async def township(township_id: int) -> snapshot.Snapshot:
     key = ("township", township_id)
     kept = get(key)
     if kept is None:
-        kept = put(key, await snapshot.load([township_id]), read_at)
+        # Keyed by the version too: a read begun before a change serves none begun after it.
+        read = _once((key, read_at), lambda: snapshot.load([township_id]))
+        kept = put(key, await read, read_at)
     return kept  # type: ignore[no-any-return]
+
+
+def _once(key: Hashable, read: Callable[[], Coroutine[Any, Any, Any]]) -> asyncio.Future[Any]:
+    """One read of `key` at a time: a hundred people's first step after a change wait for one
+    read of the directory rather than making a hundred. It runs outside the caller's context
+    (no transaction of theirs), so one caller's failure or end cannot cut it short."""
+    loading = _loading.get(key)
+    if loading is None:
+        loading = asyncio.get_running_loop().create_task(read(), context=Context())
+        _loading[key] = loading
+        loading.add_done_callback(lambda _: _loading.pop(key, None))
+    return asyncio.shield(loading)
 
 
 async def _saved(
