@@ -48,7 +48,11 @@ def _ensure_sqlite_folder(database_url: str) -> None:
 
 
 async def start(database_url: str, *, migrate: bool = True) -> None:
-    """Connect, and bring the schema up to date unless told not to."""
+    """Connect, and bring the schema up to date unless told not to. Every process that
+    opens the database raises the directory's version when it changes the directory
+    (`bot.cache` registers that with tortoise when imported)."""
+    from bot import cache  # noqa: F401
+
     _ensure_sqlite_folder(database_url)
     config = tortoise_config(database_url)
     await Tortoise.init(config=config, _enable_global_fallback=True)
