@@ -1,10 +1,12 @@
 """Conversation throughput and submit-to-card latency, beside a bare aiogram echo bot.
 
-`python -m bench.throughput [--database sqlite|postgres] [--villagers 200] [--samples 100]
-[--profile FILE.html]`
+`python -m bench.throughput [--database sqlite|postgres] [--mode polling|webhook]
+[--villagers 200] [--samples 100] [--profile FILE.html]`
 
-Both bots poll their own instance of the same Bot API emulator, in this process, over a real
-aiohttp session on loopback, so each pays the same emulator and HTTP costs.
+Both bots poll their own instance of the same Bot API emulator (or, `--mode webhook`, are
+sent each update by it in a POST, answered once handled), in this process, over real aiohttp
+sessions on loopback, so each pays the same emulator and HTTP costs. The figures recorded
+before (`BEFORE`) are of polling.
 
 1. Throughput. `--villagers` people at once each complete the whole report flow (command,
    heading, category, description, photo, Done, location pin, Submit: 8 updates), each step
@@ -43,6 +45,8 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.types import Message
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
 
 from bench.common import (
     UNPACED,
@@ -56,6 +60,7 @@ from bench.common import (
     table,
 )
 from bench.conversation import Inbox, says, to_summary, words
+from bench.processes import free_port
 from bot.emulator import BotAPIEmulator, UserHandle
 from bot.models import Account, Grid, Official, Villager
 from bot.sandbox import Sandbox
@@ -68,6 +73,7 @@ NUMBER = re.compile(r"[A-Z]+-\d{4}-\d{6}")
 LATENCY_GRIDS = [("zhengda", "g1"), ("zhengda", "g2"), ("banli", "g1"), ("gaoceng", "g1"),
                  ("houfang", "g1")]
 SUBMIT_EVERY = 0.75
+WEBHOOK_SECRET = "echo-bot-secret"
 
 #: The report flow before an update stored its conversation once and kept who is talking and
 #: the township's directory in the process (README, Benchmarks; the same command on the same
@@ -84,10 +90,16 @@ BEFORE: dict[str, tuple[float, float, float, float, float, tuple[float, float, f
 
 @dataclass
 class EchoBot:
-    emulator: BotAPIEmulator = field(default_factory=BotAPIEmulator)
+    """aiogram's echo bot, polling or behind aiogram's own webhook handler (answering each
+    POST once the update is handled, as villagebot's webhook does)."""
+
+    webhook: bool = False
+    emulator: BotAPIEmulator = field(init=False)
     task: asyncio.Task[None] | None = None
+    runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> EchoBot:
+        self.emulator = BotAPIEmulator(webhook_http=self.webhook)
         await self.emulator.start()
         router = Router()
 
@@ -99,20 +111,35 @@ class EchoBot:
         self.dispatcher.include_router(router)
         session = AiohttpSession(api=TelegramAPIServer.from_base(self.emulator.base_url))
         self.bot = Bot(token=self.emulator.token, session=session)
-        self.task = asyncio.create_task(
-            self.dispatcher.start_polling(self.bot, handle_signals=False)
-        )
+        if self.webhook:
+            app = web.Application()
+            SimpleRequestHandler(self.dispatcher, self.bot, handle_in_background=False,
+                                 secret_token=WEBHOOK_SECRET).register(app, path="/updates")
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            port = free_port()
+            await web.TCPSite(self.runner, "127.0.0.1", port).start()
+            await self.bot.set_webhook(f"http://127.0.0.1:{port}/updates",
+                                       secret_token=WEBHOOK_SECRET)
+        else:
+            self.task = asyncio.create_task(
+                self.dispatcher.start_polling(self.bot, handle_signals=False)
+            )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self.dispatcher.stop_polling()
-        except RuntimeError:  # polling had not started yet
+        if self.runner is not None:
+            await self.bot.delete_webhook()
+            await self.runner.cleanup()
+        else:
+            try:
+                await self.dispatcher.stop_polling()
+            except RuntimeError:  # polling had not started yet
+                if self.task is not None:
+                    self.task.cancel()
             if self.task is not None:
-                self.task.cancel()
-        if self.task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.task
         await self.bot.session.close()
         await self.emulator.stop()
 
@@ -129,7 +156,10 @@ class Rate:
 
 
 def _calls(emulator: BotAPIEmulator) -> int:
-    return emulator.stats.total_requests - emulator.stats.requests["getUpdates"]
+    """Bot API calls but the getUpdates of polling and the webhook's own set-up."""
+    return emulator.stats.total_requests - sum(
+        emulator.stats.requests[m] for m in ("getUpdates", "setWebhook", "getWebhookInfo")
+    )
 
 
 async def _measure(people: int, emulator: BotAPIEmulator, work: Awaitable[object]) -> Rate:
@@ -145,8 +175,8 @@ async def _measure(people: int, emulator: BotAPIEmulator, work: Awaitable[object
     )
 
 
-async def echo_throughput(people: int) -> Rate:
-    async with EchoBot() as echo:
+async def echo_throughput(people: int, webhook: bool = False) -> Rate:
+    async with EchoBot(webhook) as echo:
         inbox = Inbox(echo.emulator)
         users = [echo.emulator.user(100_000 + i, f"U{i}") for i in range(people)]
 
@@ -160,8 +190,8 @@ async def echo_throughput(people: int) -> Rate:
         )
 
 
-async def echo_round_trips(samples: int) -> list[float]:
-    async with EchoBot() as echo:
+async def echo_round_trips(samples: int, webhook: bool = False) -> list[float]:
+    async with EchoBot(webhook) as echo:
         inbox = Inbox(echo.emulator)
         user = echo.emulator.user(100_000, "U")
         times = []
@@ -218,11 +248,11 @@ async def submit(inbox: Inbox, user: UserHandle, summary: dict) -> str:
 
 
 async def villagebot_figures(
-    database: str, people: int, samples: int
+    database: str, people: int, samples: int, webhook: bool = False
 ) -> tuple[Rate, list[float], list[float]]:
     async with (
         fresh_database(database) as url,
-        Sandbox(url, messages_per_second=UNPACED) as sandbox,
+        Sandbox(url, messages_per_second=UNPACED, webhook=webhook) as sandbox,
     ):
         inbox = Inbox(sandbox.emulator)
         await _officials_on_telegram(sandbox, inbox)
@@ -279,26 +309,32 @@ async def main() -> None:
     parser.add_argument("--villagers", type=int, default=200)
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument(
+        "--mode", choices=["polling", "webhook"], default="polling",
+        help="how both bots receive updates: polling, or the emulator POSTing each to them",
+    )
+    parser.add_argument(
         "--profile", metavar="FILE.html",
         help="profile villagebot's part with pyinstrument (pip install -e '.[bench]') into FILE",
     )
     options = parser.parse_args()
     quiet()
 
-    echo_rate = await echo_throughput(options.villagers)
+    webhook = options.mode == "webhook"
+    echo_rate = await echo_throughput(options.villagers, webhook)
     profiler = _profiler() if options.profile else None
     rate, first_parts, whole_cards = await villagebot_figures(
-        options.database, options.villagers, options.samples
+        options.database, options.villagers, options.samples, webhook
     )
     if profiler is not None:
         profiler.stop()
         Path(options.profile).write_text(profiler.output_html())
         print(f"profile of villagebot's part (the figures are slower for it): {options.profile}")
-    round_trips = await echo_round_trips(options.samples)
+    round_trips = await echo_round_trips(options.samples, webhook)
     print(machine())
-    print(f"database: {options.database}; {options.villagers} people at once, {STEPS} updates "
+    print(f"database: {options.database}; {options.mode}; {options.villagers} people at once, "
+          f"{STEPS} updates "
           f"each; {options.samples} latency samples\n")
-    before = BEFORE.get(options.database)
+    before = BEFORE.get(options.database) if not webhook else None
     print(table(
         "Conversation throughput",
         ["bot", "updates/s", "share of echo", "CPU per update", "Bot API calls per update",
