@@ -332,8 +332,14 @@ async def test_a_robot_that_keeps_failing_is_given_up_and_the_administrator_told
     assert failed.robot_id == (await Robot.get(kind=RobotKind.DINGTALK)).id  # type: ignore[attr-defined]
     assert failed.error == "gave up after 3 attempts: HTTP 500" and failed.attempts == 3
     told_key = f"undelivered:{failed.id}:{ADMIN_CHAT}"
-    await _until(lambda: Delivery.filter(chat_id=ADMIN_CHAT, key=told_key).exists(), 5)
-    [told] = await Delivery.filter(chat_id=ADMIN_CHAT, key=told_key)
+    found: list[Delivery] = []
+
+    async def told_once() -> bool:  # the row itself, read when it stands (committed)
+        found[:] = await Delivery.filter(chat_id=ADMIN_CHAT, key=told_key)
+        return len(found) == 1
+
+    await _until(told_once, 5)
+    [told] = found
     assert "DingTalk" in told.payload["text"] or "钉钉" in told.payload["text"]
     assert "坂里乡" in told.payload["text"] and "HTTP 500" in told.payload["text"]
     assert len(wecom.received) == 2 and len(feishu.received) == 1  # the others are not held
