@@ -62,7 +62,7 @@ DEATHS = 5
 WITHIN = 30.0
 #: Wall time a report takes among the others, with kills, on 2 busy cores: the killer
 #: spreads its kills over the reports' time with it.
-SECONDS_PER_REPORT = 1.2
+SECONDS_PER_REPORT = 0.8
 #: Villagers reporting at once.
 AT_ONCE = 12
 LIN = 9101
