@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
-from bot.emulator import BotAPIEmulator, UserHandle, buttons
+from bot.emulator import BotAPIEmulator, UserHandle, buttons, said
 
 #: Each report's place, numbered: see `to_summary`.
 _PLACES = itertools.count()
@@ -21,12 +21,8 @@ _PLACES = itertools.count()
 TIMEOUT = 120.0
 
 
-def words(message: dict) -> str:
-    return message.get("text") or message.get("caption") or ""
-
-
 def says(text: str) -> Callable[[dict], bool]:
-    return lambda message: text in words(message)
+    return lambda message: text in said(message)
 
 
 def offers(label: str) -> Callable[[dict], bool]:

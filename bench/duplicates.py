@@ -42,7 +42,7 @@ from bench.processes import (
     stop_instances,
     webhook_settings,
 )
-from bot.emulator import BotAPIEmulator, buttons
+from bot.emulator import BotAPIEmulator, buttons, said
 from bot.sandbox import EXAMPLE_DIRECTORY, Phone
 
 #: The grid member of Zhengda grid 1, where the villagers here live.
@@ -223,12 +223,12 @@ async def grid_member(
     worked = []
     while (number := await cases.get()) is not None:
         card = await emulator.wait_for(
-            LIN, lambda m, n=number: n in (m.get("text") or "") and "✅ 受理" in buttons(m),
+            LIN, lambda m, n=number: n in said(m) and "✅ 受理" in buttons(m),
             timeout=STEP,
         )
         await lin.tap("✅ 受理", on=card)
         taken = await emulator.wait_for(
-            LIN, lambda m, n=number: n in (m.get("text") or "") and "💬 反馈进展" in buttons(m),
+            LIN, lambda m, n=number: n in said(m) and "💬 反馈进展" in buttons(m),
             timeout=STEP,
         )
         await lin.tap("💬 反馈进展", on=taken)
@@ -245,7 +245,7 @@ def _text(message: dict) -> str:
         return f"[photo {message['photo'][-1]['file_unique_id']}] {message.get('caption') or ''}"
     if message.get("location"):
         return f"[location {message['location']['latitude']}, {message['location']['longitude']}]"
-    return message.get("text") or message.get("caption") or ""
+    return said(message)
 
 
 async def examine(

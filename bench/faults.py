@@ -41,8 +41,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bench.common import UNPACED, arguments, fresh_database, machine, table
-from bench.conversation import Inbox, offers, says, words
-from bot.emulator import BotAPIEmulator, UserHandle, buttons
+from bench.conversation import Inbox, offers, says
+from bot.emulator import BotAPIEmulator, UserHandle, buttons, said
 
 FIRST_VILLAGER = 200_000
 #: People acting at once.
@@ -268,8 +268,8 @@ class Run:
                     if expected({"text": answer.get("text") or ""}):
                         return {"text": answer["text"]}
         last = self.inbox.arrived[user.id][-1:]
-        said = words(last[0][1])[:80] if last else "nothing"
-        raise Unanswered(f"{user.first_name} ({user.id}): no answer to {what}; last: {said!r}")
+        shown = said(last[0][1])[:80] if last else "nothing"
+        raise Unanswered(f"{user.first_name} ({user.id}): no answer to {what}; last: {shown!r}")
 
     async def report(self, user: UserHandle) -> str:
         """The whole report flow; the case number the bot gave."""
@@ -284,7 +284,7 @@ class Run:
         # already: the bot says so, and the person goes on to the photo.
         await step(
             user, lambda: user.send_text(text),
-            lambda m: "最多" in words(m) or "这里只能添加照片" in words(m), "the description",
+            lambda m: "最多" in said(m) or "这里只能添加照片" in said(m), "the description",
         )
         photos = await step(user, user.send_photo, says("已收到照片"), "the photo")
         await step(user, lambda: user.tap(photos, "✅ 完成"), says("问题在什么位置"), "Done")
@@ -294,10 +294,10 @@ class Run:
         # A second tap, after an answer that never came, is told so over the chat.
         done = await step(
             user, lambda: user.tap(summary, "✅ 提交"),
-            lambda m: "已提交。您的事项编号" in words(m) or "已经提交过了" in words(m), "Submit",
+            lambda m: "已提交。您的事项编号" in said(m) or "已经提交过了" in said(m), "Submit",
         )
-        found = NUMBER.search(words(done))
-        assert found is not None, words(done)
+        found = NUMBER.search(said(done))
+        assert found is not None, said(done)
         return found.group()
 
     async def villager(self, user: UserHandle, queue: asyncio.Queue[str]) -> None:
@@ -315,7 +315,7 @@ class Run:
         while True:
             try:
                 return (await self.inbox.wait(
-                    user.id, 0, lambda m: number in words(m) and ACCEPT in buttons(m)
+                    user.id, 0, lambda m: number in said(m) and ACCEPT in buttons(m)
                 ))[1]
             except TimeoutError:
                 if time.perf_counter() > deadline:
@@ -332,7 +332,7 @@ class Run:
             try:
                 taken = await self.step(
                     user, lambda card=card: user.tap(card, ACCEPT),
-                    lambda m: number in words(m) and RESOLVE in buttons(m),
+                    lambda m: number in said(m) and RESOLVE in buttons(m),
                     f"accepting {number}",
                 )
                 self.accepted += 1
@@ -358,7 +358,7 @@ def _signature(message: dict) -> tuple[object, ...]:
     if "location" in message:
         return ("location", message["location"]["latitude"], message["location"]["longitude"])
     if "voice" in message:
-        return ("voice", message["voice"]["file_unique_id"])
+        return ("voice", message["voice"]["file_unique_id"], message.get("caption"))
     return ("text", message.get("text"))
 
 

@@ -46,15 +46,16 @@ from pathlib import Path
 from bench import processes
 from bench.common import arguments, fresh_database, machine, table
 from bench.processes import Running, free_port
-from bot.emulator import BotAPIEmulator
+from bot.emulator import BotAPIEmulator, said
 from bot.sandbox import EXAMPLE_DIRECTORY, Phone
 
 #: Starting imports aiogram: seconds on a busy machine.
 STARTED_WITHIN = 120.0
 #: One answer's next question, kills, restarts and redeliveries included.
 STEP = 90.0
-#: The outbox drained after the last report: the grid member's chat gets three messages a
-#: case (photo, pin, card) at one a second, as Telegram allows a private chat.
+#: The outbox drained after the last report: the grid member's chat gets each case's card
+#: (one message, its photo with the card as caption) at one a second, as Telegram allows a
+#: private chat, besides the replies and notices of the grid member's own work.
 DRAINED_WITHIN = 900.0
 WORKERS = 2
 #: The parent's rule (bot.workers): the killer stays under it.
@@ -65,6 +66,8 @@ WITHIN = 30.0
 SECONDS_PER_REPORT = 0.8
 #: Villagers reporting at once.
 AT_ONCE = 12
+#: How often the killer looks for a worker handling an update.
+LOOK_EVERY = 0.003
 LIN = 9101
 FIRST_VILLAGER = 30_000
 #: Zhengda village, where the villagers' pins go, each well apart from the others (more than
@@ -86,6 +89,8 @@ class Outcome:
     seed: int
     reports: int
     kills: int = 0
+    #: Kills that came while the worker handled an update.
+    kills_handling: int = 0
     redeliveries: int = 0
     second_arrivals: int = 0
     confirmed: dict[int, str] = field(default_factory=dict)  # villager: case number
@@ -120,7 +125,8 @@ class Outcome:
 
     def summary(self) -> str:
         return (
-            f"seed {self.seed}: {self.reports} reports, {self.kills} kills, "
+            f"seed {self.seed}: {self.reports} reports, {self.kills} kills "
+            f"({self.kills_handling} while handling an update), "
             f"{self.redeliveries} redeliveries ({self.second_arrivals} arrived again after "
             f"being handled); cases expected {len(self.confirmed)}, found {self.cases_found} "
             f"({len(self.accepted)} accepted, {len(self.resolved)} resolved under kills); "
@@ -192,6 +198,11 @@ class Bot:
     def serving(self) -> int:
         return sum(WEBHOOK_UP in line for line in self.lines)
 
+    @property
+    def port(self) -> int:
+        """Where the workers take the webhook's POSTs."""
+        return int(self.env["WEB_LISTEN"].rsplit(":", 1)[1])
+
     def workers(self) -> dict[int, int]:
         """Each worker's latest pid, by its number."""
         found: dict[int, int] = {}
@@ -215,10 +226,48 @@ class Bot:
         return await self.running.stopped()
 
 
-async def killer(bot: Bot, kills: int, gap: float, rng: random.Random, done: asyncio.Event,
-                 outcome: Outcome, echo: Callable[[str], None]) -> None:
-    """SIGKILL to a worker `kills` times at random moments, each once every worker serves
-    again, staying under the parent's rule of DEATHS deaths within WITHIN seconds."""
+def handling(workers: dict[int, int], port: int) -> set[int]:
+    """The workers (by number) holding a connection on `port` open. The emulator closes each
+    webhook POST's connection once answered (`webhook_keep_alive` off), so these are the
+    workers handling an update now. Linux's /proc: the established connections on the port,
+    and which process has each one's socket open."""
+    sockets: set[str] = set()
+    for connections in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(connections).read_text().splitlines()[1:]:
+                columns = line.split()
+                established = columns[3] == "01"
+                if established and int(columns[1].rsplit(":", 1)[1], 16) == port:
+                    sockets.add(f"socket:[{columns[9]}]")
+    found: set[int] = set()
+    for number, pid in workers.items():
+        with contextlib.suppress(OSError), os.scandir(f"/proc/{pid}/fd") as descriptors:
+            for descriptor in descriptors:
+                with contextlib.suppress(OSError):
+                    if os.readlink(descriptor.path) in sockets:
+                        found.add(number)
+                        break
+    return found
+
+
+async def busy_worker(bot: Bot, allowed: list[int], within: float,
+                      rng: random.Random) -> tuple[int, bool]:
+    """One of the `allowed` workers while it handles an update, waiting at most `within`
+    seconds for one: the kill then cuts that update short (an idle moment would test
+    nothing). After that, any of them; the flag says which it was."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if found := sorted(handling(bot.workers(), bot.port) & set(allowed)):
+            return rng.choice(found), True
+        await asyncio.sleep(LOOK_EVERY)
+    return rng.choice(allowed), False
+
+
+async def killer(bot: Bot, kills: int, gap: float,
+                 rng: random.Random, done: asyncio.Event, outcome: Outcome,
+                 echo: Callable[[str], None]) -> None:
+    """SIGKILL to a worker `kills` times at random busy moments, each once every worker
+    serves again, staying under the parent's rule of DEATHS deaths within WITHIN seconds."""
     deaths: dict[int, list[float]] = {}
     while outcome.kills < kills and not done.is_set():
         await asyncio.sleep(rng.uniform(0.1, 2 * gap))
@@ -233,13 +282,15 @@ async def killer(bot: Bot, kills: int, gap: float, rng: random.Random, done: asy
         allowed = sorted(n for n, times in recent.items() if len(times) < DEATHS - 1)
         if not allowed or done.is_set():
             continue
-        number = rng.choice(allowed)
+        number, handling_one = await busy_worker(bot, allowed, gap, rng)
         pid = bot.workers()[number]
         with contextlib.suppress(ProcessLookupError):  # ended by itself: the parent restarts it
             os.kill(pid, signal.SIGKILL)
         deaths[number] = [*recent[number], now]
         outcome.kills += 1
-        echo(f"kill {outcome.kills}: worker {number} (pid {pid})")
+        outcome.kills_handling += handling_one
+        echo(f"kill {outcome.kills}: worker {number} (pid {pid})"
+             + (", handling an update" if handling_one else ", idle"))
         await bot.until(lambda n=number, p=pid: bot.workers()[n] != p, "the restart")
 
 
@@ -299,7 +350,7 @@ async def casework(emulator: BotAPIEmulator, lin: Person, work: asyncio.Queue[st
     async def resolve(number: str, card: dict) -> None:
         current = await emulator.wait_for(
             LIN, lambda m: m["message_id"] == card["message_id"]
-            and ACCEPTED in (m.get("text") or m.get("caption") or ""), timeout=DRAINED_WITHIN,
+            and ACCEPTED in said(m), timeout=DRAINED_WITHIN,
         )
         async with talking:
             await lin.answer(lambda: lin.user.tap(current, RESOLVE), EVIDENCE)
@@ -404,10 +455,10 @@ async def run(database_url: str, *, reports: int, kills: int, seed: int,
     from bot import db
 
     began = time.monotonic()
-    said = echo
+    say = echo
 
     def echo(line: str) -> None:
-        said(f"[{time.monotonic() - began:5.1f} s] {line}")
+        say(f"[{time.monotonic() - began:5.1f} s] {line}")
 
     rng = random.Random(seed)
     outcome = Outcome(seed=seed, reports=reports)
@@ -418,13 +469,15 @@ async def run(database_url: str, *, reports: int, kills: int, seed: int,
         async with Redis.from_url(redis_url) as redis:
             await redis.flushdb()
     with tempfile.TemporaryDirectory(prefix="villagebot-kills-") as folder:
-        async with BotAPIEmulator(webhook_http=True) as emulator:
+        emulator = BotAPIEmulator(webhook_http=True)
+        emulator.webhook_keep_alive = False  # a connection the bot holds is an update it handles
+        async with emulator:
             new: dict[int, list[str]] = {}
             sent: Counter[tuple[int, str]] = Counter()
 
             def received(chat_id: int, message: dict, edited: bool) -> None:
                 if not edited:
-                    text = message.get("text") or message.get("caption") or ""
+                    text = said(message)
                     new.setdefault(chat_id, []).append(text)
                     sent[(chat_id, text)] += 1
 
@@ -465,7 +518,9 @@ async def run(database_url: str, *, reports: int, kills: int, seed: int,
                     outcome.confirmed[person.chat_id] = number
                     work.put_nowait(number)
 
-                killing = asyncio.create_task(killer(bot, kills, gap, rng, done, outcome, echo))
+                killing = asyncio.create_task(killer(
+                    bot, kills, gap, rng, done, outcome, echo
+                ))
                 official = asyncio.create_task(
                     casework(emulator, lin, work, random.Random(seed + 1), outcome)
                 )

@@ -50,7 +50,7 @@ from bot import cases as domain
 from bot import db
 from bot.callbacks import CaseAction
 from bot.directory import import_file
-from bot.emulator import BotAPIEmulator
+from bot.emulator import BotAPIEmulator, said
 from bot.models import Account, Case, CaseEvent, Category, Grid, Official, Villager
 
 GROUP = -1009000000001
@@ -191,7 +191,7 @@ async def _post_all(
 
 def _card(emulator: BotAPIEmulator, number: str) -> dict | None:
     return next(
-        (m for m in emulator.messages(GROUP) if number in (m.get("text") or "")), None
+        (m for m in emulator.messages(GROUP) if number in said(m)), None
     )
 
 
@@ -302,30 +302,30 @@ async def _round(
         if answer is None:
             continue
         found.answered += 1
-        said = answer.get("text") or ""
+        toast = answer.get("text") or ""
         if update["callback_query"]["from"]["id"] == winner.account_id:  # type: ignore[attr-defined]
-            found.confirmed += int(number in said and not answer["show_alert"])
+            found.confirmed += int(number in toast and not answer["show_alert"])
         else:
-            found.told_who += int(winner.name in said and bool(answer["show_alert"]))
+            found.told_who += int(winner.name in toast and bool(answer["show_alert"]))
 
     names = [official_name(n) for n in range(1, len(officials) + 1)]
 
     def edited() -> bool:
         now = _card(emulator, number) or {}
-        return winner.name in (now.get("text") or "") and not _buttons(now)
+        return winner.name in said(now) and not _buttons(now)
 
     with contextlib.suppress(TimeoutError):  # what did not come is counted below
         await until("the card edited", edited, 30.0)
         await until("the winner's private copy", lambda: any(
-            number in (m.get("text") or "")
+            number in said(m)
             for m in emulator.bot_messages(winner.account_id)  # type: ignore[attr-defined]
         ), 30.0)
-    shown = (_card(emulator, number) or {}).get("text") or ""
+    shown = said(_card(emulator, number) or {})
     found.acceptors_on_card = sum(name in shown for name in names)
     found.buttons_left = len(_buttons(_card(emulator, number) or {}))
     with_copy = [
         o.id for o in officials
-        if any(number in (m.get("text") or "") for m in emulator.bot_messages(o.id))
+        if any(number in said(m) for m in emulator.bot_messages(o.id))
     ]
     found.private_copies = len(with_copy)
     return found

@@ -55,7 +55,7 @@ from scheduler.policy import Policy
 from scheduler.service import Clock, Supervisor, wall_clock
 from web import health
 from web.server import WebServer
-from web.webhook import Webhook
+from web.webhook import AnswerInResponse, Webhook
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,8 @@ class Villagebot:
                 bot, per_second=settings.messages_per_second, owner=settings.instance,
                 shared=shared,
             )
+            if settings.webhook_url:  # outermost: a folded call is no request at all
+                bot.session.middleware(AnswerInResponse())
             # Replies paced with the courier, retried, never stopped by a cosmetic call.
             bot.session.middleware(DirectReplies(courier))
             bot.session.middleware(KeepResponseModels())

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from bot import delivery, logs, snapshot
+from bot import db, delivery, logs, snapshot
 from bot.models import (
     ApiKey,
     Case,
@@ -129,6 +130,8 @@ class Change:
 
     case: Case
     event: CaseEvent
+    #: The unit the case was at before a transition (a decline's, an escalation's old unit).
+    unit_before: int | None = None
 
 
 def now() -> datetime:
@@ -165,12 +168,21 @@ def format_number(prefix: str, year: int, sequence: int) -> str:
 
 
 async def _next_number(township_id: int, prefix: str, year: int) -> str:
-    """Take the next number inside the caller's transaction (the UPDATE holds the row)."""
-    await CaseCounter.filter(township_id=township_id, year=year).update(
-        last_number=F("last_number") + 1
+    """Take the next number inside the caller's transaction: one UPDATE holds the year's row
+    and says the number it set. The year's first case makes the row, in a savepoint: when
+    another made it at the same moment, this one waits for it and counts on."""
+    take = (
+        "UPDATE case_counter SET last_number = last_number + 1"
+        f" WHERE township_id = {int(township_id)} AND year = {int(year)} RETURNING last_number"
     )
-    counter = await CaseCounter.get(township_id=township_id, year=year)
-    return format_number(prefix, year, counter.last_number)
+    # (Not execute_query: asyncpg's client runs an UPDATE there without fetching its rows.)
+    rows = await connections.get("default").execute_query_dict(take)
+    if not rows:
+        with contextlib.suppress(IntegrityError):
+            async with in_transaction():
+                await CaseCounter.create(township_id=township_id, year=year)
+        rows = await connections.get("default").execute_query_dict(take)
+    return format_number(prefix, year, int(rows[0]["last_number"]))
 
 
 async def report(
@@ -226,8 +238,6 @@ async def report(
     if place.township_id != township.id or category.township_id != township.id:  # type: ignore[attr-defined]
         raise CaseRefused(Refusal.NOT_ALLOWED)
     unit = await responsible_unit(category, place, grid, home=home)
-    with contextlib.suppress(IntegrityError):  # another report created this year's row first
-        await CaseCounter.get_or_create(township_id=township.id, year=at.year)
     try:
         async with in_transaction():
             change = await _create(
@@ -325,7 +335,12 @@ async def _create(
     return change
 
 
-async def _load(case_id: int) -> Case:
+async def _load(case_id: int, read: Case | None = None) -> Case:
+    """The case to change: `read`, as the scheduler read it to plan (not read again: the
+    change's UPDATE checks its version, so a case changed since is left alone), or read now."""
+    if read is not None:
+        logs.acting_on(read.number)
+        return read
     case = await Case.get_or_none(id=case_id)
     if case is None:
         raise CaseRefused(Refusal.NOT_FOUND)
@@ -351,10 +366,12 @@ async def _move(
         raise CaseRefused(Refusal.WRONG_STATE, case)
     # The scheduler looks at a case again right after each change; a closed one is done.
     check_at = None if target == CaseStatus.CLOSED else at
-    async with in_transaction():
-        updated = await Case.filter(id=case.id, status=case.status, version=case.version).update(
-            status=target, version=case.version + 1, updated_at=at, check_at=check_at, **changes
-        )
+    written = {"status": target, "version": case.version + 1, "updated_at": at,
+               "check_at": check_at, **changes}
+    async with db.atomic():
+        updated = await Case.filter(
+            id=case.id, status=case.status, version=case.version
+        ).update(**written)
         if updated != 1:
             raise CaseRefused(Refusal.CHANGED, await Case.get_or_none(id=case.id))
         event = await CaseEvent.create(
@@ -362,7 +379,12 @@ async def _move(
             to_status=target, unit_id=changes.get("unit_id", case.unit_id),  # type: ignore[attr-defined]
             note=note, attachments=list(attachments), public=public,
         )
-        change = Change(await Case.get(id=case.id), event)
+        # The row is what was read with what was written (the version proves nothing else
+        # changed it): not read again.
+        unit_before = case.unit_id  # type: ignore[attr-defined]
+        for name, value in written.items():
+            setattr(case, name, value)
+        change = Change(case, event, unit_before)
         await announce(change)
     delivery.wake()  # committed (or joined the caller's transaction): the courier may look now
     return change
@@ -428,13 +450,11 @@ async def escalate(
     note: str | None = None,
     *,
     at: datetime | None = None,
-    version: int | None = None,
+    read: Case | None = None,
 ) -> Change:
     """One level up; `official` None means the scheduler, when a deadline passed, with the
-    `version` of the case it planned from: a case changed since is left alone."""
-    case = await _load(case_id)
-    if version is not None and case.version != version:
-        raise CaseRefused(Refusal.CHANGED, case)
+    case as it `read` it to plan (`_load`)."""
+    case = await _load(case_id, read)
     if official is not None and not await may_escalate(official, case):
         raise CaseRefused(Refusal.NOT_ALLOWED, case)
     if note is not None and len(note.strip()) > NOTE_MAX:
@@ -572,7 +592,7 @@ async def open_task_case(
 ) -> Change:
     """One target of a township task: a case at `unit`, in the task's category, with the
     task's words and deadline, to be accepted by `accept_by` (the same for every target); in
-    the caller's transaction (`bot.tasks.create`), which has made this year's counter row."""
+    the caller's transaction (`bot.tasks.create`)."""
     number = await _next_number(township.id, township.code, at.year)
     logs.acting_on(number)
     case = await Case.create(
@@ -631,25 +651,25 @@ async def send_back(
 
 
 async def close(
-    case_id: int, *, at: datetime | None = None, version: int | None = None
+    case_id: int, *, at: datetime | None = None, read: Case | None = None
 ) -> Change:
     """A resolved case the villager never rated closes by itself (the scheduler's call, with
-    the `version` of the case it planned from: a case changed since is left alone)."""
-    case = await _load(case_id)
-    if version is not None and case.version != version:
-        raise CaseRefused(Refusal.CHANGED, case)
+    the case as it `read` it to plan: `_load`)."""
+    case = await _load(case_id, read)
     at = at or now()
     return await _move(case, Action.CLOSE, None, at=at, closed_at=at)
 
 
-async def flag_overdue(case_id: int, level: int, *, at: datetime | None = None) -> Change:
+async def flag_overdue(
+    case_id: int, level: int, *, at: datetime | None = None, read: Case | None = None
+) -> Change:
     """A deadline passed and supervising level `level` is told (the scheduler's call).
 
     An accepted case stays with its assignee and `level` counts up the levels of its
     supervision, once each; so does a new case nobody accepted at the top of its chain, where
     it cannot escalate. Who each level tells is `bot.scope.supervision`'s to say.
     """
-    case = await _load(case_id)
+    case = await _load(case_id, read)
     if level != case.overdue_level + 1:
         raise CaseRefused(Refusal.CHANGED, case)
     action = Action.OVERDUE if case.status == CaseStatus.ACCEPTED else Action.OVERDUE_UNACCEPTED

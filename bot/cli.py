@@ -467,27 +467,27 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _apikey(settings: Settings, args: argparse.Namespace) -> int:
     """`apikey create|list|revoke`: the township's Open311 keys; a new key is printed once."""
-    from bot import db, open311
+    from bot import apikeys, db
 
     await db.start(settings.database_url)
     try:
         township = await _township(args.township)
         if args.action == "create":
             try:
-                row, plain = await open311.create_key(
+                row, plain = await apikeys.create_key(
                     township, args.name, anonymous_text=args.anonymous_text
                 )
-            except open311.KeyRefused as refused:
-                if refused.reason == open311.KeyRefusal.TAKEN:
+            except apikeys.KeyRefused as refused:
+                if refused.reason == apikeys.KeyRefusal.TAKEN:
                     return _fail(f"township {township.code} has a key named {args.name!r} "
                                  "already: revoke it first, or choose another name")
-                return _fail(f"a key's name is 1 to {open311.NAME_MAX} characters")
+                return _fail(f"a key's name is 1 to {apikeys.NAME_MAX} characters")
             print(plain)
             right = "; may read anonymous reports' descriptions" if row.anonymous_text else ""
             print(f"key {row.id} {row.name!r} for {township.code}{right}; shown only now, "
                   "keep it", file=sys.stderr)
         elif args.action == "list":
-            for row in await open311.keys(township):
+            for row in await apikeys.keys(township):
                 state = (
                     f"revoked {_township_time(row.revoked_at, township.timezone)}"
                     if row.revoked_at else "active"
@@ -497,8 +497,8 @@ async def _apikey(settings: Settings, args: argparse.Namespace) -> int:
                       f"{_township_time(row.created_at, township.timezone)}{right}")
         else:
             try:
-                row = await open311.revoke_key(township, args.key)
-            except open311.KeyRefused:
+                row = await apikeys.revoke_key(township, args.key)
+            except apikeys.KeyRefused:
                 return _fail(f"township {township.code} has no active key {args.key!r}")
             print(f"key {row.id} {row.name!r} revoked")
     finally:

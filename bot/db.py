@@ -7,9 +7,12 @@ also installed as the global fallback: every task of the process sees the same c
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.connection import get_connection
 from tortoise.migrations.executor import MigrationExecutor
 
@@ -25,8 +28,12 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     if database_url.startswith("sqlite://") and "busy_timeout=" not in database_url:
         joiner = "&" if "?" in database_url else "?"
         database_url = f"{database_url}{joiner}busy_timeout={SQLITE_BUSY_MS}"
+    connection: str | dict[str, Any] = database_url
+    if database_url.startswith("sqlite://"):
+        connection = expand_db_url(database_url)
+        connection["engine"] = "bot.sqlite"  # transactions that begin IMMEDIATE
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": connection},
         "apps": {
             APP: {
                 "models": ["bot.models"],
@@ -37,6 +44,23 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+def in_callers_transaction() -> bool:
+    """Whether this task runs inside a transaction already (`in_transaction`)."""
+    return isinstance(connections.get("default"), TransactionalDBClient)
+
+
+def atomic() -> contextlib.AbstractAsyncContextManager[Any]:
+    """A transaction, or the caller's when there is one: no savepoint inside it. A savepoint
+    costs two round trips and undoes only its part, which a caller that is undone whole when
+    anything fails (the sweep's chunk of cases) does not need; what refuses a change refuses
+    it before writing anything."""
+    if in_callers_transaction():
+        return contextlib.nullcontext()
+    from tortoise.transactions import in_transaction
+
+    return in_transaction()
 
 
 def _ensure_sqlite_folder(database_url: str) -> None:

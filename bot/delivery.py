@@ -46,8 +46,9 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,22 +105,25 @@ from aiogram.types import (
     InputMediaPhoto,
     ReplyKeyboardMarkup,
 )
-from tortoise import connections
-from tortoise.backends.base.client import TransactionalDBClient
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
-from bot import cache, robots, snapshot
+from bot import cache, db, robots, snapshot
 from bot.models import Account, Case, Delivery, DeliveryKind
 from bot.storage import redis_pool
 
-__all__ = ["Courier", "DirectReplies", "SharedLimits", "edit", "post", "wake"]
+__all__ = ["Courier", "DirectReplies", "SharedLimits", "edit", "post", "together", "wake"]
 
 log = logging.getLogger(__name__)
 
 ALBUM_MAX = 10
+#: Telegram's longest caption under a photo or a voice message.
+CAPTION_MAX = 1024
+#: What a card's caption keeps free for its edits: the status line under the card ("being
+#: handled by ..., to be resolved by ...") and a longer "me too" count.
+CARD_EDIT_ROOM = 256
 #: How long a claimed row belongs to its courier; longer than any one call to Telegram.
 LEASE = timedelta(seconds=60)
 REQUEST_TIMEOUT = 20
@@ -157,10 +161,29 @@ EMERGENCY = 1
 #: `Delivery.priority` of a broadcast (a public notice): below every case's rows, so a
 #: notice to thousands never holds back a card or a reply queued after it.
 BROADCAST = -1
+#: The share of the overall budget a broadcast leaves free, in every second: a card or an
+#: answer queued while a notice goes out to thousands finds room at once instead of waiting
+#: for the window the broadcast filled (5 of Telegram's 30).
+BROADCAST_LEAVES = 1 / 6
 UPLOAD_NAME = "chart.png"
 OWNER_MAX = 64
 
 _couriers: set[Courier] = set()
+
+
+@dataclass
+class _Held:
+    """A post's or an edit's rows, held by `together` to be written with the others."""
+
+    rows: list[Delivery]
+    key: str | None = None
+    #: A post raises the rows waiting before it in its chat to its priority; an edit does not.
+    post: bool = True
+
+
+#: The rows queued inside `together`, in order.
+_held: ContextVar[list[_Held] | None] = ContextVar("delivery_held", default=None)
+
 #: True in the courier's sending tasks: `DirectReplies` leaves those requests to the courier.
 _courier_sending: ContextVar[bool] = ContextVar("courier_sending", default=False)
 
@@ -177,10 +200,6 @@ def wake() -> None:
     """Tell this process's couriers to look at the outbox now (after a commit, say)."""
     for courier in list(_couriers):
         courier.wake()
-
-
-def _in_callers_transaction() -> bool:
-    return isinstance(connections.get("default"), TransactionalDBClient)
 
 
 def _chunks(photos: Sequence[str]) -> list[list[str]]:
@@ -200,6 +219,80 @@ async def _priority(case_id: int | None) -> int:
     return EMERGENCY if emergency else 0
 
 
+@contextlib.asynccontextmanager
+async def together() -> AsyncIterator[None]:
+    """Posts and edits inside are written at its end, all in a few statements instead of
+    two or three each: a change's notices, a sweep's chunk of cases. Use it inside the
+    transaction that causes them, so they commit with it; when the block raises, nothing held
+    is written. A keyed post already queued is left out, as `post` would return it; a keyed
+    post with pictures is written at once (its rows must stand or fall together)."""
+    if _held.get() is not None:
+        yield
+        return
+    held: list[_Held] = []
+    token = _held.set(held)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+    await _write_held(held)
+
+
+async def _write_held(held: list[_Held]) -> None:
+    known = await _known_keys([group.key for group in held if group.key is not None])
+    kept: list[_Held] = []
+    for group in held:
+        if group.key is not None:
+            if group.key in known:
+                continue
+            known.add(group.key)
+        kept.append(group)
+    # What `post` does one at a time: each post raises the rows before it in its chat, those
+    # held here and those already waiting, to its own priority.
+    levels: dict[int, int] = {}
+    for group in reversed(kept):
+        for row in reversed(group.rows):
+            level = levels.get(row.chat_id)
+            if level is not None and row.priority < level:
+                row.priority = level
+            if group.post:
+                levels[row.chat_id] = row.priority
+    for level in sorted(set(levels.values())):
+        chats = [chat for chat, its in levels.items() if its == level]
+        for start in range(0, len(chats), BATCH):
+            await _pending().filter(
+                chat_id__in=chats[start : start + BATCH], priority__lt=level
+            ).update(priority=level)
+    rows = [row for group in kept for row in group.rows]
+    # A race with another process on a key leaves that row out rather than fail them all.
+    await Delivery.bulk_create(rows, batch_size=BATCH, ignore_conflicts=True)
+
+
+async def _known_keys(keys: Sequence[str]) -> set[str]:
+    """Which of `keys` are queued already, read a batch at a time."""
+    known: set[str] = set()
+    for start in range(0, len(keys), BATCH):
+        known.update(await Delivery.filter(key__in=keys[start : start + BATCH]).values_list(
+            "key", flat=True
+        ))
+    return known
+
+
+def _rows(common: dict[str, Any], media: list[tuple[DeliveryKind, dict[str, Any]]],
+          payload: dict[str, Any], card: bool, key: str | None) -> list[Delivery]:
+    """A post's rows, unsaved: its earlier pictures or voice, silent, then its text."""
+    rows = [Delivery(kind=kind, payload={**medium, "silent": True}, **common)
+            for kind, medium in media]
+    rows.append(Delivery(kind=DeliveryKind.TEXT, payload=payload, card=card, key=key, **common))
+    return rows
+
+
+async def _common(chat_id: int, case_id: int | None) -> dict[str, Any]:
+    now = _now()
+    return {"chat_id": chat_id, "case_id": case_id, "created_at": now, "not_before": now,
+            "priority": await _priority(case_id)}
+
+
 async def post(
     chat_id: int,
     text: str,
@@ -207,71 +300,58 @@ async def post(
     voice: str | None = None,
     photos: Sequence[str] = (),
     image: bytes | None = None,
-    location: tuple[float, float] | None = None,
     keyboard: InlineKeyboardMarkup | ReplyKeyboardMarkup | None = None,
     case_id: int | None = None,
     card: bool = False,
     key: str | None = None,
 ) -> Delivery:
-    """Queue one notification (voice, photos, the pin, then the text); returns the text row.
+    """Queue one notification; returns the row that carries its text.
 
     `voice` and `photos` are Telegram file ids; `image` is a picture of our own (a PNG chart),
-    uploaded. `keyboard` is the text's buttons, or a menu under the typing field. Joins the
-    caller's transaction when there is one. With `key`, a notification already queued under
-    that key is returned instead and nothing new is queued.
+    uploaded. `keyboard` is the text's buttons, or a menu under the typing field. The chat is
+    told once: where the last picture or voice is a single one and the text fits under it as
+    its caption, they are one message; what comes before goes silently (no sound on the
+    phone), then the text. A card keeps `CARD_EDIT_ROOM` free in its caption for the status
+    its edits add. Joins the caller's transaction when there is one. With `key`, a
+    notification already queued under that key is returned instead and nothing new is queued.
+    Inside `together` the rows are held and written at its end (the row returned is unsaved).
     """
+    media: list[tuple[DeliveryKind, dict[str, Any]]] = []
+    if voice is not None:
+        media.append((DeliveryKind.VOICE, {"voice": voice}))
+    if image is not None:
+        media.append((DeliveryKind.PHOTO, {"upload": base64.b64encode(image).decode("ascii")}))
+    for chunk in _chunks(photos):
+        if len(chunk) == 1:
+            media.append((DeliveryKind.PHOTO, {"photo": chunk[0]}))
+        else:
+            media.append((DeliveryKind.ALBUM, {"photos": chunk}))
+    payload = _text_payload(text, keyboard)
+    room = CARD_EDIT_ROOM if card else 0
+    if media and media[-1][0] != DeliveryKind.ALBUM and _length(text) + room <= CAPTION_MAX:
+        payload.update(media.pop()[1])  # the text goes as that picture's or voice's caption
+    held = _held.get()
+    if held is not None and (key is None or not media):
+        rows = _rows(await _common(chat_id, case_id), media, payload, card, key)
+        held.append(_Held(rows, key))
+        return rows[-1]
     if key is not None:
         existing = await Delivery.get_or_none(key=key)
         if existing is not None:
             return existing
-    joined = _in_callers_transaction()
+    joined = db.in_callers_transaction()
     try:
-        # A savepoint inside the caller's transaction: a lost race on `key` undoes only this.
-        async with in_transaction():
-            now = _now()
-            common: dict[str, Any] = {
-                "chat_id": chat_id,
-                "case_id": case_id,
-                "created_at": now,
-                "not_before": now,
-                "priority": await _priority(case_id),
-            }
+        # A savepoint inside the caller's transaction, where a lost race on `key` must undo
+        # only this; else the caller's transaction, or one of its own.
+        async with in_transaction() if key is not None else db.atomic():
+            common = await _common(chat_id, case_id)
             # The chat's earlier rows stand between it and this one: they go first too (a
             # broadcast's row waiting in this chat, the rows before an emergency's).
             await _pending().filter(chat_id=chat_id, priority__lt=common["priority"]).update(
                 priority=common["priority"]
             )
-            if voice is not None:
-                await Delivery.create(kind=DeliveryKind.VOICE, payload={"voice": voice}, **common)
-            if image is not None:
-                await Delivery.create(
-                    kind=DeliveryKind.PHOTO,
-                    payload={"upload": base64.b64encode(image).decode("ascii")},
-                    **common,
-                )
-            for chunk in _chunks(photos):
-                if len(chunk) == 1:
-                    await Delivery.create(
-                        kind=DeliveryKind.PHOTO, payload={"photo": chunk[0]}, **common
-                    )
-                else:
-                    await Delivery.create(
-                        kind=DeliveryKind.ALBUM, payload={"photos": chunk}, **common
-                    )
-            if location is not None:
-                latitude, longitude = location
-                await Delivery.create(
-                    kind=DeliveryKind.LOCATION,
-                    payload={"latitude": latitude, "longitude": longitude},
-                    **common,
-                )
-            row = await Delivery.create(
-                kind=DeliveryKind.TEXT,
-                payload=_text_payload(text, keyboard),
-                card=card,
-                key=key,
-                **common,
-            )
+            for row in _rows(common, media, payload, card, key):
+                await row.save()
     except IntegrityError:
         existing = await Delivery.get_or_none(key=key) if key is not None else None
         if existing is None:
@@ -282,6 +362,28 @@ async def post(
     return row
 
 
+def _length(text: str) -> int:
+    """A text's length as Telegram counts it for its limits: in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _fit_caption(text: str) -> str:
+    """A caption within Telegram's limit, keeping its last paragraph (a card's status).
+
+    Only an edit can need this: `post` leaves a card `CARD_EDIT_ROOM` for what edits add.
+    """
+    if _length(text) <= CAPTION_MAX:
+        return text
+    head, _, tail = text.rpartition("\n\n")
+    if not head or _length(tail) > CAPTION_MAX // 2:
+        head, tail = text, ""
+    suffix = "…" + ("\n\n" + tail if tail else "")
+    cut = len(head)
+    while _length(head[:cut]) + _length(suffix) > CAPTION_MAX:
+        cut -= max(1, (_length(head[:cut]) + _length(suffix) - CAPTION_MAX) // 2)
+    return head[:cut] + suffix
+
+
 async def broadcast(
     messages: Sequence[tuple[int, str, str, InlineKeyboardMarkup | None]],
 ) -> int:
@@ -290,14 +392,7 @@ async def broadcast(
     Written in bulk in the caller's transaction: thousands of rows in a few statements. A key
     already queued is left out, so each chat gets it once; returns how many were queued.
     """
-    keys = [key for _, key, _, _ in messages]
-    known: set[str] = set()
-    for start in range(0, len(keys), BATCH):
-        known.update(
-            await Delivery.filter(key__in=keys[start : start + BATCH]).values_list(
-                "key", flat=True
-            )
-        )
+    known = await _known_keys([key for _, key, _, _ in messages])
     now = _now()
     rows = [
         Delivery(
@@ -308,7 +403,7 @@ async def broadcast(
         if key not in known
     ]
     await Delivery.bulk_create(rows, batch_size=BATCH)
-    if not _in_callers_transaction():
+    if not db.in_callers_transaction():
         wake()
     return len(rows)
 
@@ -317,8 +412,14 @@ async def edit(
     original: Delivery, text: str, keyboard: InlineKeyboardMarkup | None = None
 ) -> Delivery:
     """Queue a change of `original`'s message: sent after it, dropped if it failed."""
+    held = _held.get()
+    if held is not None and original.id is None:
+        # Held too, so not sent yet: it says the new words from the start.
+        medium = {key: value for key, value in original.payload.items() if key in _MEDIA_KEYS}
+        original.payload = {**_text_payload(text, keyboard), **medium}
+        return original
     now = _now()
-    row = await Delivery.create(
+    row = Delivery(
         chat_id=original.chat_id,
         kind=DeliveryKind.EDIT,
         payload=_text_payload(text, keyboard),
@@ -328,7 +429,11 @@ async def edit(
         not_before=now,
         priority=original.priority,
     )
-    if not _in_callers_transaction():
+    if held is not None:
+        held.append(_Held([row], post=False))
+        return row
+    await row.save()
+    if not db.in_callers_transaction():
         wake()
     return row
 
@@ -349,6 +454,46 @@ def _keyboard(payload: dict[str, Any]) -> InlineKeyboardMarkup | ReplyKeyboardMa
     if "keyboard" in markup:
         return ReplyKeyboardMarkup.model_validate(markup)
     return InlineKeyboardMarkup.model_validate(markup)
+
+
+#: What a TEXT row's payload may carry besides its text: the picture or voice it captions.
+_MEDIA_KEYS = ("photo", "upload", "voice")
+#: Telegram's refusals of a file rather than of the message (its text would go alone).
+_MEDIUM_REFUSALS = (
+    "file identifier", "wrong type of", "http url content", "image_process_failed",
+    "photo_invalid_dimensions", "file must be non-empty", "type of file", "file of type",
+    "voice_messages_forbidden", "caption is too long",
+)
+
+
+def _medium_refused(error: TelegramBadRequest) -> bool:
+    return any(words in error.message.lower() for words in _MEDIUM_REFUSALS)
+
+
+async def _record_refused_medium(row: Delivery, error: str) -> None:
+    """A captioned text went without its picture or voice: that part is a failed row of its
+    own, so whom it concerns hears of it as of any notice given up on."""
+    medium = {key: row.payload[key] for key in _MEDIA_KEYS if key in row.payload}
+    kind = DeliveryKind.VOICE if "voice" in medium else DeliveryKind.PHOTO
+    now = _now()
+    # Its message is a text now: its edits are edits of a text.
+    text = {key: value for key, value in row.payload.items() if key not in medium}
+    await Delivery.filter(id=row.id).update(payload=text)
+    log.warning("courier: delivery %s to %s went without its %s: %s",
+                row.id, row.chat_id, kind, error)
+    failed = await Delivery.create(
+        chat_id=row.chat_id, kind=kind, payload=medium, case_id=row.case_id,  # type: ignore[attr-defined]
+        created_at=row.created_at, not_before=now, priority=row.priority, failed_at=now,
+        error=error[:ERROR_MAX],
+    )
+    await _undelivered([failed.id], forbidden=False)
+
+
+def _photo(payload: dict[str, Any]) -> str | BufferedInputFile:
+    """A row's photo: a Telegram file id, or our own picture to upload."""
+    if "upload" in payload:
+        return BufferedInputFile(base64.b64decode(payload["upload"]), UPLOAD_NAME)
+    return str(payload["photo"])
 
 
 def _cost(row: Delivery) -> int:
@@ -398,6 +543,11 @@ class _Window:
         return not self.times
 
 
+def broadcast_cap(cap: int) -> int:
+    """What of an overall budget of `cap` a second a broadcast may use."""
+    return max(1, cap - max(1, round(cap * BROADCAST_LEAVES)))
+
+
 class _Pacer:
     """The courier's view of Telegram's limits: overall (direct replies included), per
     private chat, per group.
@@ -441,12 +591,15 @@ class _Pacer:
     def chat_ready_in(self, chat_id: int, cost: int, now: float) -> float:
         return self._chat(chat_id).ready_in(now, cost)
 
-    def overall_ready_in(self, cost: int, now: float) -> float:
-        """0 when a courier send of `cost` messages may start now; else roughly how long to wait."""
+    def overall_ready_in(self, cost: int, now: float, *, broadcast: bool = False) -> float:
+        """0 when a courier send of `cost` messages may start now; else roughly how long to
+        wait. A broadcast's send keeps `BROADCAST_LEAVES` of the budget free."""
         if self.replies_waiting:
             self.courier_gave_way = True
             return POLL_SECONDS  # replies go first; the last of them wakes the courier
         cap = self.per_second // 2 if now < self.slow_until else self.per_second
+        if broadcast:
+            cap = broadcast_cap(cap)
         return max(self.paused_until - now, self._room_in(cost, now, cap))
 
     def _room_in(self, cost: int, now: float, cap: int) -> float:
@@ -536,14 +689,18 @@ class SharedLimits:
         self._limiter = MovingWindowRateLimiter(self._storage)
         scale = max(1, per_second // GLOBAL_PER_SECOND)  # as `_Pacer._chat`
         self._overall = RateLimitItemPerSecond(per_second)
+        self._broadcast = RateLimitItemPerSecond(broadcast_cap(per_second))
         self._private = RateLimitItemPerSecond(PRIVATE_PER_SECOND * scale)
         self._group = RateLimitItemPerMinute(GROUP_PER_MINUTE * scale)
         self._warned = False
 
-    async def take(self, chat_id: int | None, cost: int) -> tuple[float, bool]:
+    async def take(
+        self, chat_id: int | None, cost: int, *, broadcast: bool = False
+    ) -> tuple[float, bool]:
         """Count `cost` messages (to `chat_id`) if all processes together have room: (0, _).
         Else nothing is counted: (seconds to wait at least, whether the overall window is
-        full rather than the chat's)."""
+        full rather than the chat's). A broadcast's messages count in a smaller window too,
+        which keeps room for everything else (`BROADCAST_LEAVES`)."""
         try:
             if chat_id is not None:
                 chat = self._private if chat_id > 0 else self._group
@@ -551,6 +708,8 @@ class SharedLimits:
                 chat_cost = min(cost, chat.amount)
                 if not await self._limiter.test(chat, str(chat_id), cost=chat_cost):
                     return await self._wait(chat, str(chat_id)), False
+            if broadcast and not await self._limiter.hit(self._broadcast, "broadcast", cost=cost):
+                return await self._wait(self._broadcast, "broadcast"), True
             if not await self._limiter.hit(self._overall, "all", cost=cost):
                 return await self._wait(self._overall, "all"), True
             if chat_id is not None:
@@ -652,9 +811,14 @@ class Courier:
         self._pacer = _Pacer(per_second)
         self._shared = shared
         self._wakeup = asyncio.Event()
+        #: Set when rows are queued: a pass over the outbox stops to read it again, so a row
+        #: that outranks the rest does not wait for the pass's end.
+        self._news = asyncio.Event()
         self._progress = asyncio.Event()
         self._busy: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Sends started, ever: a pass that started one may stop for news (see `_dispatch`).
+        self._launched = 0
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         #: Rows this courier delivered (sent or edited), for the logs and the tests.
@@ -701,6 +865,7 @@ class Courier:
             log.info("courier %s: took back %s unfinished rows", self.owner, released)
 
     def wake(self) -> None:
+        self._news.set()
         self._wakeup.set()
 
     async def drained(self, timeout: float = 10.0) -> None:
@@ -738,9 +903,13 @@ class Courier:
             return delay
         now = _now()
         telegram_full = False  # Telegram's rows wait; the robots' go on
+        self._news.clear()
+        before = self._launched
         for row in await _heads(now, limit=BATCH):
             if self._stopping:
                 break
+            if self._news.is_set() and self._launched > before:
+                return 0.0  # rows queued since the read may go first: read again now
             if row.chat_id in self._busy:
                 continue
             if row.kind == DeliveryKind.ROBOT:
@@ -754,7 +923,8 @@ class Courier:
             if wait > 0:
                 delay = min(delay, wait)
                 continue
-            wait = self._pacer.overall_ready_in(cost, moment)
+            broadcast = row.priority <= BROADCAST
+            wait = self._pacer.overall_ready_in(cost, moment, broadcast=broadcast)
             if wait > 0:
                 delay = min(delay, wait)
                 telegram_full = True
@@ -763,7 +933,7 @@ class Courier:
             self._pacer.started(cost)
             claimed = False
             try:
-                wait, full = await self._shared_room(row.chat_id, cost)
+                wait, full = await self._shared_room(row.chat_id, cost, broadcast)
                 if wait <= 0:
                     claimed = await self._claim(row)
             finally:
@@ -775,11 +945,15 @@ class Courier:
                 continue
             if not claimed:
                 continue
-            self._busy.add(row.chat_id)
-            task = asyncio.create_task(self._deliver(row, cost))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._launch(row, cost)
         return delay
+
+    def _launch(self, row: Delivery, cost: int) -> None:
+        self._busy.add(row.chat_id)
+        task = asyncio.create_task(self._deliver(row, cost))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._launched += 1
 
     async def _start_robot(self, row: Delivery) -> float:
         """Start posting a robot's row when its own windows allow; returns how long until
@@ -795,16 +969,15 @@ class Courier:
             return POLL_SECONDS
         self.robots.started(row.robot_id, kind, moment)  # type: ignore[attr-defined]
         self._robot_flight += 1
-        self._busy.add(row.chat_id)
-        task = asyncio.create_task(self._deliver(row, 0))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._launch(row, 0)
         return POLL_SECONDS
 
-    async def _shared_room(self, chat_id: int, cost: int) -> tuple[float, bool]:
+    async def _shared_room(
+        self, chat_id: int, cost: int, broadcast: bool
+    ) -> tuple[float, bool]:
         if self._shared is None:
             return 0.0, False
-        return await self._shared.take(chat_id, cost)
+        return await self._shared.take(chat_id, cost, broadcast=broadcast)
 
     async def room_for_reply(self, chat_id: int | None, cost: int) -> None:
         """Wait for room among all processes for a direct reply, at most `REPLY_WAIT`."""
@@ -865,7 +1038,7 @@ class Courier:
             await self._retry(row, _describe(error))
         except TelegramBadRequest as error:
             if row.kind == DeliveryKind.EDIT and NOT_MODIFIED in error.message:
-                await self._sent(row, await self._edited_message(row))
+                await self._sent(row, (await self._edited(row)).message_ids[-1:])
             else:
                 await self._fail(row, _describe(error))
         except TelegramAPIError as error:
@@ -907,47 +1080,70 @@ class Courier:
     async def _send(self, row: Delivery) -> list[int]:
         payload = row.payload
         bot, chat_id, timeout = self.bot, row.chat_id, REQUEST_TIMEOUT
-        if row.kind == DeliveryKind.TEXT:
-            message = await bot.send_message(
-                chat_id,
-                payload["text"],
-                reply_markup=_keyboard(payload),
-                request_timeout=timeout,
-            )
-            return [message.message_id]
-        if row.kind == DeliveryKind.PHOTO:
-            photo: str | BufferedInputFile = payload.get("photo", "")
-            if "upload" in payload:
-                photo = BufferedInputFile(base64.b64decode(payload["upload"]), UPLOAD_NAME)
-            message = await bot.send_photo(chat_id, photo, request_timeout=timeout)
+        silent = payload.get("silent")
+        if row.kind in (DeliveryKind.TEXT, DeliveryKind.PHOTO, DeliveryKind.VOICE):
+            text, markup = payload.get("text"), _keyboard(payload)
+            try:
+                if "photo" in payload or "upload" in payload:
+                    message = await bot.send_photo(
+                        chat_id, _photo(payload), caption=text, reply_markup=markup,
+                        disable_notification=silent, request_timeout=timeout,
+                    )
+                elif "voice" in payload:
+                    message = await bot.send_voice(
+                        chat_id, payload["voice"], caption=text, reply_markup=markup,
+                        disable_notification=silent, request_timeout=timeout,
+                    )
+                else:
+                    message = await bot.send_message(
+                        chat_id, text, reply_markup=markup, request_timeout=timeout
+                    )
+            except TelegramBadRequest as error:
+                if text is None or not _medium_refused(error):
+                    raise
+                # The picture or voice is refused (a file id Telegram no longer knows, a
+                # person who takes no voice messages): the text still goes, on its own.
+                message = await bot.send_message(
+                    chat_id, text, reply_markup=markup, request_timeout=timeout
+                )
+                await _record_refused_medium(row, _describe(error))
             return [message.message_id]
         if row.kind == DeliveryKind.ALBUM:
             media = [InputMediaPhoto(media=photo) for photo in payload["photos"]]
-            messages = await bot.send_media_group(chat_id, media, request_timeout=timeout)
+            messages = await bot.send_media_group(
+                chat_id, media, disable_notification=silent, request_timeout=timeout
+            )
             return [message.message_id for message in messages]
-        if row.kind == DeliveryKind.VOICE:
-            message = await bot.send_voice(chat_id, payload["voice"], request_timeout=timeout)
-            return [message.message_id]
-        if row.kind == DeliveryKind.LOCATION:
+        if row.kind == DeliveryKind.LOCATION:  # queued by an earlier version: cards had a pin
             message = await bot.send_location(
                 chat_id, payload["latitude"], payload["longitude"], request_timeout=timeout
             )
             return [message.message_id]
         if row.kind == DeliveryKind.EDIT:
-            message_id = await self._edited_message(row)
-            await bot.edit_message_text(
-                text=payload["text"],
-                chat_id=chat_id,
-                message_id=message_id[0],
-                reply_markup=_keyboard(payload),
-                request_timeout=timeout,
-            )
+            original = await self._edited(row)
+            message_id = [original.message_ids[-1]]
+            if not any(key in original.payload for key in _MEDIA_KEYS):
+                await bot.edit_message_text(
+                    text=payload["text"],
+                    chat_id=chat_id,
+                    message_id=message_id[0],
+                    reply_markup=_keyboard(payload),
+                    request_timeout=timeout,
+                )
+            else:  # the text is the caption of a photo or a voice message
+                await bot.edit_message_caption(
+                    caption=_fit_caption(payload["text"]),
+                    chat_id=chat_id,
+                    message_id=message_id[0],
+                    reply_markup=_keyboard(payload),
+                    request_timeout=timeout,
+                )
             return message_id
         raise _Gone(f"unknown delivery kind {row.kind}")
 
     @staticmethod
-    async def _edited_message(row: Delivery) -> list[int]:
-        """The message an EDIT row changes: the last message of its original."""
+    async def _edited(row: Delivery) -> Delivery:
+        """The row whose message an EDIT row changes (its last message), once sent."""
         original = await Delivery.get_or_none(id=row.edit_of_id)  # type: ignore[attr-defined]
         if original is None or original.failed_at is not None:
             raise _Gone("the message to edit was never sent")
@@ -955,7 +1151,7 @@ class Courier:
             raise _NotYet
         if not original.message_ids:
             raise _Gone("the message to edit has no message id")
-        return [original.message_ids[-1]]
+        return original
 
     # ---- recording the outcome -------------------------------------------------------------
 

@@ -30,7 +30,14 @@ from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, MultipartReader, web
+from aiohttp import (
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    MultipartReader,
+    TCPConnector,
+    web,
+)
 
 __all__ = [
     "BotAPIEmulator",
@@ -163,6 +170,11 @@ _UNSET: Any = object()
 # Reading messages
 
 
+def said(message: dict) -> str:
+    """What a message says: its text, or the caption under its photo or voice."""
+    return message.get("text") or message.get("caption") or ""
+
+
 def buttons(message: dict) -> list[str]:
     """The inline button texts under a message, row after row: what a person can tap."""
     markup = message.get("reply_markup") or {}
@@ -287,6 +299,8 @@ class EmulatorStats:
     """What the bot asked of Telegram: calls per method, messages, and every refusal."""
 
     requests: Counter[str] = field(default_factory=Counter)
+    #: Of those, the calls a webhook's answer carried (no request of the bot's own).
+    webhook_replies: Counter[str] = field(default_factory=Counter)
     sent_messages: int = 0
     edited_messages: int = 0
     deleted_messages: int = 0
@@ -1186,6 +1200,8 @@ class _Chat:
     last_message_id: int = 0
     reply_keyboard: dict | None = None
     keyboards_shown: dict[int, dict] = field(default_factory=dict)
+    #: The bot's messages sent with disable_notification: they made no sound on the phone.
+    silent: set[int] = field(default_factory=set)
     timeline: list[tuple[Any, ...]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     sent_at: deque[float] = field(default_factory=deque)
@@ -1713,6 +1729,10 @@ class BotAPIEmulator:
         #: Telegram's default for bots: in groups only commands and replies reach the bot.
         self.privacy_mode = True
         self.webhook_timeout = 10.0
+        #: Telegram keeps its connections to a webhook open between updates. Off, each POST
+        #: has a connection of its own, closed once answered: a connection the bot holds open
+        #: is then an update it is handling (`bench.kills` finds a busy worker so).
+        self.webhook_keep_alive = True
         self.stats = EmulatorStats()
         self.callback_answers: list[dict] = []
 
@@ -1829,7 +1849,9 @@ class BotAPIEmulator:
         await site.start()
         self.port = int(runner.addresses[0][1])
         self._runner = runner
-        self._client = ClientSession()
+        self._client = ClientSession(
+            connector=TCPConnector(force_close=not self.webhook_keep_alive)
+        )
 
     async def stop(self) -> None:
         """Answer pending long polls, stop webhook delivery and close the server."""
@@ -1988,6 +2010,11 @@ class BotAPIEmulator:
     def pending_updates(self) -> int:
         return len(self._updates)
 
+    @property
+    def webhook_posts_in_flight(self) -> int:
+        """Updates POSTed to the webhook and not yet answered."""
+        return len(self._webhook_posts)
+
     # ---- faults ----------------------------------------------------------------------------
 
     def fail_next(
@@ -2074,6 +2101,13 @@ class BotAPIEmulator:
 
     def bot_messages(self, chat_id: int) -> list[dict]:
         return [m for m in self.messages(chat_id) if m["from"]["id"] == self.bot_id]
+
+    def notifying_messages(self, chat_id: int) -> list[dict]:
+        """The bot's messages in the chat that made the phone ring (not sent silently)."""
+        chat = self._chats.get(chat_id)
+        if chat is None:
+            return []
+        return [m for m in self.bot_messages(chat_id) if m["message_id"] not in chat.silent]
 
     def deleted_messages(self, chat_id: int) -> list[dict]:
         chat = self._chats.get(chat_id)
@@ -2615,6 +2649,7 @@ class BotAPIEmulator:
         if name is None:
             return
         self.stats.requests[name] += 1
+        self.stats.webhook_replies[name] += 1
         try:
             await self._handlers[name](_Params(params))
         except _ApiError as error:
@@ -2727,6 +2762,7 @@ class BotAPIEmulator:
         contents: list[dict],
         markup: dict | None,
         reply: dict | None,
+        p: _Params,
     ) -> list[dict]:
         """Deliver validated content: blocked users and flood limits refuse it here."""
         if chat.user is not None and chat.user.blocked:
@@ -2750,6 +2786,8 @@ class BotAPIEmulator:
             elif markup is not None:
                 chat.keyboards_shown[message["message_id"]] = markup
             self._store(chat, message)
+            if p.flag("disable_notification"):
+                chat.silent.add(message["message_id"])
             sent.append(message)
         if markup is not None and "keyboard" in markup:
             chat.reply_keyboard = markup
@@ -2990,7 +3028,7 @@ class BotAPIEmulator:
         content: dict[str, Any] = {"text": text}
         if entities:
             content["entities"] = entities
-        return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
+        return _public(self._commit_bot_messages(chat, [content], markup, reply, p)[0])
 
     async def _send_file(
         self, p: _Params, field: str, load: Callable[[Any, _Params], Awaitable[Any]]
@@ -3004,7 +3042,7 @@ class BotAPIEmulator:
         markup = self._markup(p)
         reply = self._reply_target(chat, p)
         content = self._with_caption({field: await load(value, p)}, caption, entities)
-        return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
+        return _public(self._commit_bot_messages(chat, [content], markup, reply, p)[0])
 
     async def _send_photo(self, p: _Params) -> dict:
         return await self._send_file(p, "photo", self._photo)
@@ -3058,7 +3096,7 @@ class BotAPIEmulator:
             if group_id is not None:
                 content["media_group_id"] = group_id
             contents.append(self._with_caption(content, caption, entities))
-        return [_public(m) for m in self._commit_bot_messages(chat, contents, None, reply)]
+        return [_public(m) for m in self._commit_bot_messages(chat, contents, None, reply, p)]
 
     async def _send_location(self, p: _Params) -> dict:
         chat = self._send_target(p)
@@ -3081,7 +3119,7 @@ class BotAPIEmulator:
         markup = self._markup(p)
         reply = self._reply_target(chat, p)
         content = {"location": location}
-        return _public(self._commit_bot_messages(chat, [content], markup, reply)[0])
+        return _public(self._commit_bot_messages(chat, [content], markup, reply, p)[0])
 
     async def _send_chat_action(self, p: _Params) -> bool:
         chat = self._send_target(p)

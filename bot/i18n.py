@@ -10,11 +10,9 @@ import gettext
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
-from aiogram.utils.i18n import I18n
-from aiogram.utils.i18n import gettext as _
-from aiogram.utils.i18n import lazy_gettext as __
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -23,14 +21,22 @@ from bot.languages import LANGUAGES, LOCALE_DIRS, ZH_HANS
 LOCALES_PATH = Path(__file__).resolve().parent.parent / "locales"
 DOMAIN = "messages"
 
-__all__ = ["DOMAIN", "LOCALES_PATH", "N_", "Catalogs", "_", "__", "catalogs", "every_language"]
+__all__ = ["DOMAIN", "LOCALES_PATH", "N_", "Catalogs", "_", "catalogs", "every_language"]
+
+#: The language `_()` renders in: the person's of the update, or a recipient's (`speaking`).
+_speaking: ContextVar[str | None] = ContextVar("speaking", default=None)
 
 
-class Catalogs(I18n):
-    """aiogram's I18n, keyed by our language codes and fed from `.po` files."""
+class Catalogs:
+    """The messages in each of our languages, fed from the `.po` files.
+
+    Our own rather than aiogram's I18n, whose import is the whole of aiogram: the commands
+    that never talk to Telegram (a directory import, an export) start in a second."""
 
     def __init__(self, path: Path = LOCALES_PATH, default_locale: str = ZH_HANS) -> None:
-        super().__init__(path=path, default_locale=default_locale, domain=DOMAIN)
+        self.path = path
+        self.default_locale = default_locale
+        self.locales = self.find_locales()
 
     def find_locales(self) -> dict[str, gettext.GNUTranslations]:
         translations: dict[str, gettext.GNUTranslations] = {}
@@ -44,6 +50,11 @@ class Catalogs(I18n):
             translations[language] = gettext.GNUTranslations(buffer)
         return translations
 
+    def gettext(self, message: str, locale: str | None = None) -> str:
+        """`message` in `locale`; by default in the language spoken now."""
+        translator = self.locales.get(locale or _speaking.get() or self.default_locale)
+        return translator.gettext(message) if translator is not None else message
+
     def text(self, message: str, language: str, **values: object) -> str:
         """One message in one language, outside any update (scheduler, delivery, CLI)."""
         rendered = self.gettext(message, locale=language)
@@ -52,13 +63,16 @@ class Catalogs(I18n):
     @contextmanager
     def speaking(self, language: str) -> Iterator[None]:
         """Make `_()` render in `language` for the code inside the block."""
-        # aiogram's `_()` looks up the instance registered on I18n itself, not on subclasses.
-        token = I18n.set_current(self)
+        token = _speaking.set(language)
         try:
-            with self.use_locale(language):
-                yield
+            yield
         finally:
-            I18n.reset_current(token)
+            _speaking.reset(token)
+
+
+def _(message: str) -> str:
+    """`message` in the language spoken now (`Catalogs.speaking`)."""
+    return catalogs().gettext(message)
 
 
 def N_(message: str) -> str:
@@ -82,7 +96,7 @@ def every_language(message: str) -> frozenset[str]:
     return frozenset(catalogs().gettext(message, locale=language) for language in LANGUAGES)
 
 
-KEYWORDS = {"_": None, "__": None, "N_": None}
+KEYWORDS = {"_": None, "N_": None}
 SOURCE_FOLDERS = ("bot", "scheduler", "web")
 #: How each kind of source file is read: the back office's templates call `_()` as code does.
 METHOD_MAP = [("**.py", "python"), ("**/templates/**.html", "jinja2.ext:babel_extract")]

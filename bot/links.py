@@ -1,4 +1,5 @@
-"""Telegram deep links into the bot, built in one place.
+"""Links the bot writes into its messages, built in one place: Telegram deep links into the
+bot, and a case's place on a map.
 
 A payload travels after `?start=` (a private chat with the bot) or `?startgroup=` (Telegram
 asks which group to add the bot to, then sends `/start <payload>` there). Telegram allows up
@@ -38,3 +39,16 @@ def group_link(bot_username: str, payload: str) -> str:
 def bind_payload(unit_id: int) -> str:
     """The payload that binds a group to the unit with this id."""
     return f"{BIND_PREFIX}{unit_id}"
+
+
+#: A pin on Amap (高德地图), the map townships' phones have; it opens the app where installed.
+#: `coordinate=wgs84`: Telegram's locations are GPS coordinates, not the GCJ-02 of Chinese maps.
+MAP_LINK = (
+    "https://uri.amap.com/marker?position={longitude:.6f},{latitude:.6f}"
+    "&coordinate=wgs84&callnative=1"
+)
+
+
+def map_link(latitude: float, longitude: float) -> str:
+    """A link that shows the place on a map, for a card that has no room for a pin."""
+    return MAP_LINK.format(latitude=latitude, longitude=longitude)

@@ -38,8 +38,14 @@ class PersonMiddleware(BaseMiddleware):
         if user is None or user.is_bot:
             return await handler(event, data)
         chat: Chat | None = data.get("event_chat")
+        private = chat is not None and chat.type == "private"
+        # In a private chat the bot "kicked" is the person blocking it.
+        change = event.my_chat_member if isinstance(event, Update) else None
+        blocking = private and change is not None and change.new_chat_member.status in (
+            "kicked", "left"
+        )
         person = await identify(
-            user, self.default_language, private=chat is not None and chat.type == "private"
+            user, self.default_language, private=private, blocking=blocking
         )
         data["person"] = person
         with catalogs().speaking(person.language):

@@ -645,7 +645,8 @@ class Delivery(Model):
     id = fields.BigIntField(primary_key=True)
     chat_id = fields.BigIntField()
     kind = fields.CharEnumField(DeliveryKind, max_length=16)
-    # text, caption, photos, latitude/longitude, reply_markup: what the Bot API call needs
+    # text, photos, reply_markup, ...: what the Bot API call needs. A TEXT row may carry the
+    # photo (or upload, or voice) its text is the caption of; `silent` sends without a sound.
     payload: dict = fields.JSONField(default=dict)  # type: ignore[assignment]
     # An EDIT names the row whose sent message it changes.
     edit_of: fields.ForeignKeyNullableRelation[Delivery] = fields.ForeignKeyField(

@@ -23,16 +23,20 @@ sends an official who starts the bot the cards that could not reach them before.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aiogram.types import InlineKeyboardMarkup
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from bot import delivery, robots, scope, snapshot
+from bot import delivery, links, robots, scope, snapshot
 from bot.callbacks import CaseAction, SupporterRate
 from bot.i18n import N_, catalogs
 from bot.keyboards import button, inline, villager_menu
@@ -156,6 +160,8 @@ class Scene:
     creator: Official | None = None
     #: A case reported through the Open311 API: the key's name (there is no reporter).
     source: str | None = None
+    #: The unit the case was at before the change (`Change.unit_before`).
+    unit_before: int | None = None
 
     @property
     def timezone(self) -> str:
@@ -230,6 +236,7 @@ async def _scene(change: Change, *, fresh: bool = False) -> Scene:
     return Scene(
         case, change.event, case.unit, upward, reporter, reporter_account, assignee,
         assignee_account, actor, await scope.personal_data_chats(case), task, creator, source,
+        change.unit_before,
     )
 
 
@@ -239,6 +246,14 @@ async def _scene_of(case: Case) -> Scene:
     from bot.cases import Change
 
     return await _scene(Change(case, event))  # type: ignore[arg-type]
+
+
+async def _scene_as_read(case: Case) -> Scene:
+    """The case as its caller read it and holds it (the sweep, whose transaction holds its
+    row), for a notice of no change: its stand-in event names no one."""
+    from bot.cases import Change
+
+    return await _scene(Change(case, CaseEvent(case_id=case.id, action="remind")), fresh=True)
 
 
 def _name(official: Official | None, language: str) -> str:
@@ -267,9 +282,10 @@ def card_body(scene: Scene, language: str, *, personal: bool) -> str:
             case.description or text(N_("(voice message)"), language),
         ]
     if case.photos:
-        lines.append(text(N_("Photos: {count}, sent above"), language, count=len(case.photos)))
+        lines.append(text(N_("Photos: {count}"), language, count=len(case.photos)))
     if case.latitude is not None and case.longitude is not None:
-        lines.append(text(N_("Location: the pin above"), language))
+        lines.append(text(N_("Location: {link}"), language,
+                          link=links.map_link(case.latitude, case.longitude)))
     if case.address:
         lines.append(text(N_("Address: {address}"), language, address=case.address))
     if case.media_url:
@@ -424,11 +440,8 @@ async def _post_card(
     buttons: bool = True,
     key: str | None = None,
 ) -> None:
-    """One copy of a new case's card: its voice, photos and pin, then the text and buttons."""
+    """One copy of a new case's card: the text and buttons under its photo or voice."""
     case = scene.case
-    location = None
-    if case.latitude is not None and case.longitude is not None:
-        location = (case.latitude, case.longitude)
     lines = [card_body(scene, reader.language, personal=reader.chat_id in scene.personal)]
     arrival = arrival_line(scene, reader.language, previous)
     if arrival:
@@ -445,7 +458,6 @@ async def _post_card(
         "\n".join(lines),
         voice=case.voice_file_id,
         photos=case.photos,
-        location=location,
         keyboard=keyboard,
         case_id=case.id,
         card=True,
@@ -461,8 +473,39 @@ async def _post_cards(scene: Scene, previous: Unit | None, *, dispatchers_too: b
         await _post_card(scene, reader, previous=previous)
 
 
+def _card_copies() -> QuerySet[Delivery]:
+    """The copies of cards: what an edit of each needs, not their texts."""
+    return Delivery.filter(card=True, kind=DeliveryKind.TEXT).order_by("id").only(
+        "id", "chat_id", "case_id", "priority"
+    )
+
+
+#: Card copies read ahead by `cards_of` for the cases of a block, by case.
+_read_ahead: ContextVar[dict[int, list[Delivery]] | None] = ContextVar(
+    "cards_read_ahead", default=None
+)
+
+
+@contextlib.asynccontextmanager
+async def cards_of(case_ids: Sequence[int]) -> AsyncIterator[None]:
+    """Read the card copies of `case_ids` in one statement for the block: a sweep's chunk
+    changes each of its cases at most once, inside the transaction that reads them here. A
+    case's copies are used once; a second change of it reads them again."""
+    found: dict[int, list[Delivery]] = {case_id: [] for case_id in case_ids}
+    for row in await _card_copies().filter(case_id__in=list(case_ids)):
+        found[row.case_id].append(row)  # type: ignore[attr-defined]
+    token = _read_ahead.set(found)
+    try:
+        yield
+    finally:
+        _read_ahead.reset(token)
+
+
 async def _card_rows(case: Case) -> list[Delivery]:
-    return await Delivery.filter(case_id=case.id, card=True, kind=DeliveryKind.TEXT).order_by("id")
+    read_ahead = _read_ahead.get()
+    if read_ahead is not None and case.id in read_ahead:
+        return read_ahead.pop(case.id)
+    return list(await _card_copies().filter(case_id=case.id))
 
 
 async def _edit_cards(scene: Scene) -> list[Delivery]:
@@ -685,7 +728,7 @@ def _reader_language(scene: Scene) -> str:
 async def _moved(scene: Scene) -> None:
     """Declined or escalated: old cards say where it went, the new unit gets a card."""
     await _edit_cards(scene)
-    previous_id = await _previous_unit_id(scene)
+    previous_id = scene.unit_before
     previous = await snapshot.unit(previous_id) if previous_id is not None else None
     await _post_cards(scene, previous, dispatchers_too=scene.event.action == "decline")
     if scene.task is not None:
@@ -698,15 +741,6 @@ async def _moved(scene: Scene) -> None:
         N_("↪️ Your case {number} was passed on to {unit}."),
         unit=scene.unit.display_name(_reader_language(scene)),
     )
-
-
-async def _previous_unit_id(scene: Scene) -> int | None:
-    earlier = (
-        await CaseEvent.filter(case_id=scene.case.id, id__lt=scene.event.id)
-        .order_by("-id")
-        .first()
-    )
-    return earlier.unit_id if earlier is not None else None  # type: ignore[attr-defined]
 
 
 async def _assigned(scene: Scene) -> None:
@@ -1018,9 +1052,10 @@ async def remind(case: Case, key: str) -> int:
     """A deadline is near: the unit (a new case) or the assignee is reminded, once per key.
 
     The reminder is a copy of the case's card (its buttons, edited when the case moves), with
-    the reminder on top. Returns how many chats it was queued for.
+    the reminder on top. `case` is as the sweep read it, its row held by the sweep's
+    transaction since its version was checked. Returns how many chats it was queued for.
     """
-    scene = await _scene_of(case)
+    scene = await _scene_as_read(case)
     if scene.case.status == CaseStatus.NEW:
         readers = await _card_readers(scene.unit, dispatchers_too=False)
         message = N_("⏰ Reminder: case {number} is waiting to be accepted, by {deadline}.")
@@ -1079,8 +1114,10 @@ async def announce(change: Change) -> None:
     if handler is None:
         log.warning("no notices for case action %r", change.event.action)
         return
-    # A transition's case was read again after its UPDATE, in this transaction (bot.cases).
-    await handler(await _scene(change, fresh=change.event.action not in NEW_CASES))
+    # A transition's case is as its UPDATE left it, in this transaction (bot.cases).
+    scene = await _scene(change, fresh=change.event.action not in NEW_CASES)
+    async with delivery.together():  # its notices in a few statements
+        await handler(scene)
 
 
 # ---- what could not be delivered ------------------------------------------------------------

@@ -34,22 +34,27 @@ class Person:
         return any(o.role == Role.ADMIN for o in self.officials)
 
 
-async def identify(user: User, default_language: str, *, private: bool = False) -> Person:
+async def identify(
+    user: User, default_language: str, *, private: bool = False, blocking: bool = False
+) -> Person:
     """Find or create the account for a Telegram user, keeping name and language fresh;
-    `private`: they wrote in their chat with the bot, so the bot may write to them now.
+    `private`: they wrote in their chat with the bot, so the bot may write to them now;
+    `blocking`: Telegram tells that they blocked the bot (so it may not, from now).
     Read once per directory version (`bot.cache`): an update that changes nothing of the
     person costs no statement here."""
     read_at = await cache.fresh()
     key = ("person", user.id)
     kept: Person | None = cache.get(key)
-    if kept is not None and not _account_changes(kept.account, user, default_language, private):
+    if kept is not None and not _account_changes(
+        kept.account, user, default_language, private, blocking
+    ):
         return kept
-    person = await _read(user, default_language, private=private)
+    person = await _read(user, default_language, private=private, blocking=blocking)
     return cache.put(key, person, read_at)  # type: ignore[no-any-return]
 
 
 def _account_changes(
-    account: Account, user: User, default_language: str, private: bool
+    account: Account, user: User, default_language: str, private: bool, blocking: bool
 ) -> dict[str, object]:
     """What of the account Telegram's view of the user makes out of date."""
     telegram_language = normalize_language(user.language_code, fallback=default_language)
@@ -60,14 +65,18 @@ def _account_changes(
         changes["username"] = user.username
     if not account.language_chosen and account.language != telegram_language:
         changes["language"] = telegram_language
-    if account.blocked_at is not None:
+    if blocking:
+        if account.blocked_at is None:
+            changes["blocked_at"] = datetime.now(UTC)
+        return changes
+    if private and account.blocked_at is not None:
         changes["blocked_at"] = None
     if private and account.started_at is None:
         changes["started_at"] = datetime.now(UTC)
     return changes
 
 
-async def _read(user: User, default_language: str, *, private: bool) -> Person:
+async def _read(user: User, default_language: str, *, private: bool, blocking: bool) -> Person:
     account = await Account.get_or_none(id=user.id)
     telegram_language = normalize_language(user.language_code, fallback=default_language)
     if account is None:
@@ -77,11 +86,12 @@ async def _read(user: User, default_language: str, *, private: bool) -> Person:
                 "first_name": user.first_name[:128],
                 "username": user.username,
                 "language": telegram_language,
-                "started_at": datetime.now(UTC) if private else None,
+                "started_at": datetime.now(UTC) if private and not blocking else None,
+                "blocked_at": datetime.now(UTC) if blocking else None,
             },
         )
     else:
-        changes = _account_changes(account, user, default_language, private)
+        changes = _account_changes(account, user, default_language, private, blocking)
         if changes:
             account.update_from_dict(changes)
             await account.save(update_fields=list(changes))

@@ -43,7 +43,7 @@ from typing import Any
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from tortoise.expressions import Q
 
-from bot import delivery, snapshot
+from bot import db, delivery, snapshot
 from bot.models import Delivery, DeliveryKind, Robot, RobotKind, Township
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,9 @@ def is_robot_chat(chat_id: int) -> bool:
 
 async def of_township(township_id: int) -> list[Robot]:
     """The township's own robots (its leaders' groups), in the file's order."""
+    snap = snapshot.current()
+    if snap is not None and township_id in snap.townships:
+        return list(snap.township_robots.get(township_id, ()))
     return list(await Robot.filter(
         township_id=township_id, unit_id=None, active=True
     ).order_by("position", "id"))
@@ -130,7 +133,7 @@ async def post(
     Joins the caller's transaction; returns the text rows queued now.
     """
     rows: list[Delivery] = []
-    joined = delivery._in_callers_transaction()
+    joined = db.in_callers_transaction()
     for robot in robots:
         if await Delivery.filter(key=robot_key(key, robot)).exists():
             continue

@@ -123,6 +123,13 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+#: The bot's pace when the emulator keeps no limits (`limits=False`): Telegram's 30 a second,
+#: and one a second per private chat, times 100. Telegram's limits are tested with
+#: `limits=True`, at its own pace; elsewhere a conversation's answers would wait a second each
+#: in their chat for a limit nobody keeps. A `messages_per_second` given wins.
+FREE_PACE = 3000
+
+
 class Sandbox:
     """Start with `async with Sandbox(database_url) as sandbox:`; act through `emulator`."""
 
@@ -145,6 +152,8 @@ class Sandbox:
         # Tests and the demo drive the scheduler themselves, unless they ask for it; `clock`
         # is its time, so a test moves days on without waiting for them.
         settings.setdefault("scheduler", False)
+        if not limits:
+            settings.setdefault("messages_per_second", FREE_PACE)
         # The back office only when asked, on a free port of loopback: `web_url` is its address.
         # The back office keeps the files it fetched from Telegram in a folder of its own.
         self._files: tempfile.TemporaryDirectory[str] | None = None

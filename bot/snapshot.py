@@ -50,6 +50,8 @@ class Snapshot:
     members: dict[int, list[int]] = field(default_factory=dict)
     #: unit id → its active group robots, in the directory's order.
     robots: dict[int, list[Robot]] = field(default_factory=dict)
+    #: township id → its own active robots (its leaders' groups), in the directory's order.
+    township_robots: dict[int, list[Robot]] = field(default_factory=dict)
     #: case id → its category id, for the cases of the batch (a case keeps its category).
     case_categories: dict[int, int] = field(default_factory=dict)
 
@@ -106,6 +108,14 @@ async def unit(unit_id: int) -> Unit:
     return await Unit.get(id=unit_id)
 
 
+async def village(village_id: int) -> Village:
+    """A village by id: from the current snapshot when it holds it, else the database."""
+    snap = current()
+    if snap is not None and village_id in snap.villages:
+        return snap.villages[village_id]
+    return await Village.get(id=village_id)
+
+
 async def category(category_id: int) -> Category:
     """A category by id: from the current snapshot when it holds it, else the database."""
     snap = current()
@@ -143,10 +153,11 @@ async def load(
         township_id__in=ids, units__id__isnull=False
     ).order_by("id").values_list("id", "units__id"):
         snap.members.setdefault(unit_id, []).append(official_id)
-    for robot in await Robot.filter(
-        township_id__in=ids, unit_id__isnull=False, active=True
-    ).order_by("position", "id"):
-        snap.robots.setdefault(robot.unit_id, []).append(robot)  # type: ignore[attr-defined]
+    for robot in await Robot.filter(township_id__in=ids, active=True).order_by("position", "id"):
+        if robot.unit_id is None:  # type: ignore[attr-defined]
+            snap.township_robots.setdefault(robot.township_id, []).append(robot)  # type: ignore[attr-defined]
+        else:
+            snap.robots.setdefault(robot.unit_id, []).append(robot)  # type: ignore[attr-defined]
     wanted = sorted(set(reporter_ids))
     if wanted:
         snap.villagers = {v.id: v for v in await Villager.filter(id__in=wanted)}

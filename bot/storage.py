@@ -12,8 +12,9 @@ import contextlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,22 @@ EMPTY = "{}"
 
 #: Conversations kept in memory, the most recently used first out of mind last.
 CACHED = 10_000
+#: What the update being handled read of conversations, where none are kept between updates
+#: (webhook mode, `one_update`): aiogram's FSM middleware and `bot.middlewares.ThisUpdate`
+#: ask for the same row, under the person's lock; one read serves both.
+_this_update: ContextVar[dict[str, tuple[str | None, str]] | None] = ContextVar(
+    "this_update", default=None
+)
+
+
+@contextlib.contextmanager
+def one_update() -> Iterator[None]:
+    """Around the handling of one update: a conversation it reads is read once."""
+    token = _this_update.set({})
+    try:
+        yield
+    finally:
+        _this_update.reset(token)
 
 
 class DatabaseStorage(BaseStorage):
@@ -64,12 +81,18 @@ class DatabaseStorage(BaseStorage):
         if remembered is not None:
             self._rows.move_to_end(row_key)
             return remembered
+        this_update = _this_update.get()
+        if this_update is not None and row_key in this_update:
+            return this_update[row_key]
         row = await Conversation.get_or_none(key=row_key)
         value = (row.state, json.dumps(row.data)) if row is not None else (None, EMPTY)
         self._remember(row_key, value)
         return value
 
     def _remember(self, row_key: str, value: tuple[str | None, str]) -> None:
+        this_update = _this_update.get()
+        if this_update is not None:
+            this_update[row_key] = value
         self._rows[row_key] = value
         self._rows.move_to_end(row_key)
         while len(self._rows) > self._cached:
@@ -79,29 +102,46 @@ class DatabaseStorage(BaseStorage):
         """The conversation's state and its data as JSON text, in one read."""
         return await self._load(self.key_builder.build(key))
 
-    async def store(self, key: StorageKey, state: str | None, data: str) -> None:
+    async def store(
+        self, key: StorageKey, state: str | None, data: str, *, handled: str | None = None
+    ) -> None:
         """State and data (JSON text) in one statement, not read first: in a transaction on
         SQLite a read before the write would make it fail at once, not wait, when another
-        process writes."""
-        await self._write(self.key_builder.build(key), state, data)
+        process writes. `handled`: the claim on the update, marked done in the same one."""
+        await self._write(self.key_builder.build(key), state, data, handled=handled)
 
     def forget(self, key: StorageKey) -> None:
         """What memory holds of the conversation no longer stands (its write was rolled back)."""
-        self._rows.pop(self.key_builder.build(key), None)
+        self._drop(self.key_builder.build(key))
+
+    def _drop(self, row_key: str) -> None:
+        self._rows.pop(row_key, None)
+        this_update = _this_update.get()
+        if this_update is not None:
+            this_update.pop(row_key, None)
 
     async def _store(self, row_key: str, state: str | None, data: str) -> None:
         if (state, data) == await self._load(row_key):
             return
         await self._write(row_key, state, data)
 
-    async def _write(self, row_key: str, state: str | None, data: str) -> None:
-        self._rows.pop(row_key, None)  # a failed write must not leave memory ahead of the table
+    async def _write(
+        self, row_key: str, state: str | None, data: str, *, handled: str | None = None
+    ) -> None:
+        self._drop(row_key)  # a failed write must not leave memory ahead of the table
+        now = datetime.now(UTC)
         if state is None and data == EMPTY:
             await Conversation.filter(key=row_key).delete()
+            if handled is not None:
+                await Conversation.filter(key=handled).update(state=DONE, updated_at=now)
         else:
-            fields = {"state": state, "data": json.loads(data), "updated_at": datetime.now(UTC)}
-            if not await Conversation.filter(key=row_key).update(**fields):
-                await Conversation.update_or_create(key=row_key, defaults=fields)
+            rows = [Conversation(key=row_key, state=state, data=json.loads(data), updated_at=now)]
+            if handled is not None:
+                rows.append(Conversation(key=handled, state=DONE, data={}, updated_at=now))
+            # One INSERT ... ON CONFLICT DO UPDATE for the conversation, new or not, and the mark.
+            await Conversation.bulk_create(
+                rows, on_conflict=["key"], update_fields=["state", "data", "updated_at"]
+            )
         self._remember(row_key, (state, data))
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
@@ -239,8 +279,7 @@ class HandledUpdates:
             assert isinstance(storage, DatabaseStorage), "a write needs the database's storage"
             try:
                 async with in_transaction():
-                    await storage.store(write.key, write.state, write.data)
-                    await Conversation.filter(key=key).update(state=DONE, updated_at=now)
+                    await storage.store(write.key, write.state, write.data, handled=key)
             except BaseException:
                 storage.forget(write.key)
                 raise

@@ -27,7 +27,7 @@ from tortoise.transactions import in_transaction
 from bot import cases, delivery, scope
 from bot.i18n import N_, catalogs
 from bot.languages import LANGUAGES
-from bot.models import Case, CaseCounter, CaseStatus, Category, Official, Task, Township, Unit
+from bot.models import Case, CaseStatus, Category, Official, Task, Township, Unit
 from bot.public_notices import clean
 
 TITLE_MAX = 100
@@ -133,8 +133,6 @@ async def create(
     category = await task_category(township)
     # The task category's time to accept, cut to the task's deadline: the same for every unit.
     accept_by = min(await cases.accept_deadline(category, at), deadline)
-    with contextlib.suppress(IntegrityError):
-        await CaseCounter.get_or_create(township_id=township.id, year=at.year)
     try:
         async with in_transaction():
             task = await Task.create(

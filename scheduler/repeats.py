@@ -20,20 +20,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.functions import Count, Sum
 
-from bot import delivery, robots, scope
+from bot import delivery, robots, scope, snapshot
 from bot.i18n import N_
 from bot.models import (
     Account,
     Case,
     CaseStatus,
-    Category,
     Delivery,
+    Official,
     Township,
-    Village,
 )
 from bot.notices import group_language, text
 from scheduler.figures import VILLAGERS, raw_rows
@@ -85,13 +85,18 @@ def _trigger(cases: list[Case], threshold: int, window: timedelta, after: dateti
     return -1
 
 
-async def _recipients(township: Township, category: Category) -> list[tuple[int, str]]:
-    """Who watches the category (bot.scope): the dispatchers, else the digest channel; for a
-    confidential category its own unit only."""
-    officials, channel = await scope.repeat_watchers(township, category)
-    chats: list[tuple[int, str]] = []
-    for account in await Account.filter(id__in=[o.account_id for o in officials]).order_by("id"):  # type: ignore[attr-defined]
-        chats.append((account.id, account.language))
+async def _recipients(
+    township: Township, officials: list[Official], channel: bool
+) -> list[tuple[int, str]]:
+    """Who watches the category (`scope.repeat_watchers`): the officials' chats, else the
+    digest channel where it may stand in."""
+    ids = sorted({o.account_id for o in officials})  # type: ignore[attr-defined]
+    snap = snapshot.current()
+    if snap is not None and all(i in snap.accounts for i in ids):
+        accounts = [snap.accounts[i] for i in ids]
+    else:
+        accounts = list(await Account.filter(id__in=ids).order_by("id"))
+    chats = [(account.id, account.language) for account in accounts]
     if not chats and channel and township.digest_chat_id is not None:
         chats.append((township.digest_chat_id, group_language(township)))
     return chats
@@ -106,10 +111,19 @@ async def warn(now: datetime, policy: Policy) -> int:
             VILLAGERS, created_at__gt=now - window, created_at__lte=now
         )
         .annotate(count=Count("id"), joined=Sum("supporters"))
-        .group_by("village_id", "category_id")
-        .values("village_id", "category_id", "count", "joined")
+        .group_by("township_id", "village_id", "category_id")
+        .values("township_id", "village_id", "category_id", "count", "joined")
         if group["count"] + (group["joined"] or 0) >= policy.repeat_threshold
     ]
+    if not groups:
+        return 0
+    # The directory rows the warnings need, read once for all of them.
+    with snapshot.reading(await snapshot.load({group["township_id"] for group in groups})):
+        return await _warn_groups(groups, now, policy)
+
+
+async def _warn_groups(groups: list[dict[str, Any]], now: datetime, policy: Policy) -> int:
+    window = policy.repeat_window
     warned = 0
     for group in groups:
         village_id, category_id = group["village_id"], group["category_id"]
@@ -136,14 +150,15 @@ async def warn(now: datetime, policy: Policy) -> int:
 
 
 async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: int) -> None:
-    township = await Township.get(id=trigger.township_id)  # type: ignore[attr-defined]
-    category = await Category.get(id=category_id)
-    village = await Village.get(id=village_id)
+    township = await snapshot.township(trigger.township_id)  # type: ignore[attr-defined]
+    category = await snapshot.category(category_id)
+    village = await snapshot.village(village_id)
     numbers = [case.number for case in burst[:NUMBERS_MAX]]
     if len(burst) > NUMBERS_MAX:
         numbers.append("…")
     prefix = _key_prefix(village_id, category_id)
-    for chat_id, language in await _recipients(township, category):
+    officials, township_wide = await scope.repeat_watchers(township, category)
+    for chat_id, language in await _recipients(township, officials, township_wide):
         body = text(
             REPEAT,
             language,
@@ -153,7 +168,6 @@ async def _send(trigger: Case, burst: list[Case], village_id: int, category_id: 
             numbers=", ".join(numbers),
         )
         await delivery.post(chat_id, body, key=f"{prefix}{trigger.id}:{chat_id}")
-    _, township_wide = await scope.repeat_watchers(township, category)
     if township_wide:  # never a confidential category's: its own unit alone hears of it
         language = group_language(township)
         await robots.post(

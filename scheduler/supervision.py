@@ -14,7 +14,11 @@ flags and auto-close are transitions, which the case's version lets happen once.
 Read once a batch: the sweep takes up to `BATCH` cases at a time and reads what they need of
 the directory (townships, units, categories, officials and their accounts, robots) and the
 events that start their windows in a few statements (`bot.snapshot`), so a case due costs its
-own writes, not a walk of the directory.
+own writes, not a walk of the directory. Written once a chunk: `CHUNK` cases are supervised in
+one transaction, the cases as the batch read them (each write checks the version, so a case
+changed since is left for the next pass), their notices written together at the end
+(`bot.delivery.together`). A chunk that fails is undone and done again a case at a time, so
+one broken case cannot stop the others.
 
 Quiet hours (default 22:00–07:00, township time): what falls due for a case that is not an
 emergency waits until they end; an emergency's reminders and escalations go out at once.
@@ -23,10 +27,12 @@ emergency waits until they end; an emergency's reminders and escalations go out 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from bot import cases, notices, scope, snapshot
+from tortoise.transactions import in_transaction
+
+from bot import cases, delivery, notices, scope, snapshot
 from bot.cases import CaseRefused
 from bot.models import Case, CaseEvent, CaseStatus
 from bot.worktime import Calendar, calendar_of
@@ -35,6 +41,9 @@ from scheduler.policy import Point, Policy
 log = logging.getLogger(__name__)
 
 BATCH = 500
+#: Cases supervised in one transaction: long enough to write their notices in a few
+#: statements, short enough that a person's tap on one of them waits a moment at most.
+CHUNK = 50
 
 #: The events that start a unit's time to accept, and an assignee's time to resolve.
 ACCEPT_WINDOW = ("report", "escalate", "decline")
@@ -55,6 +64,10 @@ class SweepReport:
 
     def __bool__(self) -> bool:
         return bool(self.reminders or self.escalations or self.overdue or self.closed)
+
+    def add(self, other: SweepReport) -> None:
+        for counted in fields(self):
+            setattr(self, counted.name, getattr(self, counted.name) + getattr(other, counted.name))
 
 
 @dataclass(frozen=True)
@@ -157,29 +170,29 @@ async def plan(case: Case, policy: Policy, starts: Starts | None = None) -> list
     return []
 
 
-async def _act(case: Case, step: Step, now: datetime, report: SweepReport) -> None:
-    if step.kind == "remind":
-        assert step.key is not None
-        report.reminders += bool(await notices.remind(case, step.key))
-    elif step.kind == "escalate":
-        await cases.escalate(case.id, None, at=now, version=case.version)
+async def _move(case: Case, step: Step, now: datetime, report: SweepReport) -> None:
+    """A deadline's transition, from the case as the sweep read it."""
+    if step.kind == "escalate":
+        await cases.escalate(case.id, None, at=now, read=case)
         report.escalations += 1
     elif step.kind == "overdue":
-        await cases.flag_overdue(case.id, step.level, at=now)
+        await cases.flag_overdue(case.id, step.level, at=now, read=case)
         report.overdue += 1
     elif step.kind == "close":
-        await cases.close(case.id, at=now, version=case.version)
+        await cases.close(case.id, at=now, read=case)
         report.closed += 1
 
 
 async def supervise(
     case: Case, now: datetime, policy: Policy, report: SweepReport, starts: Starts | None = None
 ) -> None:
-    """Do what is due for one case now, then write when to look at it next."""
+    """Do what is due for one case now, then write when to look at it next; in a transaction
+    (the sweep's), so a reminder is queued if and only if that moment is written."""
     steps = await plan(case, policy, starts)
     due = [step for step in steps if step.due(now)]
     upcoming = [step.moment for step in steps if step.moment > now]
     next_check = min(upcoming, default=None)
+    reminder = None
     if due:
         quiet = None if case.category.emergency else policy.quiet_until(now, case.township.timezone)
         if quiet is not None:
@@ -190,14 +203,60 @@ async def supervise(
             # A deadline that passed makes its reminders moot; of several reminders missed
             # (the bot was down), only the latest is worth sending.
             step = deadline[0] if deadline else due[-1]
-            try:
-                await _act(case, step, now, report)
-            except CaseRefused as refused:
-                # Another scheduler, or a person, changed the case first: look again.
-                log.info("case %s: %s refused (%s)", case.number, step.kind, refused.reason)
-            if step.kind != "remind":
+            if step.kind == "remind":
+                reminder = step.key
+            else:
+                try:
+                    await _move(case, step, now, report)
+                except CaseRefused as refused:
+                    # Another scheduler, or a person, changed the case first: look again.
+                    log.info("case %s: %s refused (%s)", case.number, step.kind, refused.reason)
                 return  # the transition set check_at to now: the next pass plans afresh
-    await Case.filter(id=case.id, version=case.version).update(check_at=next_check)
+    # Written first: the version proves the case is as read, and the row stays held until the
+    # commit, so the reminder tells of the case as it is.
+    written = await Case.filter(id=case.id, version=case.version).update(check_at=next_check)
+    if written and reminder is not None:
+        report.reminders += bool(await notices.remind(case, reminder))
+
+
+async def _supervise_together(
+    batch: list[Case], now: datetime, policy: Policy, report: SweepReport, starts: Starts
+) -> None:
+    """`batch` in one transaction, its notices written at its end; `report` only if it
+    commits."""
+    done = SweepReport()
+    async with in_transaction(), delivery.together(), notices.cards_of([c.id for c in batch]):
+        for case in batch:
+            await supervise(case, now, policy, done, starts)
+    report.add(done)
+
+
+def _in_place(case: Case, snap: snapshot.Snapshot) -> Case:
+    case.category = snap.categories[case.category_id]  # type: ignore[attr-defined]
+    case.township = snap.townships[case.township_id]  # type: ignore[attr-defined]
+    return case
+
+
+async def _supervise_chunk(
+    chunk: list[Case], now: datetime, policy: Policy, report: SweepReport, starts: Starts,
+    snap: snapshot.Snapshot,
+) -> None:
+    try:
+        await _supervise_together(chunk, now, policy, report, starts)
+        return
+    except Exception:
+        if len(chunk) == 1:
+            raise
+        log.warning("sweep: a chunk of %d cases failed; each on its own", len(chunk),
+                    exc_info=True)
+    # Undone: read again (the failed try changed the objects), then each in its own.
+    again = await Case.filter(id__in=[case.id for case in chunk]).order_by("check_at", "id")
+    for case in again:
+        try:
+            await _supervise_together([_in_place(case, snap)], now, policy, report, starts)
+        except Exception as error:  # one broken case must not stop the others
+            log.exception("supervising case %s failed", case.number)
+            report.errors.append(f"{case.number}: {error}")
 
 
 async def sweep(now: datetime, policy: Policy) -> SweepReport:
@@ -219,17 +278,17 @@ async def sweep(now: datetime, policy: Policy) -> SweepReport:
             {case.id: case.category_id for case in batch},  # type: ignore[attr-defined]
         )
         starts = await window_starts([case.id for case in batch])
+        seen.update(case.id for case in batch)
+        report.looked_at += len(batch)
         with snapshot.reading(snap):
-            for case in batch:
-                seen.add(case.id)
-                report.looked_at += 1
-                case.category = snap.categories[case.category_id]  # type: ignore[attr-defined]
-                case.township = snap.townships[case.township_id]  # type: ignore[attr-defined]
+            for start in range(0, len(batch), CHUNK):
+                chunk = [_in_place(case, snap) for case in batch[start : start + CHUNK]]
                 try:
-                    await supervise(case, now, policy, report, starts)
-                except Exception as error:  # one broken case must not stop the others
-                    log.exception("supervising case %s failed", case.number)
-                    report.errors.append(f"{case.number}: {error}")
+                    await _supervise_chunk(chunk, now, policy, report, starts, snap)
+                except Exception as error:  # a chunk of one: that case is broken
+                    log.exception("supervising case %s failed", chunk[0].number)
+                    report.errors.append(f"{chunk[0].number}: {error}")
+                delivery.wake()  # committed: the courier may look now
     if report or report.errors:
         log.info("sweep at %s: %s", now.isoformat(timespec="seconds"), report)
     return report

@@ -26,12 +26,13 @@ async def test_a_step_reads_no_person_and_writes_its_conversation_once(sandbox: 
     statements = [sql for sql, _ in queries.statements]
     assert not [s for s in statements if any(t in s for t in PEOPLE_TABLES)], statements
     if not TEST_REDIS_URL:  # (with Redis the conversation is there, written in one MULTI)
+        # One statement writes the person's conversation and marks the update handled.
         conversation_writes = [
-            s for s in statements
-            if s.startswith(('UPDATE "conversation" SET "state"=?,"data"=?',
-                             'UPDATE "conversation" SET "state"=$1,"data"=$2'))
+            (sql, values) for sql, values in queries.statements
+            if sql.startswith(("INSERT", "UPDATE")) and "fsm:" in str(values)
         ]
         assert len(conversation_writes) == 1, statements
+        assert "handled:" in str(conversation_writes[0][1]), conversation_writes
     assert any("FROM version" in s for s in statements), "the version is asked each update"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot import cases, delivery
-from bot.emulator import buttons
+from bot.emulator import buttons, said
 from bot.models import (
     Account,
     Case,
@@ -156,9 +156,10 @@ async def test_the_whole_loop_from_card_to_rating(sandbox: Sandbox, language: st
     await lin.expect(words["resolved"])
 
     verdict = await li.expect(words["question"])
-    assert words["evidence_note"] in verdict["text"]
+    # One message: the evidence photo with the question as its caption, under its buttons.
+    assert words["evidence_note"] in verdict["caption"]
     evidence = [m for m in sandbox.emulator.bot_messages(1001) if "photo" in m]
-    assert len(evidence) == 1 and evidence[0]["message_id"] < verdict["message_id"]
+    assert [m["message_id"] for m in evidence] == [verdict["message_id"]]
     await li.tap(words["solved"])
     await li.expect(words["stars_prompt"])
     await li.tap("⭐⭐⭐⭐")
@@ -176,6 +177,34 @@ async def test_the_whole_loop_from_card_to_rating(sandbox: Sandbox, language: st
     await sandbox.emulator.wait_for(9101, _has(words["card_closed"]))
     actions = [e.action for e in await cases.history(case.id)]
     assert actions == ["report", "accept", "note", "resolve", "rate"]
+
+
+async def test_a_card_with_a_photo_and_a_pin_is_one_message_that_rings_once(
+    sandbox: Sandbox,
+) -> None:
+    villager, li = await _villager(sandbox, 1001, "李明")
+    _, lin = await _official(sandbox, "lin-xiuying", 9101)
+    photo = await _photo_file_id(li)
+    before = len(sandbox.emulator.bot_messages(9101))
+    case = await _report(villager, "村口垃圾桶满了", photos=[photo], latitude=28.912341,
+                         longitude=118.876539)
+    card = await lin.expect(case.number)
+    assert card["photo"][-1]["file_id"] == photo and buttons(card)[0] == "✅ 受理"
+    assert "照片：1 张" in card["caption"]
+    pin = "位置：https://uri.amap.com/marker?position=118.876539,28.912341&coordinate=wgs84"
+    assert pin in card["caption"]
+    await sandbox.app.courier.drained()  # type: ignore[union-attr]
+    arrived = sandbox.emulator.bot_messages(9101)[before:]
+    assert [m["message_id"] for m in arrived] == [card["message_id"]], "one message"
+    assert card["message_id"] in [
+        m["message_id"] for m in sandbox.emulator.notifying_messages(9101)
+    ]
+
+    await lin.tap("✅ 受理")
+    taken = await sandbox.emulator.wait_for(
+        9101, lambda m: m["message_id"] == card["message_id"] and "办理中" in said(m)
+    )
+    assert "photo" in taken and pin in taken["caption"], "its caption edited, the photo kept"
 
 
 async def test_two_officials_tap_accept_at_once_and_one_wins(sandbox: Sandbox) -> None:

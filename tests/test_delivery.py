@@ -7,6 +7,7 @@ reach the chat once, in order, whatever Telegram or the process does in between.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from datetime import timedelta
@@ -97,10 +98,9 @@ def _since(emulator: BotAPIEmulator, chat_id: int, after: int) -> list[dict]:
 
 
 def _what(message: dict) -> str:
+    """A message as the chat shows it: "photo", or "photo: <caption>", or its text."""
     if "photo" in message:
-        return "photo"
-    if "location" in message:
-        return "location"
+        return f"photo: {message['caption']}" if "caption" in message else "photo"
     return str(message.get("text"))
 
 
@@ -108,47 +108,92 @@ def _texts(emulator: BotAPIEmulator, chat_id: int) -> list[str]:
     return [m["text"] for m in emulator.bot_messages(chat_id) if "text" in m]
 
 
-async def test_photos_then_pin_then_text_arrive_in_order(sandbox: Sandbox) -> None:
+async def test_a_notice_rings_once_with_its_text_under_its_last_photo(sandbox: Sandbox) -> None:
     emulator = sandbox.emulator
     li = await _open_chat(sandbox, 1001, "李明")
     start = li.seen
-    photos = await _photo_ids(emulator, 3)
+    photos = await _photo_ids(emulator, 4)
+    long_text = "很长的一段说明。" * 130  # over the 1,024 characters of a caption
     async with in_transaction():
         single = await post(li.chat_id, "一张照片", photos=photos[:1])
         card = await post(
-            li.chat_id,
-            "案件 BL-2026-000001",
-            photos=photos[1:],
-            location=(28.95, 118.87),
-            keyboard=_keyboard("接单"),
+            li.chat_id, "案件 BL-2026-000001", photos=photos[1:3], keyboard=_keyboard("接单"),
             card=True,
         )
+        long = await post(li.chat_id, long_text, photos=photos[3:])
+        # A card keeps room in its caption for the status its edits add: 900 do not fit.
+        roomy = await post(li.chat_id, "卡" * 900, photos=photos[:1], card=True)
     delivery.wake()
-    # One message a second in a private chat, an album counting as its photos: about 5 s.
-    last = await li.expect("案件 BL-2026-000001", timeout=20)
+    # One message a second in a private chat, an album counting as its photos: about 7 s.
+    await li.expect("卡" * 900, timeout=25)
 
     arrived = _since(emulator, li.chat_id, start)
     assert [_what(m) for m in arrived] == [
-        "photo", "一张照片", "photo", "photo", "location", "案件 BL-2026-000001",
+        "photo: 一张照片", "photo", "photo", "案件 BL-2026-000001", "photo", long_text, "photo",
+        "卡" * 900,
     ]
     assert arrived[0]["photo"][-1]["file_id"] == photos[0]
-    assert arrived[2]["media_group_id"] == arrived[3]["media_group_id"], "one album"
-    assert arrived[4]["location"]["latitude"] == pytest.approx(28.95)
-    assert buttons(last) == ["接单"]
-    assert "caption" not in arrived[2], "the text is its own message, not a caption"
+    assert arrived[1]["media_group_id"] == arrived[2]["media_group_id"], "one album"
+    assert buttons(arrived[3]) == ["接单"]
+    rang = [m["message_id"] for m in emulator.notifying_messages(li.chat_id)]
+    assert [m["message_id"] for m in arrived if m["message_id"] in rang] == [
+        arrived[0]["message_id"], arrived[3]["message_id"], arrived[5]["message_id"],
+        arrived[7]["message_id"],
+    ], "each notice rings once: what comes before its text is sent silently"
 
     await sandbox.app.courier.drained()
     kinds = [row.kind for row in await Delivery.filter(chat_id=li.chat_id).order_by("id")]
     assert kinds == [
-        DeliveryKind.PHOTO, DeliveryKind.TEXT, DeliveryKind.ALBUM, DeliveryKind.LOCATION,
-        DeliveryKind.TEXT,
+        DeliveryKind.TEXT, DeliveryKind.ALBUM, DeliveryKind.TEXT, DeliveryKind.PHOTO,
+        DeliveryKind.TEXT, DeliveryKind.PHOTO, DeliveryKind.TEXT,
     ]
-    card = await Delivery.get(id=card.id)
+    single, card, long, roomy = [
+        await Delivery.get(id=row.id) for row in (single, card, long, roomy)
+    ]
+    assert single.message_ids == [arrived[0]["message_id"]] and single.card is False
     assert (card.kind, card.card) == (DeliveryKind.TEXT, True)
-    assert card.message_ids == [last["message_id"]]
-    assert card.sent_at is not None and single.card is False
+    assert card.message_ids == [arrived[3]["message_id"]]
+    assert long.message_ids == [arrived[5]["message_id"]] and roomy.card is True
     album = await Delivery.get(chat_id=li.chat_id, kind=DeliveryKind.ALBUM)
-    assert album.message_ids == [arrived[2]["message_id"], arrived[3]["message_id"]]
+    assert album.message_ids == [arrived[1]["message_id"], arrived[2]["message_id"]]
+
+
+async def test_a_card_under_a_photo_is_edited_in_its_caption(sandbox: Sandbox) -> None:
+    emulator = sandbox.emulator
+    li = await _open_chat(sandbox, 1001, "李明")
+    (photo,) = await _photo_ids(emulator, 1)
+    card = await post(li.chat_id, "案件 1\n\n等待接单", photos=[photo], keyboard=_keyboard("接单"),
+                      card=True)
+    sent = await li.expect("等待接单")
+    assert "photo" in sent and "text" not in sent
+    await edit(card, "案件 1\n\n已接单", _keyboard("办结"))
+    # An edit that grew past the caption's limit keeps its last paragraph, the status.
+    await edit(card, "很长的说明" * 300 + "\n\n已办结")
+    await emulator.wait_for(li.chat_id, lambda m: m.get("caption", "").endswith("已办结"))
+    await sandbox.app.courier.drained()
+    shown = {m["message_id"]: m for m in emulator.bot_messages(li.chat_id)}[sent["message_id"]]
+    assert shown["caption"].endswith("…\n\n已办结") and len(shown["caption"]) <= 1024
+    assert "reply_markup" not in shown
+    edits = await Delivery.filter(edit_of_id=card.id).order_by("id")
+    assert [row.sent_at is not None for row in edits] == [True, True]
+    assert await Delivery.filter(failed_at__isnull=False).count() == 0
+
+
+async def test_a_photo_telegram_refuses_leaves_its_text_to_go_alone(sandbox: Sandbox) -> None:
+    li = await _open_chat(sandbox, 1001, "李明")
+    card = await post(li.chat_id, "照片发不出去，文字照发", photos=["no-such-file"],
+                      keyboard=_keyboard("接单"), card=True)
+    shown = await li.expect("照片发不出去")
+    assert "photo" not in shown and buttons(shown) == ["接单"]
+    await edit(card, "照片发不出去，文字照发\n\n已接单")  # an edit of a text, not a caption
+    await sandbox.emulator.wait_for(li.chat_id, lambda m: m.get("text", "").endswith("已接单"))
+    await sandbox.app.courier.drained()
+    card = await Delivery.get(id=card.id)
+    assert card.sent_at is not None and card.message_ids == [shown["message_id"]]
+    refused = await Delivery.get(chat_id=li.chat_id, kind=DeliveryKind.PHOTO)
+    assert refused.payload == {"photo": "no-such-file"} and refused.failed_at is not None
+    assert "wrong file identifier" in (refused.error or "")
+    assert await Delivery.filter(failed_at__isnull=False).count() == 1
 
 
 async def test_a_rolled_back_change_tells_nobody(sandbox: Sandbox) -> None:
@@ -320,24 +365,63 @@ def test_requests_count_as_the_messages_telegram_counts() -> None:
     assert delivery._messages_in(GetUpdates()) == 0
 
 
+async def test_a_broadcast_leaves_room_in_every_second_for_everything_else() -> None:
+    """25 of Telegram's 30 a second for a notice to thousands: a card queued meanwhile goes at
+    once instead of waiting for the window the broadcast filled."""
+    pacer = delivery._Pacer()
+    now = time.monotonic()
+    for n in range(delivery.broadcast_cap(delivery.GLOBAL_PER_SECOND)):
+        assert pacer.overall_ready_in(1, now, broadcast=True) == 0, n
+        pacer.started(1)
+        pacer.finished(-1004000000000 - n, 1, now)
+    assert delivery.broadcast_cap(delivery.GLOBAL_PER_SECOND) == 25
+    assert pacer.overall_ready_in(1, now, broadcast=True) > 0
+    assert pacer.overall_ready_in(1, now) == 0, "the card's room"
+    for _ in range(5):
+        pacer.started(1)
+        pacer.finished(None, 1, now)
+    assert pacer.overall_ready_in(1, now) > 0, "and not one more than Telegram's 30"
+    assert pacer.overall_ready_in(1, now + 1.0, broadcast=True) == 0, "the next second"
+
+
+@pytest.mark.skipif(not TEST_REDIS_URL, reason="shared pacing lives in Redis")
+async def test_a_broadcast_leaves_room_for_everything_else_across_processes() -> None:
+    limits = SharedLimits(TEST_REDIS_URL, int(time.time() * 1000))  # a bot of its own
+    try:
+        groups = [-1004100000000 - n for n in range(31)]
+        taken = [await limits.take(group, 1, broadcast=True) for group in groups[:26]]
+        assert [wait for wait, _ in taken[:25]] == [0.0] * 25
+        wait, full = taken[25]
+        assert wait > 0 and full, "the broadcast's 25 are used"
+        assert [await limits.take(group, 1) for group in groups[26:30]] == [(0.0, False)] * 4
+        # The broadcast's refused 26th was counted nowhere: the overall window had 5 left.
+        assert await limits.take(groups[30], 1) == (0.0, False)
+        wait, full = await limits.take(-1004200000000, 1)
+        assert wait > 0 and full, "Telegram's 30 kept"
+    finally:
+        await limits.close()
+
+
 async def test_server_errors_and_dropped_connections_are_retried(sandbox: Sandbox) -> None:
     emulator = sandbox.emulator
     li = await _open_chat(sandbox, 1001, "李明")
-    [photo] = await _photo_ids(emulator, 1)
+    photos = await _photo_ids(emulator, 2)
     start = li.seen
-    emulator.drop_connection_next("sendPhoto")
+    emulator.drop_connection_next("sendMediaGroup")
     emulator.fail_next("sendMessage", status=502, times=2)
 
-    text = await post(li.chat_id, "重试之后送达", photos=[photo])
+    text = await post(li.chat_id, "重试之后送达", photos=photos)
     await li.expect("重试之后送达", timeout=20)
     await sandbox.app.courier.drained()
 
-    picture = await Delivery.get(chat_id=li.chat_id, kind=DeliveryKind.PHOTO)
+    picture = await Delivery.get(chat_id=li.chat_id, kind=DeliveryKind.ALBUM)
     text = await Delivery.get(id=text.id)
     assert (picture.attempts, text.attempts) == (1, 2)
     assert picture.sent_at is not None and text.sent_at is not None
     assert emulator.stats.errors[502] == 2
-    assert [_what(m) for m in _since(emulator, li.chat_id, start)] == ["photo", "重试之后送达"]
+    assert [_what(m) for m in _since(emulator, li.chat_id, start)] == [
+        "photo", "photo", "重试之后送达",
+    ]
 
 
 async def test_a_row_that_keeps_failing_is_given_up(sandbox: Sandbox) -> None:
@@ -373,6 +457,34 @@ async def test_a_person_who_blocked_the_bot_is_marked_and_not_retried(sandbox: S
         assert "blocked" in (row.error or "")
     assert emulator.stats.requests["sendMessage"] - before == 1, "one try, not one per row"
     assert emulator.stats.errors[403] == 1
+
+
+async def _blocked_at(account_id: int, *, blocked: bool) -> Account:
+    """The account once its `blocked_at` is set (or cleared): the update that tells it has
+    no answer to wait for."""
+    async with asyncio.timeout(5):
+        while True:
+            account = await Account.get(id=account_id)
+            if (account.blocked_at is not None) == blocked:
+                return account
+            await asyncio.sleep(0.02)
+
+
+async def test_telegrams_word_that_a_person_blocked_the_bot_marks_them_until_they_write(
+    sandbox: Sandbox,
+) -> None:
+    """Blocking the bot reaches it as `my_chat_member` (kicked): that marks the account, it
+    does not clear the mark a 403 made; a message in a group does not clear it either, only
+    unblocking or writing in the private chat does."""
+    li = await _open_chat(sandbox, 1001, "李明")
+    li.user.block_bot()
+    blocked = await _blocked_at(li.chat_id, blocked=True)
+    group = sandbox.emulator.group(-1004300000000, "正达村村民群").chat_id
+    await li.user.send_text("/start", chat=group)
+    await sandbox.emulator.wait_for(group, None)  # answered: the update was handled
+    assert (await Account.get(id=li.chat_id)).blocked_at == blocked.blocked_at
+    li.user.unblock_bot()
+    await _blocked_at(li.chat_id, blocked=False)
 
 
 async def test_an_edit_waits_for_its_original_and_changes_that_message(sandbox: Sandbox) -> None:
@@ -541,6 +653,67 @@ async def test_a_restarted_process_takes_back_its_own_rows_at_once(sandbox: Sand
     theirs = await Delivery.get(id=theirs.id)
     assert theirs.sent_at is None and theirs.lease_owner == "another-host"
     assert "另一个进程正在发的那条" not in _texts(sandbox.emulator, wang.chat_id)
+
+
+async def test_posts_held_together_are_written_as_one_at_a_time(sandbox: Sandbox) -> None:
+    """`together` (the sweep's chunks) writes what `post` and `edit` would have written one
+    at a time: the same rows in the same order, a key once, a later emergency's priority
+    raising what waits before it in its chat, a broadcast's row too; nothing when it fails."""
+    await sandbox.app.courier.stop()
+    await _villager(sandbox, 3001, "李明")
+    fire = await cases.report(
+        await Villager.get(account_id=3001), await Category.get(code="fire"),
+        description="后山起火了",
+    )
+    await post(-1005000000000, "已有的键", key="known:-1005000000000")
+    await post(-1005000000001, "已有的键", key="known:-1005000000001")
+
+    async def queue(chat: int, *, held: bool) -> None:
+        await delivery.broadcast([(chat, f"notice:{chat}", "全乡通知", None)])
+        original = await post(chat, "原来的卡片", card=True)
+        async with in_transaction(), delivery.together() if held else contextlib.nullcontext():
+            first = await post(chat, "先到的一条")
+            await edit(original, "改过的卡片")
+            await post(chat, "现场照片", photos=["P1", "P2"])
+            await post(chat, "火情", case_id=fire.case.id, photos=["P3"])
+            await post(chat, "提醒", key=f"remind:{chat}")
+            await post(chat, "提醒", key=f"remind:{chat}")
+            await post(chat, "已有的键", key=f"known:{chat}")
+        assert first.chat_id == chat
+
+    async def written(chat: int) -> list[tuple]:
+        rows = await Delivery.filter(chat_id=chat).order_by("id")
+        place = {row.id: n for n, row in enumerate(rows)}
+        return [
+            (row.kind, row.payload, row.priority, row.card,
+             (row.key or "").replace(str(chat), "C"),
+             place.get(row.edit_of_id))  # type: ignore[attr-defined]
+            for row in rows
+        ]
+
+    await queue(-1005000000000, held=False)
+    await queue(-1005000000001, held=True)
+    one_at_a_time, together = await written(-1005000000000), await written(-1005000000001)
+    assert together == one_at_a_time
+    assert [priority for _, _, priority, *_ in together] == [
+        delivery.EMERGENCY, delivery.EMERGENCY, delivery.EMERGENCY, delivery.EMERGENCY,
+        delivery.EMERGENCY, delivery.EMERGENCY, delivery.EMERGENCY, delivery.EMERGENCY, 0,
+    ]
+    assert [payload.get("text") for _, payload, *_ in together].count("提醒") == 1
+
+    # An edit of a row held with it: not sent yet, so it says the new words from the start.
+    async with delivery.together():
+        card = await post(-1005000000002, "旧的说法", photos=["P4"], card=True)
+        await edit(card, "新的说法")
+    [row] = await Delivery.filter(chat_id=-1005000000002)
+    assert row.payload == {"text": "新的说法", "photo": "P4"}
+
+    before = await Delivery.all().count()
+    with pytest.raises(RuntimeError):
+        async with in_transaction(), delivery.together():
+            await post(-1005000000002, "不该留下")
+            raise RuntimeError("the chunk failed")
+    assert await Delivery.all().count() == before
 
 
 async def test_an_emergency_case_goes_before_everything_queued(sandbox: Sandbox) -> None:

@@ -141,10 +141,11 @@ async def test_the_digest_goes_to_the_channel_once_with_a_chart_and_no_personal_
     assert await digest.due(NOW, POLICY) == 1
     assert await digest.due(NOW + timedelta(hours=3), POLICY) == 0
     rows = await Delivery.filter(chat_id=CHANNEL).order_by("id")
-    assert [row.kind for row in rows] == [DeliveryKind.PHOTO, DeliveryKind.TEXT]
-    photo, words = rows
+    # One message, the figures as the chart's caption: the channel is told once.
+    assert [row.kind for row in rows] == [DeliveryKind.TEXT]
+    (words,) = rows
     assert words.key == "digest:BL:2026-W47"
-    width, height = _png_size(base64.b64decode(photo.payload["upload"]))
+    width, height = _png_size(base64.b64decode(words.payload["upload"]))
     assert width > 400 and height > 200
 
     body = words.payload["text"]
@@ -189,6 +190,23 @@ async def test_a_repeat_problem_warns_the_dispatchers_once(township: None) -> No
     assert await repeats.warn(_at(26, 5), policy) == 1
     newest = await Delivery.filter(key__startswith="repeat:").order_by("-id").first()
     assert newest is not None and later[-1].number in newest.payload["text"]
+
+
+async def test_a_confidential_repeat_problem_warns_its_own_unit_only(township: None) -> None:
+    """Its own office's members hear of it: no dispatcher, no channel, no group robot."""
+    li = await make_villager(1001)
+    policy = Policy(quiet_hours=None, repeat_threshold=3)
+    made = [await _report(li, _at(16, 1) + timedelta(hours=i), "misconduct") for i in range(3)]
+    assert await repeats.warn(_at(16, 5), policy) == 1
+    office = {
+        o.account_id  # type: ignore[attr-defined]
+        for o in await Official.filter(units__code="jiwei", active=True, account_id__isnull=False)
+    }
+    assert office, "the township fixture binds the office's members"
+    rows = await Delivery.filter(key__startswith="repeat:")
+    assert {row.chat_id for row in rows} == office
+    assert all(row.kind == DeliveryKind.TEXT for row in rows), "no group robot"
+    assert all(c.number in rows[0].payload["text"] for c in made)
 
 
 def test_the_score_weighs_what_a_unit_did() -> None:
@@ -241,10 +259,9 @@ async def test_the_running_bot_sends_the_digest_to_telegram_once(database_url: s
         # The bot was down over Monday 08:00; it catches up as it starts again.
         clock[0] = NOW + timedelta(hours=2)
         await sandbox.restart_bot()
-        chart = await sandbox.emulator.wait_for(CHANNEL, lambda m: "photo" in m, timeout=10)
-        words = await sandbox.emulator.wait_for(CHANNEL, "2026-W47", timeout=10)
-        assert chart["message_id"] < words["message_id"]
-        assert "新收 1 件" in words["text"] and PHONE not in words["text"]
+        chart = await sandbox.emulator.wait_for(CHANNEL, "2026-W47", timeout=10)
+        assert "photo" in chart, "the figures are the chart's caption"
+        assert "新收 1 件" in chart["caption"] and PHONE not in chart["caption"]
         await sandbox.restart_bot()
         supervisor = sandbox.app.supervisor  # type: ignore[union-attr]
         assert supervisor is not None
@@ -254,7 +271,7 @@ async def test_the_running_bot_sends_the_digest_to_telegram_once(database_url: s
             await asyncio.sleep(0.05)
         assert supervisor.last_tick is not None and supervisor.last_tick.digests == 0
         await sandbox.app.courier.drained()  # type: ignore[union-attr]
-        assert len(sandbox.emulator.bot_messages(channel.chat_id)) == 2
+        assert len(sandbox.emulator.bot_messages(channel.chat_id)) == 1
 
 
 async def test_the_digest_command_prints_or_queues_it_once(

@@ -101,18 +101,19 @@ async def test_a_long_handling_keeps_its_claim(
     handled: HandledUpdates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Renewed while it works: a handling that outlasts the lease is not taken over."""
-    # Two seconds: a lease of one was seen to run out on a machine busy with other tests,
-    # its renewal (every third of it) held up behind them.
-    monkeypatch.setattr(storage, "LEASE", timedelta(seconds=2))
+    # Four seconds: leases of one and of two were seen to run out on this two-core machine
+    # busy with the rest of the suite, their renewal (every third of the lease) held up
+    # behind the other tests for longer than the lease had left.
+    monkeypatch.setattr(storage, "LEASE", timedelta(seconds=4))
 
     async def first() -> None:
         async with handled.once(12) as mine:
             assert mine
-            await asyncio.sleep(5)  # two and a half leases long
+            await asyncio.sleep(10)  # two and a half leases long
 
     handling = asyncio.create_task(first())
     await asyncio.sleep(0.2)
-    second = await asyncio.wait_for(handled.claim(12), 10)
+    second = await asyncio.wait_for(handled.claim(12), 20)
     assert handling.done(), "the second delivery waited for the first to finish"
     assert second is False
 

@@ -20,7 +20,7 @@ import backoffice
 from conftest import make_villager
 from test_cli import villagebot
 
-from bot import cases, open311
+from bot import apikeys, cases, open311
 from bot.models import ApiKey, Case, CaseStatus, Category, Township, Unit, Village
 from bot.sandbox import EXAMPLE_DIRECTORY, Sandbox
 
@@ -75,7 +75,7 @@ def _error(body: object, code: int) -> str:
 
 async def _key(name: str = "county", *, anonymous_text: bool = False) -> str:
     township = await Township.get(code="BL")
-    return (await open311.create_key(township, name, anonymous_text=anonymous_text))[1]
+    return (await apikeys.create_key(township, name, anonymous_text=anonymous_text))[1]
 
 
 def _api(office: Sandbox) -> str:
@@ -310,11 +310,11 @@ async def test_the_key_rules_and_every_refusal_in_the_standards_list(office: San
     await refused({**good, "api_key": key + "x"}, 403, xml=True)
     # Another township's key is no key here.
     other = await Township.create(code="KD", name="魁多乡")
-    _, kd_key = await open311.create_key(other, "county")
+    _, kd_key = await apikeys.create_key(other, "county")
     await refused({**good, "api_key": kd_key, "jurisdiction_id": "BL"}, 403)
     # A revoked key stops at once.
     spare = await _key("spare")
-    await open311.revoke_key(await Township.get(code="BL"), "spare")
+    await apikeys.revoke_key(await Township.get(code="BL"), "spare")
     await refused({**good, "api_key": spare, "jurisdiction_id": "BL"}, 403)
     good["jurisdiction_id"] = "BL"
 

@@ -201,7 +201,9 @@ async def test_a_new_villager_reports_on_the_page_and_the_grid_member_accepts_it
                 lin = page.locator(f".phone[data-chat='{demo.GRID_MEMBER}']")
                 card = lin.locator(".message", has_text=f"事项 {number}")
                 await expect(card).to_contain_text("王小红")
-                await expect(lin.locator(".message .pin")).to_have_count(1)
+                # One message: the photo, the card under it, the place as a map link.
+                await expect(card.locator("img.photo")).to_have_count(1)
+                await expect(card.locator("a[href^='https://uri.amap.com/marker']")).to_have_count(1)
                 await card.locator("button", has_text="受理").click()
                 await expect(card).to_contain_text("办理中")  # the card, edited in place
                 await expect(card.locator("button", has_text="办结")).to_have_count(1)

@@ -21,7 +21,7 @@ from bot.directory import (
     import_file,
     load_directory,
 )
-from bot.emulator import buttons
+from bot.emulator import buttons, said
 from bot.models import (
     Account,
     Case,
@@ -130,7 +130,7 @@ async def test_no_makes_a_policy_case_and_the_officials_answer_reaches_the_villa
     assert case.unit.code == "zhengda-committee"
     assert case.description == "低保申请下来以后每个月什么时候发？"
     verdict = await li.expect("问题解决了吗？")
-    assert "每月10日前打到社保卡" in verdict["text"]
+    assert "每月10日前打到社保卡" in said(verdict)
     resolved = await lin.expect("已办结")
     assert buttons(resolved) == ["📚 加入常见问题"]
     assert (await Case.get(id=case.id)).status == CaseStatus.RESOLVED

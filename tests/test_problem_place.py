@@ -13,7 +13,7 @@ from conftest import make_villager
 
 from bot import cases, scope
 from bot.callbacks import ChoosePlaceGrid
-from bot.emulator import buttons
+from bot.emulator import buttons, said
 from bot.models import Account, Case, Category, Delivery, Grid, Official, Unit, Village, Villager
 from bot.routing import NoResponsibleUnit
 from bot.sandbox import Phone, Sandbox
@@ -63,7 +63,7 @@ async def _to_location(li: Phone) -> dict:
 
 
 def _mentions(messages: list[dict], number: str) -> bool:
-    return any(number in (m.get("text") or m.get("caption") or "") for m in messages)
+    return any(number in said(m) for m in messages)
 
 
 async def test_the_own_village_costs_nothing_and_routes_to_the_own_grid(

@@ -25,7 +25,7 @@ from conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from test_workers import _free_port, alive, children, holds, listening_inode
 
 from bench.processes import Command, Running, environment
-from bot.emulator import BotAPIEmulator
+from bot.emulator import BotAPIEmulator, said
 from bot.sandbox import EXAMPLE_DIRECTORY, Phone
 from web.webhook import MAX_UPDATE_BYTES, SECRET_HEADER
 
@@ -239,7 +239,7 @@ async def test_two_webhook_workers_carry_a_report_handed_between_them(
     done = await li.expect("✅ 已提交。您的事项编号：BL-", timeout=STEP)
     number = done["text"].partition("您的事项编号：")[2].split()[0]
     card = await lin.expect(number, timeout=STEP)
-    assert "村口垃圾桶满了" in (card.get("text") or card.get("caption") or "")
+    assert "村口垃圾桶满了" in said(card)
     everything = await settled(emulator, bot)
     await asyncio.sleep(1.0)  # time for a duplicate to show, were there one
 
@@ -291,13 +291,13 @@ async def test_two_webhook_workers_carry_a_report_handed_between_them(
         assert len(cards) == 1 and number in cards[0], cards
     finally:
         await Tortoise.close_connections()
-    texts = [m.get("text") or m.get("caption") or "" for m in emulator.bot_messages(LI)]
+    texts = [said(m) for m in emulator.bot_messages(LI)]
     assert sum("✅ 已提交。您的事项编号" in t for t in texts) == 1, texts
     assert sum("您已登记为正达村村民。" in t for t in texts) == 1, texts
     assert sum("已收到照片 1 张" in t for t in texts) == 1, texts
     cards = [
         m for m in emulator.bot_messages(LIN)
-        if number in (m.get("text") or m.get("caption") or "")
+        if number in said(m)
     ]
     assert len(cards) == 1, cards
     assert emulator.stats.requests["setWebhook"] == 1

@@ -15,7 +15,7 @@ from backoffice import official
 from conftest import make_villager
 
 from bot import cases, delivery
-from bot.emulator import buttons
+from bot.emulator import buttons, said
 from bot.models import (
     Account,
     Case,
@@ -25,7 +25,9 @@ from bot.models import (
     Delivery,
     Official,
     Role,
+    Township,
     Unit,
+    Village,
     Villager,
 )
 from bot.sandbox import Phone, Sandbox
@@ -307,6 +309,44 @@ async def test_a_sweep_that_read_the_case_before_another_escalated_it_leaves_it_
     assert (moved.unit.code, moved.escalation_level) == ("zhengda-committee", 1)
     assert await CaseEvent.filter(case_id=case.id, action="escalate").count() == 1
 
+async def test_a_reminder_planned_from_a_case_since_accepted_is_not_sent(
+    township: None,
+) -> None:
+    """The sweep read the case, then its unit accepted it: the reminder to accept, planned
+    from the case as read, goes nowhere, and the accept's own next moment stands."""
+    case = await _report(await make_villager())
+    await sweep(AT, DAYTIME)
+    due = AT + timedelta(hours=2)
+    stale = await Case.get(id=case.id).prefetch_related("category", "township")
+    accepted = await cases.accept(case.id, await Official.get(code="lin-xiuying"), at=due)
+    report = SweepReport()
+    await supervise(stale, due, DAYTIME, report)
+    assert report.reminders == 0
+    assert await _reminders(case) == []
+    assert (await Case.get(id=case.id)).check_at == accepted.case.check_at == due
+
+
+async def test_a_broken_case_does_not_hold_back_the_others_in_its_chunk(township: None) -> None:
+    """A case the sweep cannot handle (its village moved to another township, which no
+    directory read for the batch knows) is reported; the rest of its chunk is done."""
+    villager = await make_villager()
+    made = [await _report(villager, at=AT + timedelta(seconds=i)) for i in range(4)]
+    await sweep(AT + timedelta(seconds=4), DAYTIME)
+    elsewhere = await Township.create(code="XX", name="别处镇")
+    broken = made[1]
+    await Case.filter(id=broken.id).update(
+        village_id=(await Village.create(township=elsewhere, code="far", name="远村")).id
+    )
+    before = await CaseEvent.all().count()
+    report = await sweep(AT + timedelta(hours=2, seconds=4), DAYTIME)
+    assert (report.looked_at, report.reminders) == (4, 3)
+    assert [error.split(":")[0] for error in report.errors] == [broken.number]
+    for case in made:
+        assert len(await _reminders(case)) == (0 if case is broken else 1)
+    assert await CaseEvent.all().count() == before
+    assert (await Case.get(id=broken.id)).check_at == AT + timedelta(hours=2, seconds=1)  # again
+
+
 # ---- confidential cases (清风) and personal data ------------------------------------------
 
 JIWEI_GROUP = -1001000000202
@@ -434,9 +474,9 @@ async def _reporter(sandbox: Sandbox) -> Villager:
 
 def _mentioning(sandbox: Sandbox, chat_id: int, number: str) -> list[str]:
     return [
-        message.get("text") or message.get("caption") or ""
+        said(message)
         for message in sandbox.emulator.messages(chat_id)
-        if number in (message.get("text") or message.get("caption") or "")
+        if number in said(message)
     ]
 
 
@@ -522,7 +562,7 @@ async def test_the_reporters_name_and_phone_reach_only_those_handling_the_case(
     handling = {lin.chat_id} if not anonymous else set()
     for chat_id in (lin.chat_id, su.chat_id, zheng.chat_id, committee.chat_id):
         texts = "\n".join(
-            message.get("text") or message.get("caption") or ""
+            said(message)
             for message in sandbox.emulator.messages(chat_id)
         )
         shown = "李明" in texts or PHONE in texts

@@ -11,7 +11,7 @@ import pytest
 from conftest import TEST_REDIS_URL
 
 from bot import cases, scope
-from bot.emulator import buttons
+from bot.emulator import buttons, said
 from bot.models import Account, Case, CaseEvent, CaseStatus, Official, Task, Unit, UnitKind
 from bot.sandbox import Phone, Sandbox
 from scheduler.policy import Policy
@@ -142,7 +142,7 @@ async def test_a_dispatcher_gives_a_task_and_follows_each_village(
     cards = {}
     for village, (chat, _title) in GROUPS.items():
         cards[village] = await sandbox.emulator.wait_for(chat, made[village].number)
-        assert "任务：清理河道垃圾" in cards[village]["text"]
+        assert "任务：清理河道垃圾" in said(cards[village])
 
     # Zhengda accepts and resolves; su sends it back with a reason, and its leader hears it.
     zhengda = made["zhengda"]

@@ -10,7 +10,7 @@ from backoffice import official
 
 from bot import cases, tasks
 from bot.cases import CaseRefused
-from bot.emulator import buttons
+from bot.emulator import buttons, said
 from bot.models import Case, CaseEvent, CaseStatus, Category, Official, Task, Unit
 from bot.sandbox import Sandbox
 from bot.tasks import TaskRefusal, TaskRefused
@@ -68,7 +68,7 @@ async def test_a_task_goes_to_each_unit_and_its_creator_reviews_the_result(
     photo = (await zheng.user.send_photo())["photo"][-1]["file_id"]
     await cases.resolve(made[0].id, leader, "两岸垃圾已清理", [photo])
     review = await su.expect(f"已办结事项 {made[0].number}")
-    assert "清理河道垃圾" in review["text"] and "两岸垃圾已清理" in review["text"]
+    assert "清理河道垃圾" in said(review) and "两岸垃圾已清理" in said(review)
     assert buttons(review) == ["👍 验收通过", "🔁 要求重办"]
 
     # Sent back with a reason: the same official has it again.

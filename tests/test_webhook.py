@@ -26,6 +26,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramConflictError
 from aiohttp import web
 from conftest import TEST_REDIS_URL
 
+from bench.common import QueryLog
 from bot.config import SettingsError, load_settings
 from bot.emulator import BotAPIEmulator
 from bot.models import Account, Case, Grid, Villager
@@ -119,6 +120,30 @@ async def test_a_report_conversation_through_the_webhook(hooked: Sandbox) -> Non
     assert emulator.stats.requests["getUpdates"] == 0, "no polling in webhook mode"
     assert emulator.stats.requests["setWebhook"] == 1
     assert emulator.pending_updates == 0, "every update answered 200 and left the queue"
+    # Each tap was answered; one without words in the POST's answer, not by a request.
+    wordless = [answer for answer in emulator.callback_answers if answer["text"] is None]
+    assert len(emulator.callback_answers) == 5 and len(wordless) == 4
+    assert emulator.stats.webhook_replies["answerCallbackQuery"] == 4
+
+
+async def test_an_update_reads_its_conversation_once(hooked: Sandbox) -> None:
+    """Nothing is kept between updates in webhook mode; within one, a read serves twice."""
+    li = await _villager(hooked, LI, "李明")
+    await li.press("📝 我要反映问题")
+    await li.expect("您要反映哪方面的问题？请点一个类别。")
+    await li.tap("环境卫生")
+    await li.expect("环境卫生：具体是哪一类？")
+    with QueryLog() as queries:  # (the row is there now: storing the last step reads nothing)
+        await li.tap("卫生清理")
+        await li.expect("请描述问题")
+    # (The same table keeps the claims on update ids, "handled:…": not the person's.)
+    reads = [
+        values for sql, values in queries.statements
+        if 'FROM "conversation"' in sql and not str(values[0]).startswith("handled:")
+    ]
+    assert len(reads) == (0 if TEST_REDIS_URL else 1), reads
+    await li.send("村口垃圾桶满了")
+    await li.expect("照片能帮助工作人员了解情况")  # the next step found what the last stored
 
 
 async def test_refused_posts_change_nothing_and_the_bot_keeps_serving(hooked: Sandbox) -> None:

@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from bot import open311
+from bot import apikeys, open311
 from bot.models import ApiKey, Township
 from bot.open311 import Problem
 
@@ -107,7 +107,7 @@ async def _reader(township: Township, key: str | None) -> ApiKey | None:
     rather than silently read as none."""
     if not key:
         return None
-    found = await open311.valid_key(township, key)
+    found = await apikeys.valid_key(township, key)
     if found is None:
         raise Problem(403, "api_key is not a valid key of this jurisdiction")
     return found
@@ -190,7 +190,7 @@ async def create(request: web.Request) -> web.Response:
         raise Problem(413, "the request is larger than 1 MB") from None
     form = {key: value for key, value in posted.items() if isinstance(value, str)}
     township = await _township(request, form)
-    key = await open311.valid_key(township, form.get("api_key"))
+    key = await apikeys.valid_key(township, form.get("api_key"))
     if key is None:
         log.warning("open311: POST requests refused: api_key missing or not valid")
         raise Problem(403, "api_key is missing, or not a valid key of this jurisdiction")
