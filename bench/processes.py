@@ -43,10 +43,22 @@ OWN_SETTINGS = (
 RECEIVING = "receiving updates by webhook"
 
 
+#: Ports for the processes' servers, below Linux's ephemeral range (32768 and up): a port
+#: found free there could be taken as the local end of some connection before the process
+#: binds it; here only another `free_port` could, one chance in thousands.
+FREE_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port of loopback nobody listens on, for a process that will bind it."""
+    while True:
+        port = secrets.choice(FREE_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def environment(settings: dict[str, str]) -> dict[str, str]:

@@ -18,10 +18,11 @@ import pytest
 from conftest import TEST_REDIS_URL
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.processes import free_port as _free_port
 from bot import db
 from bot.config import load_settings
 from bot.models import CaseStatus, Delivery, DeliveryKind
-from bot.sandbox import Sandbox, _free_port
+from bot.sandbox import Sandbox
 from scheduler.policy import Policy
 from scheduler.service import Supervisor
 from web.server import WebServer
