@@ -18,7 +18,7 @@ from enum import StrEnum
 
 from tortoise import connections
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
+from tortoise.expressions import F, Subquery
 from tortoise.transactions import in_transaction
 
 from bot import db, delivery, logs, snapshot
@@ -724,7 +724,7 @@ async def same_problem(
     if category.confidential:
         return []
     at = at or now()
-    joined = Supporter.filter(villager_id=villager.id).values_list("case_id", flat=True)
+    joined = Subquery(Supporter.filter(villager_id=villager.id).values_list("case_id", flat=True))
     rows = await Case.filter(
         township_id=village.township_id,  # type: ignore[attr-defined]
         category_id=category.id,
@@ -732,7 +732,7 @@ async def same_problem(
         created_at__gte=at - timedelta(days=SAME_PROBLEM_DAYS),
         **_offerable(),
     ).exclude(status=CaseStatus.CLOSED).exclude(reporter_id=villager.id).exclude(
-        id__in=await joined
+        id__in=joined
     ).order_by("-created_at", "-id").limit(50)
     found: list[Case] = []
     for case in rows:

@@ -29,6 +29,7 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -135,13 +136,10 @@ class DatabaseStorage(BaseStorage):
             if handled is not None:
                 await Conversation.filter(key=handled).update(state=DONE, updated_at=now)
         else:
-            rows = [Conversation(key=row_key, state=state, data=json.loads(data), updated_at=now)]
+            rows = [(row_key, state, data, now)]
             if handled is not None:
-                rows.append(Conversation(key=handled, state=DONE, data={}, updated_at=now))
-            # One INSERT ... ON CONFLICT DO UPDATE for the conversation, new or not, and the mark.
-            await Conversation.bulk_create(
-                rows, on_conflict=["key"], update_fields=["state", "data", "updated_at"]
-            )
+                rows.append((handled, DONE, EMPTY, now))
+            await _upsert(rows)
         self._remember(row_key, (state, data))
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
@@ -182,6 +180,28 @@ HANDLED_PREFIX = "handled:"
 #: Redis's b"1", is an update handled.)
 HANDLING = "handling"
 DONE = "done"
+
+
+#: The conversation rows given, each made or overwritten, in one statement. Written out here
+#: rather than through `bulk_create(on_conflict=...)`: building that statement anew for every
+#: update (pypika copies its query at each step) cost more than running it.
+_UPSERT = (
+    'INSERT INTO "conversation" ("key", "state", "data", "updated_at") VALUES {rows}'
+    ' ON CONFLICT ("key") DO UPDATE SET "state" = EXCLUDED."state",'
+    ' "data" = EXCLUDED."data", "updated_at" = EXCLUDED."updated_at"'
+)
+
+
+async def _upsert(rows: list[tuple[str, str | None, str, datetime]]) -> None:
+    """Rows of key, state, data (JSON text) and time; in the caller's transaction if any."""
+    connection = connections.get("default")
+    if connection.capabilities.dialect == "sqlite":
+        marks = ["(?, ?, ?, ?)"] * len(rows)
+    else:  # asyncpg numbers its parameters
+        marks = [f"(${i + 1}, ${i + 2}, ${i + 3}, ${i + 4})" for i in range(0, 4 * len(rows), 4)]
+    await connection.execute_query(
+        _UPSERT.format(rows=", ".join(marks)), [value for row in rows for value in row]
+    )
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from bot.sandbox import Phone, Sandbox
 from scheduler import repeats
 from scheduler.policy import Policy
 
-LI, WANG = 1001, 1002
+LI, WANG, ZHANG = 1001, 1002, 1003
 LIN = 9101  # 林秀英: Zhengda grid 1 and the committee, where a litter case goes first
 
 
@@ -190,6 +190,22 @@ async def test_a_villager_cannot_support_their_own_case(sandbox: Sandbox) -> Non
     with pytest.raises(cases.CaseRefused):
         await cases.support(case.id, li)
     assert await Supporter.all().count() == 0
+
+
+async def test_a_case_the_villager_joined_is_not_offered_again_to_them_only(
+    sandbox: Sandbox,
+) -> None:
+    li, _li = await _villager(sandbox, LI, "李明")
+    wang, _wang = await _villager(sandbox, WANG, "王芳")
+    zhang, _zhang = await _villager(sandbox, ZHANG, "张伟")
+    joined, other = await _reported(li), await _reported(li)
+    await cases.support(joined.id, wang)
+    litter = await Category.get(code="litter")
+    village = await li.village
+    assert [c.id for c in await cases.same_problem(wang, litter, village)] == [other.id]
+    assert {c.id for c in await cases.same_problem(zhang, litter, village)} == {
+        joined.id, other.id,
+    }
 
 
 async def test_a_pin_far_away_is_not_the_same_problem(sandbox: Sandbox) -> None:
