@@ -77,17 +77,16 @@ LATENCY_GRIDS = [("zhengda", "g1"), ("zhengda", "g2"), ("banli", "g1"), ("gaocen
 SUBMIT_EVERY = 0.75
 WEBHOOK_SECRET = "echo-bot-secret"
 
-#: The report flow before the card became one message, by database and mode (README,
-#: Benchmarks: the same command, the version of 2026-12-05, run on the machine of the README's
-#: figures on 2026-12-06): updates/s, share of the echo bot's, CPU ms, Bot API requests and
-#: statements per update; submit to the card's first message (its photo) and to its text
-#: (after the photo and the pin), p50 and p99 in ms.
+#: The report flow of the version before (README, Benchmarks: the same command, that version
+#: run right before this one on the same machine, 2026-12-06): updates/s, share of the echo
+#: bot's of its run, CPU ms, Bot API requests and statements per update; submit to the card's
+#: first message and to its text (one message since that version: the same), p50 and p99 ms.
 Figures = tuple[float, float, float, float, float, tuple[float, float, float, float]]
 BEFORE: dict[tuple[str, str], Figures] = {
-    ("sqlite", "polling"): (102, 0.09, 9.38, 2.13, 7.4, (23, 45, 34, 59)),
-    ("postgres", "polling"): (104, 0.09, 9.64, 2.13, 7.4, (25, 37, 37, 56)),
-    ("sqlite", "webhook"): (83, 0.08, 11.78, 2.13, 9.3, (23, 30, 35, 42)),
-    ("postgres", "webhook"): (90, 0.10, 11.23, 2.14, 9.3, (26, 35, 36, 49)),
+    ("sqlite", "polling"): (51, 0.08, 19.12, 2.13, 5.4, (35, 52, 35, 52)),
+    ("postgres", "polling"): (64, 0.12, 15.83, 2.13, 5.4, (44, 64, 44, 64)),
+    ("sqlite", "webhook"): (46, 0.11, 22.26, 1.76, 6.3, (34, 48, 34, 48)),
+    ("postgres", "webhook"): (51, 0.10, 20.00, 1.76, 6.4, (37, 48, 37, 48)),
 }
 
 
