@@ -46,7 +46,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -207,10 +207,27 @@ def _chunks(photos: Sequence[str]) -> list[list[str]]:
     return [items[start : start + ALBUM_MAX] for start in range(0, len(items), ALBUM_MAX)]
 
 
+#: The case whose notices are being queued, with whether it is an emergency (`for_case`).
+_case_at_hand: ContextVar[tuple[int, bool] | None] = ContextVar("case_at_hand", default=None)
+
+
+@contextlib.contextmanager
+def for_case(case: Case) -> Iterator[None]:
+    """Posts inside are about `case`, its category read: their priority needs no statement."""
+    token = _case_at_hand.set((case.id, bool(case.category.emergency)))
+    try:
+        yield
+    finally:
+        _case_at_hand.reset(token)
+
+
 async def _priority(case_id: int | None) -> int:
     """An emergency case's rows go first: the one rule, kept here so no notice forgets it."""
     if case_id is None:
         return 0
+    at_hand = _case_at_hand.get()
+    if at_hand is not None and at_hand[0] == case_id:
+        return EMERGENCY if at_hand[1] else 0
     snap = snapshot.current()
     if snap is not None and case_id in snap.case_categories:
         category = snap.categories[snap.case_categories[case_id]]

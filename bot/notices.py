@@ -1116,8 +1116,9 @@ async def announce(change: Change) -> None:
         return
     # A transition's case is as its UPDATE left it, in this transaction (bot.cases).
     scene = await _scene(change, fresh=change.event.action not in NEW_CASES)
-    async with delivery.together():  # its notices in a few statements
-        await handler(scene)
+    with delivery.for_case(scene.case):
+        async with delivery.together():  # its notices in a few statements
+            await handler(scene)
 
 
 # ---- what could not be delivered ------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.models import (
     Account,
@@ -54,6 +54,15 @@ class Snapshot:
     township_robots: dict[int, list[Robot]] = field(default_factory=dict)
     #: case id → its category id, for the cases of the batch (a case keeps its category).
     case_categories: dict[int, int] = field(default_factory=dict)
+
+    def with_reporter(self, villager: Villager, account: Account) -> Snapshot:
+        """This snapshot and a reporter with their account, for one change (a process's
+        kept snapshot is shared by every update: it is left as it is)."""
+        return replace(
+            self,
+            villagers={**self.villagers, villager.id: villager},
+            accounts={**self.accounts, account.id: account},
+        )
 
     def active_unit(self, unit_id: int | None) -> Unit | None:
         unit = self.units.get(unit_id) if unit_id is not None else None

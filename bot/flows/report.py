@@ -891,7 +891,8 @@ async def _submit(
     villager = person.villager
     assert villager is not None
     directory = await _directory(person)
-    with snapshot.reading(directory):
+    # The reporter is at hand: the case's notices need not read them again.
+    with snapshot.reading(directory.with_reporter(villager, person.account)):
         await _submit_in(query, message, state, draft, person, directory, offer=offer)
 
 
