@@ -18,8 +18,9 @@ second read. Cases, conversations and the outbox are never kept here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Hashable
-from contextvars import Context
+from collections.abc import Callable, Coroutine, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import Context, ContextVar
 from typing import Any
 
 from tortoise import BaseDBAsyncClient, connections
@@ -66,14 +67,30 @@ async def changed(using_db: BaseDBAsyncClient | None = None) -> None:
         await Version.get_or_create(name=DIRECTORY, defaults={"number": 1}, using_db=using_db)
 
 
+#: The directory's version: this alone, or inside another statement (an update's claim).
+VERSION = f"SELECT number FROM version WHERE name = '{DIRECTORY}'"
+#: The version as the update being handled read it with its claim (`known`).
+_known: ContextVar[int | None] = ContextVar("directory_known", default=None)
+
+
+@contextmanager
+def known(number: int | None) -> Iterator[None]:
+    """Inside, `fresh` takes `number` (read with the update's claim) instead of asking."""
+    token = _known.set(number)
+    try:
+        yield
+    finally:
+        _known.reset(token)
+
+
 async def fresh() -> int:
     """The directory's version now; what is kept is forgotten when another process changed the
     directory since it was read. Rows read after this call may be kept at this number."""
     global _seen
-    _, rows = await connections.get("default").execute_query(
-        f"SELECT number FROM version WHERE name = '{DIRECTORY}'"
-    )
-    number = int(rows[0][0]) if rows else 0
+    number = _known.get()
+    if number is None:
+        _, rows = await connections.get("default").execute_query(VERSION)
+        number = int(rows[0][0]) if rows else 0
     if number != _seen:
         _kept.clear()
         _seen = number

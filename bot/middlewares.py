@@ -15,6 +15,7 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import StateType
 from aiogram.types import Chat, TelegramObject, Update, User
 
+from bot import cache
 from bot.i18n import catalogs
 from bot.people import identify
 from bot.storage import EMPTY, DatabaseStorage, HandledUpdates, Write
@@ -78,15 +79,16 @@ class OnceOnly(BaseMiddleware):
             if claim is None:
                 log.info("update %s arrived again; handled already", event.update_id)
                 return UNHANDLED
-            context = data.get("state")
-            if not isinstance(context, FSMContext):
-                return await handler(event, data)
-            conversation = data["state"] = ThisUpdate(context)
-            token = _this_update.set(conversation)
-            try:
-                result = await handler(event, data)
-            finally:
-                _this_update.reset(token)
+            with cache.known(claim.directory):
+                context = data.get("state")
+                if not isinstance(context, FSMContext):
+                    return await handler(event, data)
+                conversation = data["state"] = ThisUpdate(context)
+                token = _this_update.set(conversation)
+                try:
+                    result = await handler(event, data)
+                finally:
+                    _this_update.reset(token)
             claim.write = conversation.write()
             return result
 
