@@ -29,7 +29,7 @@ from aiogram.fsm.storage.base import (
     StorageKey,
 )
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from tortoise import connections
+from tortoise import BaseDBAsyncClient, connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
@@ -195,20 +195,24 @@ _UPSERT = (
 
 #: A claim on an update, saying the directory's version (`bot.cache.VERSION`) as it is made.
 _CLAIM = (
-    'INSERT INTO "conversation" ("key", "state", "data", "updated_at") VALUES ({marks})'
+    'INSERT INTO "conversation" ("key", "state", "data", "updated_at") VALUES {rows}'
     ' RETURNING ({version}) AS "number"'
 )
+
+
+def _rows(connection: BaseDBAsyncClient, count: int) -> str:
+    """`count` rows of a conversation's four values, as parameters of this database."""
+    if connection.capabilities.dialect == "sqlite":
+        return ", ".join(["(?, ?, ?, ?)"] * count)
+    # asyncpg numbers its parameters
+    return ", ".join(f"(${i + 1}, ${i + 2}, ${i + 3}, ${i + 4})" for i in range(0, 4 * count, 4))
 
 
 async def _upsert(rows: list[tuple[str, str | None, str, datetime]]) -> None:
     """Rows of key, state, data (JSON text) and time; in the caller's transaction if any."""
     connection = connections.get("default")
-    if connection.capabilities.dialect == "sqlite":
-        marks = ["(?, ?, ?, ?)"] * len(rows)
-    else:  # asyncpg numbers its parameters
-        marks = [f"(${i + 1}, ${i + 2}, ${i + 3}, ${i + 4})" for i in range(0, 4 * len(rows), 4)]
     await connection.execute_query(
-        _UPSERT.format(rows=", ".join(marks)), [value for row in rows for value in row]
+        _UPSERT.format(rows=_rows(connection, len(rows))), [value for row in rows for value in row]
     )
 
 
@@ -356,11 +360,10 @@ class HandledUpdates:
             lease = int(LEASE.total_seconds() * 1000)
             return bool(await self._redis.set(key, HANDLING, nx=True, px=lease)), None
         connection = connections.get("default")
-        marks = "?, ?, ?, ?" if connection.capabilities.dialect == "sqlite" else "$1, $2, $3, $4"
         try:
             # (Not execute_query: asyncpg's client runs an INSERT there without its rows.)
             rows = await connection.execute_query_dict(
-                _CLAIM.format(marks=marks, version=cache.VERSION),
+                _CLAIM.format(rows=_rows(connection, 1), version=cache.VERSION),
                 [key, HANDLING, EMPTY, _now()],
             )
         except IntegrityError:

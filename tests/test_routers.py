@@ -32,7 +32,9 @@ def _filters(router: Router) -> list[tuple[str, FilterObject]]:
 
 
 def test_no_filter_of_the_dispatcher_is_sent_to_a_thread() -> None:
-    settings = load_settings(database_url="sqlite://:memory:", bot_token="123456789:" + "A" * 35, web_listen="")
+    settings = load_settings(
+        database_url="sqlite://:memory:", bot_token="123456789:" + "A" * 35, web_listen=""
+    )
     dispatcher: Dispatcher = build_dispatcher(settings)
     filters = _filters(dispatcher)
     assert len(filters) > 100  # the report flow alone has dozens: the walk found them
