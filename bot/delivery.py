@@ -110,7 +110,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
 from tortoise.transactions import in_transaction
 
-from bot import cache, db, robots, snapshot
+from bot import cache, db, robots
 from bot.models import Account, Case, Delivery, DeliveryKind
 from bot.storage import redis_pool
 
@@ -228,10 +228,6 @@ async def _priority(case_id: int | None) -> int:
     at_hand = _case_at_hand.get()
     if at_hand is not None and at_hand[0] == case_id:
         return EMERGENCY if at_hand[1] else 0
-    snap = snapshot.current()
-    if snap is not None and case_id in snap.case_categories:
-        category = snap.categories[snap.case_categories[case_id]]
-        return EMERGENCY if category.emergency else 0
     emergency = await Case.filter(id=case_id, category__emergency=True).exists()
     return EMERGENCY if emergency else 0
 

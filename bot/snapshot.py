@@ -52,8 +52,6 @@ class Snapshot:
     robots: dict[int, list[Robot]] = field(default_factory=dict)
     #: township id → its own active robots (its leaders' groups), in the directory's order.
     township_robots: dict[int, list[Robot]] = field(default_factory=dict)
-    #: case id → its category id, for the cases of the batch (a case keeps its category).
-    case_categories: dict[int, int] = field(default_factory=dict)
 
     def with_reporter(self, villager: Villager, account: Account) -> Snapshot:
         """This snapshot and a reporter with their account, for one change (a process's
@@ -146,11 +144,10 @@ def reading(snapshot: Snapshot) -> Iterator[Snapshot]:
 async def load(
     township_ids: Iterable[int],
     reporter_ids: Iterable[int] = (),
-    case_categories: dict[int, int] | None = None,
 ) -> Snapshot:
     """Every directory row of these townships, and these reporters with their accounts."""
     ids = sorted(set(township_ids))
-    snap = Snapshot(case_categories=dict(case_categories or {}))
+    snap = Snapshot()
     snap.townships = {t.id: t for t in await Township.filter(id__in=ids)}
     snap.villages = {v.id: v for v in await Village.filter(township_id__in=ids)}
     snap.grids = {g.id: g for g in await Grid.filter(village__township_id__in=ids)}

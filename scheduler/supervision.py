@@ -227,7 +227,8 @@ async def _supervise_together(
     done = SweepReport()
     async with in_transaction(), delivery.together(), notices.cards_of([c.id for c in batch]):
         for case in batch:
-            await supervise(case, now, policy, done, starts)
+            with delivery.for_case(case):  # its category read: its rows' priority is known
+                await supervise(case, now, policy, done, starts)
     report.add(done)
 
 
@@ -275,7 +276,6 @@ async def sweep(now: datetime, policy: Policy) -> SweepReport:
         snap = await snapshot.load(
             {case.township_id for case in batch},  # type: ignore[attr-defined]
             {case.reporter_id for case in batch if case.reporter_id is not None},  # type: ignore[attr-defined]
-            {case.id: case.category_id for case in batch},  # type: ignore[attr-defined]
         )
         starts = await window_starts([case.id for case in batch])
         seen.update(case.id for case in batch)
