@@ -101,15 +101,15 @@ async def test_a_long_handling_keeps_its_claim(
     handled: HandledUpdates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Renewed while it works: a handling that outlasts the lease is not taken over."""
-    # Four seconds: leases of one and of two were seen to run out on this two-core machine
+    # Six seconds: leases of one, two and four were seen to run out on this two-core machine
     # busy with the rest of the suite, their renewal (every third of the lease) held up
     # behind the other tests for longer than the lease had left.
-    monkeypatch.setattr(storage, "LEASE", timedelta(seconds=4))
+    monkeypatch.setattr(storage, "LEASE", timedelta(seconds=6))
 
     async def first() -> None:
         async with handled.once(12) as mine:
             assert mine
-            await asyncio.sleep(10)  # two and a half leases long
+            await asyncio.sleep(10)  # over one and a half leases long
 
     handling = asyncio.create_task(first())
     await asyncio.sleep(0.2)
