@@ -12,10 +12,13 @@ of the version before (`BEFORE`) are printed beside, for the same database and m
    heading, category, description, photo, Done, location pin, Submit: 8 updates), each step
    waiting for the bot's answer as a person would. The echo bot gets the same number of people
    sending the same number of messages, each waiting for its echo. Figure: updates answered per
-   second of wall time, and villagebot's share of the echo bot's rate. The villagers are
-   registered in the database beforehand (registration is not the report flow); the drafts
-   live in the bot's conversation storage, the cases and cards go through the database and
-   the outbox as in production.
+   second of wall time, and villagebot's share of the echo bot's rate. Between them, the
+   floor: the echo bot that also claims each update before its echo and marks it done after
+   (`HandledUpdates.once`, in a fresh database of the same kind), the least a bot must do that
+   neither loses an update a process died with nor handles a redelivered one twice. The
+   villagers are registered in the database beforehand (registration is not the report flow);
+   the drafts live in the bot's conversation storage, the cases and cards go through the
+   database and the outbox as in production.
 2. Latency. `--samples` villagers bring a draft to its summary; then one Submit at a time,
    0.75 s apart, spread over five grid officials. Figures: from the Submit update to the first
    message of the case card and to its text with the buttons, in the official's private chat;
@@ -37,16 +40,16 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiogram import Bot, Dispatcher, Router
+from aiogram import BaseMiddleware, Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Message
+from aiogram.types import Message, TelegramObject, Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
@@ -63,9 +66,11 @@ from bench.common import (
 )
 from bench.conversation import Inbox, says, to_summary
 from bench.processes import free_port
+from bot import db
 from bot.emulator import BotAPIEmulator, UserHandle, said
 from bot.models import Account, Grid, Official, Villager
 from bot.sandbox import Sandbox
+from bot.storage import HandledUpdates
 
 STEPS = 8
 NUMBER = re.compile(r"[A-Z]+-\d{4}-\d{6}")
@@ -96,9 +101,14 @@ BEFORE: dict[tuple[str, str], Figures] = {
 @dataclass
 class EchoBot:
     """aiogram's echo bot, polling or behind aiogram's own webhook handler (answering each
-    POST once the update is handled, as villagebot's webhook does)."""
+    POST once the update is handled, as villagebot's webhook does).
+
+    Given `handled`, it is the floor of any bot that loses and doubles nothing: each update is
+    claimed before its echo and marked done after it (`HandledUpdates.once`, villagebot's own
+    two statements an update), and nothing else."""
 
     webhook: bool = False
+    handled: HandledUpdates | None = None
     emulator: BotAPIEmulator = field(init=False)
     task: asyncio.Task[None] | None = None
     runner: web.AppRunner | None = None
@@ -114,6 +124,8 @@ class EchoBot:
 
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(router)
+        if self.handled is not None:
+            self.dispatcher.update.outer_middleware(_Once(self.handled))
         session = AiohttpSession(api=TelegramAPIServer.from_base(self.emulator.base_url))
         self.bot = Bot(token=self.emulator.token, session=session)
         if self.webhook:
@@ -149,6 +161,23 @@ class EchoBot:
         await self.emulator.stop()
 
 
+class _Once(BaseMiddleware):
+    """Each update claimed, handled, marked done: none twice, none lost."""
+
+    def __init__(self, handled: HandledUpdates) -> None:
+        self.handled = handled
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)
+        async with self.handled.once(event.update_id) as claim:
+            return None if claim is None else await handler(event, data)
+
+
 @dataclass
 class Rate:
     updates_per_second: float
@@ -182,8 +211,10 @@ async def _measure(people: int, emulator: BotAPIEmulator, work: Awaitable[object
     )
 
 
-async def echo_throughput(people: int, webhook: bool = False) -> Rate:
-    async with EchoBot(webhook) as echo:
+async def echo_throughput(
+    people: int, webhook: bool = False, handled: HandledUpdates | None = None
+) -> Rate:
+    async with EchoBot(webhook, handled) as echo:
         inbox = Inbox(echo.emulator)
         users = [echo.emulator.user(100_000 + i, f"U{i}") for i in range(people)]
 
@@ -195,6 +226,16 @@ async def echo_throughput(people: int, webhook: bool = False) -> Rate:
         return await _measure(
             people, echo.emulator, asyncio.gather(*(talk(user) for user in users))
         )
+
+
+async def floor_throughput(people: int, webhook: bool, database: str) -> Rate:
+    """The echo bot with an update's claim and done mark in a fresh `database`."""
+    async with fresh_database(database) as url:
+        await db.start(url)
+        try:
+            return await echo_throughput(people, webhook, HandledUpdates(None, bot_id=1))
+        finally:
+            await db.stop()
 
 
 async def echo_round_trips(samples: int, webhook: bool = False) -> list[float]:
@@ -328,6 +369,7 @@ async def main() -> None:
 
     webhook = options.mode == "webhook"
     echo_rate = await echo_throughput(options.villagers, webhook)
+    floor = await floor_throughput(options.villagers, webhook, options.database)
     profiler = _profiler() if options.profile else None
     rate, first_parts, whole_cards = await villagebot_figures(
         options.database, options.villagers, options.samples, webhook
@@ -350,10 +392,16 @@ async def main() -> None:
             ["echo bot (aiogram, nothing else)", f"{echo_rate.updates_per_second:.0f}", "100%",
              _ms(echo_rate.cpu_per_update, 2), f"{echo_rate.calls_per_update:.2f}",
              f"{echo_rate.queries_per_update:.1f}"],
-            ["villagebot, whole report flow", f"{rate.updates_per_second:.0f}",
-             f"{rate.updates_per_second / echo_rate.updates_per_second:.0%}",
-             _ms(rate.cpu_per_update, 2), f"{rate.calls_per_update:.2f}",
-             f"{rate.queries_per_update:.1f}"],
+            *(
+                [name, f"{r.updates_per_second:.0f}",
+                 f"{r.updates_per_second / echo_rate.updates_per_second:.0%}",
+                 _ms(r.cpu_per_update, 2), f"{r.calls_per_update:.2f}",
+                 f"{r.queries_per_update:.1f}"]
+                for name, r in (
+                    ("floor: echo bot + an update's claim and done mark", floor),
+                    ("villagebot, whole report flow", rate),
+                )
+            ),
             *([["villagebot before (recorded)", f"{before[0]:.0f}", f"{before[1]:.0%}",
                 f"{before[2]:.2f} ms", f"{before[3]:.2f}", f"{before[4]:.1f}"]] if before else []),
         ],
