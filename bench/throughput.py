@@ -14,7 +14,7 @@ of the version before (`BEFORE`) are printed beside, for the same database and m
    sending the same number of messages, each waiting for its echo. Figure: updates answered per
    second of wall time, and villagebot's share of the echo bot's rate. Between them, the
    floor: the echo bot that also claims each update before its echo and marks it done after
-   (`HandledUpdates.once`, in a fresh database of the same kind), the least a bot must do that
+   (villagebot's `OnceOnly`, in a fresh database of the same kind), the least a bot must do that
    neither loses an update a process died with nor handles a redelivered one twice. The
    villagers are registered in the database beforehand (registration is not the report flow);
    the drafts live in the bot's conversation storage, the cases and cards go through the
@@ -40,16 +40,16 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot, Dispatcher, Router
+from aiogram import Bot, Dispatcher, Router
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
-from aiogram.types import Message, TelegramObject, Update
+from aiogram.types import Message
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
@@ -68,6 +68,7 @@ from bench.conversation import Inbox, says, to_summary
 from bench.processes import free_port
 from bot import db
 from bot.emulator import BotAPIEmulator, UserHandle, said
+from bot.middlewares import OnceOnly
 from bot.models import Account, Grid, Official, Villager
 from bot.sandbox import Sandbox
 from bot.storage import HandledUpdates
@@ -104,8 +105,8 @@ class EchoBot:
     POST once the update is handled, as villagebot's webhook does).
 
     Given `handled`, it is the floor of any bot that loses and doubles nothing: each update is
-    claimed before its echo and marked done after it (`HandledUpdates.once`, villagebot's own
-    two statements an update), and nothing else."""
+    claimed before its echo and marked done after it (villagebot's own `OnceOnly`, two
+    statements an update), and nothing else."""
 
     webhook: bool = False
     handled: HandledUpdates | None = None
@@ -125,7 +126,7 @@ class EchoBot:
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(router)
         if self.handled is not None:
-            self.dispatcher.update.outer_middleware(_Once(self.handled))
+            self.dispatcher.update.outer_middleware(OnceOnly(self.handled))
         session = AiohttpSession(api=TelegramAPIServer.from_base(self.emulator.base_url))
         self.bot = Bot(token=self.emulator.token, session=session)
         if self.webhook:
@@ -159,23 +160,6 @@ class EchoBot:
                     await self.task
         await self.bot.session.close()
         await self.emulator.stop()
-
-
-class _Once(BaseMiddleware):
-    """Each update claimed, handled, marked done: none twice, none lost."""
-
-    def __init__(self, handled: HandledUpdates) -> None:
-        self.handled = handled
-
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
-        assert isinstance(event, Update)
-        async with self.handled.once(event.update_id) as claim:
-            return None if claim is None else await handler(event, data)
 
 
 @dataclass
@@ -232,9 +216,11 @@ async def floor_throughput(people: int, webhook: bool, database: str) -> Rate:
     """The echo bot with an update's claim and done mark in a fresh `database`."""
     async with fresh_database(database) as url:
         await db.start(url)
+        handled = HandledUpdates(None, bot_id=1)
         try:
-            return await echo_throughput(people, webhook, HandledUpdates(None, bot_id=1))
+            return await echo_throughput(people, webhook, handled)
         finally:
+            await handled.close()
             await db.stop()
 
 

@@ -193,6 +193,7 @@ class Villagebot:
                 await refuse_if_webhook_set(bot)
             dispatcher = build_dispatcher(settings, clock)
             undo.push_async_callback(dispatcher.storage.close)
+            undo.push_async_callback(dispatcher["handled"].close)
             undo.push_async_callback(dispatcher.fsm.events_isolation.close)
             await set_default_menus(bot, settings.default_language)
             await warn_of_gaps(setup.telegram_checker(bot))
@@ -272,6 +273,7 @@ class Villagebot:
             await self.supervisor.stop()
         await self.courier.stop()  # sends in flight finish before the session closes
         await self.dispatcher.storage.close()
+        await self.dispatcher["handled"].close()
         await self.dispatcher.fsm.events_isolation.close()
         await self.bot.session.close()
         await db.stop()

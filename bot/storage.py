@@ -135,7 +135,7 @@ class DatabaseStorage(BaseStorage):
         if state is None and data == EMPTY:
             await Conversation.filter(key=row_key).delete()
             if handled is not None:
-                await Conversation.filter(key=handled).update(state=DONE, updated_at=now)
+                await _mark_done(handled, now)
         else:
             rows = [(row_key, state, data, now)]
             if handled is not None:
@@ -200,12 +200,26 @@ _CLAIM = (
 )
 
 
+def _marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
+    """`count` parameters in this database's style (asyncpg numbers them)."""
+    if connection.capabilities.dialect == "sqlite":
+        return ["?"] * count
+    return [f"${i + 1}" for i in range(count)]
+
+
 def _rows(connection: BaseDBAsyncClient, count: int) -> str:
     """`count` rows of a conversation's four values, as parameters of this database."""
-    if connection.capabilities.dialect == "sqlite":
-        return ", ".join(["(?, ?, ?, ?)"] * count)
-    # asyncpg numbers its parameters
-    return ", ".join(f"(${i + 1}, ${i + 2}, ${i + 3}, ${i + 4})" for i in range(0, 4 * count, 4))
+    marks = _marks(connection, 4 * count)
+    return ", ".join(f"({', '.join(marks[i : i + 4])})" for i in range(0, 4 * count, 4))
+
+
+#: An update's claim marked done (written out once, as `_UPSERT`).
+_DONE = 'UPDATE "conversation" SET "state" = {p[0]}, "updated_at" = {p[1]} WHERE "key" = {p[2]}'
+
+
+async def _mark_done(key: str, now: datetime) -> None:
+    connection = connections.get("default")
+    await connection.execute_query(_DONE.format(p=_marks(connection, 3)), [DONE, now, key])
 
 
 async def _upsert(rows: list[tuple[str, str | None, str, datetime]]) -> None:
@@ -259,6 +273,9 @@ class HandledUpdates:
         self._prefix = f"{HANDLED_PREFIX}{bot_id}:"
         self._handled = 0
         self._storage = storage
+        #: The claims this process holds, all renewed together by one task (`_keep`).
+        self._held: set[str] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def once(self, update_id: int) -> AsyncIterator[Claim | None]:
@@ -272,7 +289,7 @@ class HandledUpdates:
         key = self._prefix + str(update_id)
         claim = Claim(update_id, directory=directory)
         try:
-            async with _renewed(lambda: self._renew(key)):
+            with self._holding(key):
                 yield claim
         except BaseException:
             with contextlib.suppress(Exception):
@@ -314,7 +331,7 @@ class HandledUpdates:
             return
         now = _now()
         if write is None:
-            await Conversation.filter(key=key).update(state=DONE, updated_at=now)
+            await _mark_done(key, now)
         else:
             storage = self._storage
             assert isinstance(storage, DatabaseStorage), "a write needs the database's storage"
@@ -392,11 +409,51 @@ class HandledUpdates:
         ).update(updated_at=now)
         return bool(taken)
 
-    async def _renew(self, key: str) -> None:
+    @contextlib.contextmanager
+    def _holding(self, key: str) -> Iterator[None]:
+        """The claim `key` renewed while the block runs, with every other claim held here."""
+        self._held.add(key)
+        keeper = self._keeper
+        if keeper is None or keeper.done() or keeper.get_loop() is not asyncio.get_running_loop():
+            self._keeper = asyncio.create_task(self._keep())
+        try:
+            yield
+        finally:
+            self._held.discard(key)
+
+    async def close(self) -> None:
+        """No more updates: the renewing task ends now rather than at its next wake."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None and not keeper.done():
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep(self) -> None:
+        """Every third of `LEASE`, the claims held then renewed in one statement (one
+        pipeline): a task and a statement a process, not one of each an update. Ends when
+        no claim is held; the next claim starts it again."""
+        try:
+            while True:
+                await asyncio.sleep(LEASE.total_seconds() / 3)
+                if not self._held:
+                    return
+                try:
+                    await self._renew(sorted(self._held))
+                except Exception as error:  # the next renewal may succeed; the leases hold
+                    log.warning("renewing %d claims failed: %s", len(self._held), error)
+        finally:
+            if self._keeper is asyncio.current_task():
+                self._keeper = None
+
+    async def _renew(self, keys: list[str]) -> None:
         if self._redis is not None:
-            await self._redis.pexpire(key, int(LEASE.total_seconds() * 1000))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.pexpire(key, int(LEASE.total_seconds() * 1000))
+                await pipe.execute()
             return
-        await Conversation.filter(key=key, state=HANDLING).update(updated_at=_now())
+        await Conversation.filter(key__in=keys, state=HANDLING).update(updated_at=_now())
 
 
 def _now() -> datetime:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conftest import TEST_REDIS_URL
 
+from bench.common import QueryLog
 from bot import storage
 from bot.models import Conversation
 from bot.storage import DONE, HANDLED_FOR, HANDLED_PREFIX, HANDLING, LEASE, HandledUpdates
@@ -24,13 +25,17 @@ STORES = ["database", "redis"] if TEST_REDIS_URL else ["database"]
 @pytest.fixture(params=STORES)
 async def handled(request: pytest.FixtureRequest, database: str) -> AsyncIterator[HandledUpdates]:
     if request.param == "database":
-        yield HandledUpdates(None, bot_id=42)
+        handled = HandledUpdates(None, bot_id=42)
+        yield handled
+        await handled.close()
         return
     from redis.asyncio import Redis
 
     redis = Redis.from_url(TEST_REDIS_URL)
     await redis.flushdb()
-    yield HandledUpdates(redis, bot_id=42)
+    handled = HandledUpdates(redis, bot_id=42)
+    yield handled
+    await handled.close()
     await redis.aclose()
 
 
@@ -116,6 +121,40 @@ async def test_a_long_handling_keeps_its_claim(
     second = await asyncio.wait_for(handled.claim(12), 20)
     assert handling.done(), "the second delivery waited for the first to finish"
     assert second is False
+
+
+async def test_the_claims_held_at_once_are_renewed_together(
+    handled: HandledUpdates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One renewal for every claim the process holds, not one an update: three updates
+    handled at once are renewed by one statement (one pipeline with Redis), each still held."""
+    monkeypatch.setattr(storage, "LEASE", timedelta(seconds=1.5))
+    held = asyncio.Event()
+
+    async def handle(update_id: int) -> None:
+        async with handled.once(update_id) as mine:
+            assert mine
+            await held.wait()
+
+    with QueryLog() as queries:
+        handling = [asyncio.create_task(handle(n)) for n in (21, 22, 23)]
+        await asyncio.sleep(2)  # four renewals' time (every half second)
+        renewals = [
+            f"{sql} {values}" for sql, values in queries.statements
+            if sql.startswith("UPDATE") and "handled:42:2" in f"{sql} {values}"
+        ]
+        held.set()
+        await asyncio.gather(*handling)
+    if handled._redis is None:
+        assert renewals, "no renewal in four of its intervals"
+        assert all(all(f"handled:42:{n}" in r for n in (21, 22, 23)) for r in renewals), renewals
+        # Handled long after their claims were made, none was taken over meanwhile.
+        rows = await Conversation.filter(key__startswith="handled:42:2").values_list(
+            "key", "state"
+        )
+        assert sorted(rows) == [(f"handled:42:{n}", DONE) for n in (21, 22, 23)]
+    for n in (21, 22, 23):  # each done once: a later delivery does nothing
+        assert await handled.claim(n) is False
 
 
 async def test_handled_updates_are_forgotten_after_handled_for(handled: HandledUpdates) -> None:
