@@ -147,7 +147,8 @@ async def test_the_claims_held_at_once_are_renewed_together(
         await asyncio.gather(*handling)
     if handled._redis is None:
         assert renewals, "no renewal in four of its intervals"
-        assert all(all(f"handled:42:{n}" in r for n in (21, 22, 23)) for r in renewals), renewals
+        # (The first may come before the last claim is made, on a busy machine.)
+        assert any(all(f"handled:42:{n}" in r for n in (21, 22, 23)) for r in renewals), renewals
         # Handled long after their claims were made, none was taken over meanwhile.
         rows = await Conversation.filter(key__startswith="handled:42:2").values_list(
             "key", "state"
