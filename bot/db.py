@@ -46,6 +46,14 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     }
 
 
+def parameters(connection: Any, count: int) -> list[str]:
+    """`count` parameters of a statement written out by hand, in the style of `connection`'s
+    database (SQLite's `?`; asyncpg numbers them, `$1`...)."""
+    if connection.capabilities.dialect == "sqlite":
+        return ["?"] * count
+    return [f"${i + 1}" for i in range(count)]
+
+
 def in_callers_transaction() -> bool:
     """Whether this task runs inside a transaction already (`in_transaction`)."""
     return isinstance(connections.get("default"), TransactionalDBClient)

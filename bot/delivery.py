@@ -5,10 +5,11 @@ through here and nowhere else. `post` and `edit` write `Delivery` rows in the ca
 transaction, so a change that rolls back tells nobody and a change that commits is told even if
 the process dies a moment later. The `Courier` of each running process sends the rows:
 
-- It claims a row with one conditional UPDATE that sets `lease_until` and `lease_owner`; two
-  processes on one database never both claim a row, and the rows of a courier that died are
-  taken over when its lease runs out. A courier restarted under the same owner (the INSTANCE
-  setting) takes its own unfinished rows back at start instead of waiting for the lease.
+- It claims the rows a pass over the outbox may send with one conditional UPDATE that sets
+  `lease_until` and `lease_owner` (`_CLAIM`); two processes on one database never both claim a
+  row, and the rows of a courier that died are taken over when its lease runs out. A courier
+  restarted under the same owner (the INSTANCE setting) takes its own unfinished rows back at
+  start instead of waiting for the lease.
 - Per chat, rows go out in id order: a chat's row is sent only when every earlier row of that
   chat is sent or has failed. An edit therefore waits for its original. Across chats, rows of
   an emergency case (`priority`) go before the others, and so do the rows queued before them
@@ -105,6 +106,7 @@ from aiogram.types import (
     InputMediaPhoto,
     ReplyKeyboardMarkup,
 )
+from tortoise import connections
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q, Subquery
 from tortoise.functions import Min
@@ -757,6 +759,16 @@ class _NotYet(Exception):
     """An edit whose original is not sent yet."""
 
 
+#: Rows claimed by a courier: those of `{ids}` unfinished and unheld (or held past their
+#: lease), in one statement that says which. (The parameters in the order they are written:
+#: SQLite numbers its `?` so.)
+_CLAIM = (
+    'UPDATE "delivery" SET "lease_until" = {until}, "lease_owner" = {owner}'
+    ' WHERE ("lease_until" IS NULL OR "lease_until" <= {now})'
+    ' AND "sent_at" IS NULL AND "failed_at" IS NULL AND "id" IN ({ids}) RETURNING "id"'
+)
+
+
 def _pending() -> Any:
     return Delivery.filter(sent_at__isnull=True, failed_at__isnull=True)
 
@@ -910,7 +922,17 @@ class Courier:
         log.info("courier stopped")
 
     async def _dispatch(self) -> float:
-        """Start sending what is due and allowed; returns how long to sleep if nobody wakes."""
+        """Start sending what is due and allowed; returns how long to sleep if nobody wakes.
+        The rows for Telegram are claimed together, in one statement, at the pass's end."""
+        chosen: list[tuple[Delivery, int]] = []
+        try:
+            return await self._choose(chosen)
+        finally:
+            await self._claim_and_launch(chosen)
+
+    async def _choose(self, chosen: list[tuple[Delivery, int]]) -> float:
+        """What of the outbox may go now, into `chosen` with its cost (its places in the
+        pacer's windows held); returns how long to sleep if nobody wakes."""
         delay = POLL_SECONDS
         if len(self._tasks) >= MAX_IN_FLIGHT + MAX_ROBOTS_IN_FLIGHT:
             return delay
@@ -921,14 +943,15 @@ class Courier:
         for row in await _heads(now, limit=BATCH):
             if self._stopping:
                 break
-            if self._news.is_set() and self._launched > before:
+            if self._news.is_set() and (chosen or self._launched > before):
                 return 0.0  # rows queued since the read may go first: read again now
             if row.chat_id in self._busy:
                 continue
             if row.kind == DeliveryKind.ROBOT:
                 delay = min(delay, await self._start_robot(row))
                 continue
-            if telegram_full or len(self._tasks) - self._robot_flight >= MAX_IN_FLIGHT:
+            in_flight = len(self._tasks) - self._robot_flight + len(chosen)
+            if telegram_full or in_flight >= MAX_IN_FLIGHT:
                 continue
             cost = _cost(row)
             moment = time.monotonic()
@@ -944,22 +967,37 @@ class Courier:
                 continue
             # Hold the place before the awaits, or a reply could take it meanwhile.
             self._pacer.started(cost)
-            claimed = False
+            wait = 1.0
             try:
                 wait, full = await self._shared_room(row.chat_id, cost, broadcast)
-                if wait <= 0:
-                    claimed = await self._claim(row)
             finally:
-                if not claimed:
+                if wait > 0:
                     self._pacer.given_back(cost)
             if wait > 0:  # the other processes have used the room meanwhile
                 delay = min(delay, wait)
                 telegram_full = full
                 continue
-            if not claimed:
-                continue
-            self._launch(row, cost)
+            self._busy.add(row.chat_id)  # one row a chat at a time, from here on
+            chosen.append((row, cost))
         return delay
+
+    async def _claim_and_launch(self, chosen: list[tuple[Delivery, int]]) -> None:
+        """Claim the chosen rows in one statement and start sending those claimed; a row
+        another courier took meanwhile gives its places back."""
+        if not chosen:
+            return
+        claimed: set[int] = set()
+        try:
+            if not self._stopping:  # (else they wait for the next start, or another courier)
+                claimed = await self._claim_all([row.id for row, _ in chosen])
+        except Exception:
+            log.exception("courier: claiming %d rows failed", len(chosen))
+        for row, cost in chosen:
+            if row.id in claimed:
+                self._launch(row, cost)
+            else:
+                self._pacer.given_back(cost)
+                self._busy.discard(row.chat_id)
 
     def _launch(self, row: Delivery, cost: int) -> None:
         self._busy.add(row.chat_id)
@@ -1005,14 +1043,20 @@ class Courier:
             await asyncio.sleep(min(wait, left))
 
     async def _claim(self, row: Delivery) -> bool:
-        """Take the row if nobody holds it: one conditional UPDATE, safe across processes."""
+        """Take the row if nobody holds it."""
+        return row.id in await self._claim_all([row.id])
+
+    async def _claim_all(self, row_ids: list[int]) -> set[int]:
+        """Of these rows, those nobody held, now this courier's: one conditional UPDATE, safe
+        across processes (`_CLAIM`)."""
         now = _now()
-        claimed = await (
-            _pending()
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now), id=row.id)
-            .update(lease_until=now + LEASE, lease_owner=self.owner)
+        connection = connections.get("default")
+        marks = db.parameters(connection, 3 + len(row_ids))
+        rows = await connection.execute_query_dict(
+            _CLAIM.format(until=marks[0], owner=marks[1], now=marks[2], ids=", ".join(marks[3:])),
+            [now + LEASE, self.owner, now, *row_ids],
         )
-        return bool(claimed)
+        return {int(row["id"]) for row in rows}
 
     async def _deliver(self, row: Delivery, cost: int) -> None:
         _courier_sending.set(True)  # in this task's own context: counted here, not by DirectReplies

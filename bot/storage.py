@@ -33,7 +33,7 @@ from tortoise import BaseDBAsyncClient, connections
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from bot import cache
+from bot import cache, db
 from bot.models import Conversation
 
 log = logging.getLogger(__name__)
@@ -200,16 +200,9 @@ _CLAIM = (
 )
 
 
-def _marks(connection: BaseDBAsyncClient, count: int) -> list[str]:
-    """`count` parameters in this database's style (asyncpg numbers them)."""
-    if connection.capabilities.dialect == "sqlite":
-        return ["?"] * count
-    return [f"${i + 1}" for i in range(count)]
-
-
 def _rows(connection: BaseDBAsyncClient, count: int) -> str:
     """`count` rows of a conversation's four values, as parameters of this database."""
-    marks = _marks(connection, 4 * count)
+    marks = db.parameters(connection, 4 * count)
     return ", ".join(f"({', '.join(marks[i : i + 4])})" for i in range(0, 4 * count, 4))
 
 
@@ -219,7 +212,7 @@ _DONE = 'UPDATE "conversation" SET "state" = {p[0]}, "updated_at" = {p[1]} WHERE
 
 async def _mark_done(key: str, now: datetime) -> None:
     connection = connections.get("default")
-    await connection.execute_query(_DONE.format(p=_marks(connection, 3)), [DONE, now, key])
+    await connection.execute_query(_DONE.format(p=db.parameters(connection, 3)), [DONE, now, key])
 
 
 async def _upsert(rows: list[tuple[str, str | None, str, datetime]]) -> None:
