@@ -967,13 +967,13 @@ class Courier:
                 continue
             # Hold the place before the awaits, or a reply could take it meanwhile.
             self._pacer.started(cost)
-            wait = 1.0
             try:
                 wait, full = await self._shared_room(row.chat_id, cost, broadcast)
-            finally:
-                if wait > 0:
-                    self._pacer.given_back(cost)
+            except BaseException:
+                self._pacer.given_back(cost)
+                raise
             if wait > 0:  # the other processes have used the room meanwhile
+                self._pacer.given_back(cost)
                 delay = min(delay, wait)
                 telegram_full = full
                 continue

@@ -432,7 +432,7 @@ class HandledUpdates:
                 if not self._held:
                     return
                 try:
-                    await self._renew(sorted(self._held))
+                    await self._renew(list(self._held))
                 except Exception as error:  # the next renewal may succeed; the leases hold
                     log.warning("renewing %d claims failed: %s", len(self._held), error)
         finally:
